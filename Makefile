@@ -1,0 +1,100 @@
+# tunepipe — instruction-tune GPT-NeoX / Pythia models with Unix pipes.
+#
+#   make            build the tools into bin/
+#   make check      install missing build dependencies, build, run all tests
+#   make demo       the main job (see pipelines/)
+#   make bench      benchmarks
+#   make install PREFIX=/usr/local
+
+PREFIX ?= /usr/local
+BINDIR = $(PREFIX)/bin
+MANDIR = $(PREFIX)/share/man
+DATADIR = $(PREFIX)/share/tunepipe
+
+CC ?= cc
+# Built on the machine that runs it, so tune for it; ARCH= to override.
+ARCH ?= -march=native
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g $(ARCH)
+WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter
+CPPFLAGS += -std=c11 -D_GNU_SOURCE -Icommon -I/usr/include/cjson \
+            -DTUNEPIPE_DATADIR='"$(DATADIR)"' -DTUNEPIPE_SRCDATA='"$(CURDIR)/data"'
+LDLIBS = -lcjson -lutf8proc -lzstd -lopenblas -lm -lpthread
+
+# BUILD= lets the sanitizer build live beside the normal one.
+BUILD ?= build
+BIN ?= bin
+
+TOOLS = jsonl-split bpe-encode pad-trunc neox-train neox-gen strip-prompt eval-compare
+COMMON_SRC = $(wildcard common/*.c)
+COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC = $(wildcard tests/unit/*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%.t)
+BENCH_SRC = $(wildcard bench/*.c)
+BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all check test deps install uninstall clean bench check-asan
+.DELETE_ON_ERROR:
+
+all: $(TOOLS:%=$(BIN)/%) $(UNIT_BIN) $(BENCH_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libtunepipe.a: $(COMMON_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/%: $(BUILD)/cmd/%.o $(BUILD)/libtunepipe.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%.t: $(BUILD)/tests/unit/%.o $(BUILD)/libtunepipe.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libtunepipe.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+deps:
+	@scripts/deps.sh
+
+# Shell tests find the tools through TUNEPIPE_BIN and unit tests through
+# TUNEPIPE_BUILD; every test prints TAP, prove prints the summary.
+test: all
+	TUNEPIPE_BIN=$(CURDIR)/$(BIN) TUNEPIPE_BUILD=$(CURDIR)/$(BUILD) \
+	  prove --exec '' $(sort $(wildcard tests/t*.sh)) $(UNIT_BIN)
+
+check: deps
+	$(MAKE) test
+	$(MAKE) check-asan
+
+# The same suite under AddressSanitizer and UndefinedBehaviorSanitizer, in
+# its own build directory. Slow fidelity tests skip themselves here
+# (TUNEPIPE_SANITIZE is set).
+check-asan:
+	$(MAKE) BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
+	  CFLAGS='-O1 -g $(ARCH) -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer' \
+	  LDFLAGS='-fsanitize=address,undefined' \
+	  TUNEPIPE_SANITIZE=1 test
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DATADIR)
+	install -m 755 $(TOOLS:%=$(BIN)/%) $(DESTDIR)$(BINDIR)
+	install -m 644 man/man1/*.1 $(DESTDIR)$(MANDIR)/man1
+	install -m 644 man/man5/*.5 $(DESTDIR)$(MANDIR)/man5
+	install -m 644 data/* $(DESTDIR)$(DATADIR)
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man1/$(TOOLS:%=%.1) \
+	  $(DESTDIR)$(MANDIR)/man5/neox-stream.5
+	rm -rf $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build build-asan bin
+
+-include pipelines/*.mk

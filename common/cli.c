@@ -1,0 +1,168 @@
+/* cli.c — shared command-line plumbing; see cli.h. */
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *prog_name = "tunepipe";
+int progress_enabled;
+static int progress_line_open;
+
+void cli_init(const char *name) {
+    prog_name = name;
+    /* A parent that ignores SIGPIPE (some shells, Python) would turn a closed
+     * pipe into EPIPE on every write; default disposition ends us quietly. */
+    signal(SIGPIPE, SIG_DFL);
+}
+
+static void vmessage(const char *fmt, va_list ap) {
+    progress_done();
+    fprintf(stderr, "%s: ", prog_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help' for more information.\n", prog_name);
+    exit(2);
+}
+
+void warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+}
+
+void print_version_and_exit(void) {
+    printf("%s (tunepipe) %s\n", prog_name, TUNEPIPE_VERSION);
+    checked_fflush(stdout);
+    exit(0);
+}
+
+void print_help_and_exit(const char *text) {
+    fputs(text, stdout);
+    checked_fflush(stdout);
+    exit(0);
+}
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory (%zu bytes)", n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) die("out of memory (%zu x %zu bytes)", count, size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) die("out of memory (%zu bytes)", n);
+    return q;
+}
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+void write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EPIPE) exit(141); /* the reader went away: not our error */
+            die("write error: %s", strerror(errno));
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+void checked_fflush(FILE *f) {
+    if (fflush(f) != 0 || ferror(f)) {
+        if (errno == EPIPE) exit(141);
+        die("write error: %s", strerror(errno));
+    }
+}
+
+long parse_long(const char *opt, const char *arg, long min, long max) {
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end) usage_error("%s: not an integer: '%s'", opt, arg);
+    if (v < min || v > max) usage_error("%s: %ld is out of range [%ld, %ld]", opt, v, min, max);
+    return v;
+}
+
+double parse_double(const char *opt, const char *arg, double min, double max) {
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || v != v) usage_error("%s: not a number: '%s'", opt, arg);
+    if (v < min || v > max) usage_error("%s: %g is out of range [%g, %g]", opt, v, min, max);
+    return v;
+}
+
+void progress_setup(int forced, int quiet) {
+    progress_enabled = !quiet && (forced || isatty(STDERR_FILENO));
+}
+
+void progress(const char *fmt, ...) {
+    if (!progress_enabled) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("\r\033[K", stderr);
+    fprintf(stderr, "%s: ", prog_name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+    progress_line_open = 1;
+}
+
+void progress_done(void) {
+    if (!progress_line_open) return;
+    fputc('\n', stderr);
+    progress_line_open = 0;
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+char *data_file(const char *name) {
+    const char *dirs[] = {getenv("TUNEPIPE_DATA"), TUNEPIPE_DATADIR, TUNEPIPE_SRCDATA};
+    char *path = NULL;
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        if (!dirs[i] || !*dirs[i]) continue;
+        free(path);
+        size_t n = strlen(dirs[i]) + strlen(name) + 2;
+        path = xmalloc(n);
+        snprintf(path, n, "%s/%s", dirs[i], name);
+        if (access(path, R_OK) == 0 || i == 0) return path; /* an explicit $TUNEPIPE_DATA wins */
+    }
+    return path;
+}

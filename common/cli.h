@@ -1,0 +1,62 @@
+/* cli.h — what every tunepipe tool shares: its name in messages, fatal
+ * errors, usage errors, checked allocation and output, progress gating. */
+#ifndef TUNEPIPE_CLI_H
+#define TUNEPIPE_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define TUNEPIPE_VERSION "0.1.0"
+
+extern const char *prog_name;
+
+/* Call first in main(): sets prog_name, restores default SIGPIPE so a closed
+ * downstream pipe ends the tool quietly. */
+void cli_init(const char *name);
+
+/* "tool: message\n" on stderr, exit 1. */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* "tool: message\nTry 'tool --help'.\n" on stderr, exit 2. */
+void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* "tool: message\n" on stderr, no exit. */
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "tool (tunepipe) VERSION" to stdout and exits 0. */
+void print_version_and_exit(void) __attribute__((noreturn));
+/* Prints text to stdout and exits 0 (for --help). */
+void print_help_and_exit(const char *text) __attribute__((noreturn));
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Writes all n bytes to fd; a closed pipe (EPIPE) exits quietly,
+ * any other failure dies with the reason (e.g. a full disk). */
+void write_all(int fd, const void *buf, size_t n);
+/* fflush + ferror check for stdio output; same policy as write_all. */
+void checked_fflush(FILE *f);
+
+/* Number parsing for options: dies with a usage error naming the option. */
+long parse_long(const char *opt, const char *arg, long min, long max);
+double parse_double(const char *opt, const char *arg, double min, double max);
+
+/* Progress goes to stderr only when it is a terminal, or when forced
+ * (--progress); quiet (-q) turns it off. */
+extern int progress_enabled;
+void progress_setup(int forced, int quiet);
+/* Overwrites the current progress line (no-op when disabled). */
+void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Ends the progress line so later messages start on a clean line. */
+void progress_done(void);
+
+/* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
+double now_seconds(void);
+
+
+
+/* Path of a file shipped in data/: $TUNEPIPE_DATA/name when that variable is
+ * set, else the installed copy, else the source tree's (for bin/ use). The
+ * returned string is malloc'd. */
+char *data_file(const char *name);
+#endif

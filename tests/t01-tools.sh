@@ -1,0 +1,32 @@
+#!/bin/sh
+# Every tool: --help and --version on stdout with exit 0, a usage error exits
+# 2, a man page that renders without warnings; every stream reader rejects
+# text, random bytes and truncated input with exit 1 and one line.
+. "$(dirname "$0")/lib.sh"
+
+tools="jsonl-split bpe-encode pad-trunc neox-train neox-gen strip-prompt eval-compare"
+for t in $tools; do
+	check "$t --help prints usage, exits 0" "$t --help | grep -q Usage"
+	check "$t --version" "$t --version | grep -q '^$t (tunepipe) '"
+	check "$t: unknown option exits 2" "$t --no-such-option >/dev/null 2>&1; test \$? -eq 2"
+	check "man page of $t renders without warnings" \
+		"test -f '$TOP/man/man1/$t.1' && test -z \"\$(COLUMNS=80 man --warnings -l '$TOP/man/man1/$t.1' 2>&1 >/dev/null)\""
+done
+check "neox-stream(5) renders without warnings" \
+	"test -z \"\$(COLUMNS=80 man --warnings -l '$TOP/man/man5/neox-stream.5' 2>&1 >/dev/null)\""
+
+# Bad stream input: exit 1, one line "tool: record N: ...", never a signal.
+head -c 3000 /dev/urandom >"$TMP/random"
+printf '{"question":"q","answer":"a"}\n' >"$TMP/text"
+printf '\050\265\057\375garbage after a zstd magic' >"$TMP/badzstd"
+: >"$TMP/empty"
+for t in pad-trunc strip-prompt; do
+	for f in random text badzstd empty; do
+		check "$t rejects $f input with exit 1 and one line" \
+			"$t <'$TMP/$f' >/dev/null 2>'$TMP/err'; test \$? -eq 1 && test \$(wc -l <'$TMP/err') -eq 1 && grep -q '^$t: record 1: ' '$TMP/err'"
+	done
+	check "$t refuses to write a stream to a terminal" \
+		"command -v script >/dev/null || exit 0; script -qec '$BIN/$t -q1 </dev/null' /dev/null | grep -q 'refusing to write'"
+done
+
+done_testing
