@@ -1,0 +1,92 @@
+# lamini.mk — the instruction-tuning recipe as make targets: each one a
+# readable pipeline of the tools. Included by the top Makefile.
+#
+#   make demo                 the whole job: split, encode, fine-tune, generate
+#                             with the base and the fine-tuned model, score,
+#                             compare, report
+#   make split encode finetune generate score evaluate report   its steps
+#
+# Variables (make VAR=value):
+#   MODEL    base checkpoint directory (config.json + model.safetensors);
+#            default models/pythia-410m when present, else a small
+#            Pythia-shaped model initialized from random weights (INIT)
+#   INIT     config.json for that random model (data/pythia-14m.config.json)
+#   OUT      output directory (out)
+#   DATA     question/answer JSONL (data/lamini_docs.jsonl)
+#   STEPS LR BATCH ACCUM WARMUP EVAL_EVERY   training (neox-train(1))
+#   MAXNEW   tokens generated per answer (neox-gen --max-new)
+#   EXAMPLES side-by-side answers in the report
+#   TEMPLATE the prompt wrapped around each question
+
+OUT ?= out
+DATA ?= data/lamini_docs.jsonl
+INIT ?= data/pythia-14m.config.json
+MODEL ?= $(if $(wildcard models/pythia-410m/config.json),models/pythia-410m,$(OUT)/base)
+TEMPLATE ?= \#\#\# Question:\n{question}\n\n\#\#\# Answer:
+MAXNEW ?= 100
+EXAMPLES ?= 20
+# The seed's recipe (lr 1e-6, 100 steps) moves a pretrained pythia-410m; a
+# randomly initialized small model needs a larger rate and more steps.
+ifeq ($(MODEL),$(OUT)/base)
+STEPS ?= 300
+LR ?= 1e-3
+WARMUP ?= 20
+else
+STEPS ?= 100
+LR ?= 1e-6
+WARMUP ?= 1
+endif
+BATCH ?= 1
+ACCUM ?= 4
+EVAL_EVERY ?= 50
+
+T := $(CURDIR)/bin
+FT := $(OUT)/finetuned
+
+.PHONY: demo split encode finetune generate score evaluate report
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory report
+
+# A random Pythia-shaped model stands in for the pretrained one when none
+# was fetched (make fetch-model MODEL_ID=EleutherAI/pythia-410m).
+$(OUT)/base/config.json:
+	@echo "demo: no pretrained model at models/pythia-410m: using random weights shaped by $(INIT)" >&2
+	@mkdir -p $(@D)
+	$(T)/neox-train --init $(INIT) --steps 0 -o $(OUT)/base </dev/null
+
+split: $(OUT)/train.jsonl
+$(OUT)/train.jsonl $(OUT)/test.jsonl: $(DATA)
+	@mkdir -p $(@D)
+	$(T)/jsonl-split --train $(OUT)/train.jsonl --test $(OUT)/test.jsonl $(DATA)
+
+encode: $(OUT)/train.tok $(OUT)/test.tok
+$(OUT)/%.tok: $(OUT)/%.jsonl
+	$(T)/bpe-encode --template '$(TEMPLATE)' <$< >$@
+
+finetune: $(FT)/model.safetensors
+$(FT)/model.safetensors: $(OUT)/train.tok $(OUT)/test.tok $(MODEL)/config.json
+	$(T)/neox-train -m $(MODEL) -o $(FT) --steps $(STEPS) --lr $(LR) --warmup $(WARMUP) \
+	  --batch $(BATCH) --grad-accum $(ACCUM) --eval $(OUT)/test.tok --eval-every $(EVAL_EVERY) \
+	  <$(OUT)/train.tok
+
+generate: $(OUT)/base.answers.jsonl $(OUT)/finetuned.answers.jsonl
+$(OUT)/base.answers.jsonl: $(OUT)/test.tok $(MODEL)/config.json
+	$(T)/neox-gen -m $(MODEL) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d >$@
+$(OUT)/finetuned.answers.jsonl: $(OUT)/test.tok $(FT)/model.safetensors
+	$(T)/neox-gen -m $(FT) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d >$@
+
+score: $(OUT)/base.score.jsonl $(OUT)/finetuned.score.jsonl
+$(OUT)/base.score.jsonl: $(OUT)/test.tok $(MODEL)/config.json
+	$(T)/neox-gen -m $(MODEL) --score <$(OUT)/test.tok >$@
+$(OUT)/finetuned.score.jsonl: $(OUT)/test.tok $(FT)/model.safetensors
+	$(T)/neox-gen -m $(FT) --score <$(OUT)/test.tok >$@
+
+evaluate report: $(OUT)/report.html
+$(OUT)/report.html: $(OUT)/base.answers.jsonl $(OUT)/finetuned.answers.jsonl \
+                    $(OUT)/base.score.jsonl $(OUT)/finetuned.score.jsonl
+	$(T)/eval-compare --label base --score $(OUT)/base.score.jsonl $(OUT)/base.answers.jsonl \
+	  --label finetuned --score $(OUT)/finetuned.score.jsonl $(OUT)/finetuned.answers.jsonl \
+	  --html $@ --examples $(EXAMPLES) --log $(FT)/log.jsonl
+	@echo "report: $@" >&2
