@@ -22,10 +22,11 @@ ok() {
 		_failed=$((_failed + 1))
 	fi
 }
-# check DESCRIPTION SHELL-SNIPPET: like ok, the snippet run by sh -c (pipes allowed).
+# check DESCRIPTION SHELL-SNIPPET: like ok, the snippet evaluated in a
+# subshell (pipes and the test's shell functions allowed).
 check() {
 	desc=$1; shift
-	ok "$desc" sh -c "$1"
+	ok "$desc" eval "($1)"
 }
 skip_all() { echo "1..0 # SKIP $1"; exit 0; }
 done_testing() { echo "1..$_n"; [ "$_failed" -eq 0 ]; }

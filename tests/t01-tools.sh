@@ -20,13 +20,18 @@ head -c 3000 /dev/urandom >"$TMP/random"
 printf '{"question":"q","answer":"a"}\n' >"$TMP/text"
 printf '\050\265\057\375garbage after a zstd magic' >"$TMP/badzstd"
 : >"$TMP/empty"
-for t in pad-trunc strip-prompt; do
+tiny=$TOP/tests/data/tiny-neox/tiny-f32
+for cmd in "pad-trunc -q 1" "strip-prompt" "bpe-encode -d" "neox-gen -m $tiny" "neox-gen -m $tiny --score" \
+	"neox-train --init $tiny/config.json --steps 1 -o $TMP/o"; do
+	t=${cmd%% *}
 	for f in random text badzstd empty; do
 		check "$t rejects $f input with exit 1 and one line" \
-			"$t <'$TMP/$f' >/dev/null 2>'$TMP/err'; test \$? -eq 1 && test \$(wc -l <'$TMP/err') -eq 1 && grep -q '^$t: record 1: ' '$TMP/err'"
+			"$cmd <'$TMP/$f' >/dev/null 2>'$TMP/err'; test \$? -eq 1 && test \$(wc -l <'$TMP/err') -eq 1 && grep -q '^$t: record 1: ' '$TMP/err'"
 	done
-	check "$t refuses to write a stream to a terminal" \
-		"command -v script >/dev/null || exit 0; script -qec '$BIN/$t -q1 </dev/null' /dev/null | grep -q 'refusing to write'"
+done
+for cmd in "pad-trunc -q 1" "strip-prompt" "bpe-encode" "neox-gen -m $tiny"; do
+	check "${cmd%% *} refuses to write a stream to a terminal" \
+		"command -v script >/dev/null || exit 0; script -qec '$BIN/$cmd </dev/null' /dev/null | grep -q 'refusing to write'"
 done
 
 done_testing

@@ -1,0 +1,87 @@
+/* train_bench — training speed of neox-train's trainer at the seed recipe
+ * (batch 1, grad-accum 4, AdamW, clipping; shuffled, seed 42) on random
+ * weights of a given shape.
+ *
+ *   build/bench/train_bench CONFIG STREAM [STEPS]
+ *
+ * CONFIG is a config.json (data/pythia-410m.config.json for the issue's
+ * figure), STREAM a token stream (bpe-encode, pad-trunc -q1000 -a100 of
+ * lamini_docs). Prints each step and the medians: tokens/s, seconds per
+ * optimizer step, the forward / backward / optimizer split, and peak RSS.
+ * The first step is reported but left out of the medians (page faults of
+ * fresh buffers). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "cli.h"
+#include "config.h"
+#include "dataset.h"
+#include "io.h"
+#include "model.h"
+#include "trainer.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int main(int argc, char **argv) {
+    cli_init("train_bench");
+    blas_setup(argv);
+    if (argc < 3 || argc > 4) {
+        fprintf(stderr, "usage: train_bench CONFIG STREAM [STEPS]\n");
+        return 2;
+    }
+    int steps = argc > 3 ? (int)parse_long("STEPS", argv[3], 2, 10000) : 6;
+    neox_config cfg;
+    config_load(argv[1], &cfg);
+    neox_model m;
+    model_build(&m, &cfg);
+    model_init_random(&m, 42);
+    dataset d;
+    int fd = open_input(argv[2]);
+    dataset_read(&d, fd, argv[2], LOSS_ANSWER, cfg.vocab_size, cfg.max_positions);
+    close(fd);
+    trainer t;
+    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    example_order order;
+    order_init(&order, d.n, 1, 42);
+    printf("# %s: %zu parameters, %zu examples, BLAS core %s, %d threads\n", argv[1], m.num_params,
+           d.n, blas_core_name(), openblas_get_num_threads());
+    double *tps = xmalloc((size_t)steps * sizeof *tps), *sec = xmalloc((size_t)steps * sizeof *sec);
+    double *fw = xmalloc((size_t)steps * sizeof *fw), *bw = xmalloc((size_t)steps * sizeof *bw);
+    double *op = xmalloc((size_t)steps * sizeof *op);
+    for (int s = 0; s < steps; s++) {
+        size_t ex[4];
+        for (int j = 0; j < 4; j++) ex[j] = order_at(&order, (uint64_t)s * 4 + (uint64_t)j);
+        double f0 = t.time_forward, b0 = t.time_backward, o0 = t.time_optimizer, t0 = now_seconds();
+        step_result r = trainer_step(&t, &d, ex, 4, 1e-6);
+        double dt = now_seconds() - t0;
+        printf("step %d: %zu tokens, %.2f s, %.1f tok/s (forward %.2f, backward %.2f, optimizer %.2f), loss %.4f\n",
+               s + 1, r.tokens, dt, (double)r.tokens / dt, t.time_forward - f0, t.time_backward - b0,
+               t.time_optimizer - o0, r.loss);
+        fflush(stdout);
+        if (s == 0) continue;
+        tps[s - 1] = (double)r.tokens / dt;
+        sec[s - 1] = dt;
+        fw[s - 1] = t.time_forward - f0;
+        bw[s - 1] = t.time_backward - b0;
+        op[s - 1] = t.time_optimizer - o0;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    int n = steps - 1;
+    printf("median of %d steps: %.1f tokens/s, %.2f s/step (forward %.2f, backward %.2f, optimizer %.2f); peak RSS %.2f GB\n",
+           n, median(tps, n), median(sec, n), median(fw, n), median(bw, n), median(op, n),
+           ru.ru_maxrss / 1048576.0);
+    return 0;
+}

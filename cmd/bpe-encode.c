@@ -1,0 +1,386 @@
+/* bpe-encode — JSONL or text lines to a token stream with the GPT-NeoX
+ * tokenizer, and (-d) a token stream back to JSONL. */
+#include "cli.h"
+#include "io.h"
+#include "stream.h"
+#include "tokenizer.h"
+#include "utf8.h"
+#include "utf8_json.h"
+
+#include <cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "Usage: bpe-encode [OPTION]... [FILE]\n"
+    "   or: bpe-encode -d [--ids] [FILE]\n"
+    "Encode JSONL records (one JSON object per line) into a token stream with the\n"
+    "GPT-NeoX / Pythia tokenizer, byte-exact with Hugging Face tokenizers. Each line\n"
+    "becomes a record with a \"question\" and an \"answer\" segment; an end-of-text\n"
+    "token ends the answer. With -d, decode a token stream back into JSONL.\n"
+    "Reads FILE or standard input, writes standard output.\n"
+    "\n"
+    "  -t, --tokenizer FILE  tokenizer.json to use (default: the model's with -m,\n"
+    "                        else the installed one)\n"
+    "  -m, --model DIR       use DIR/tokenizer.json\n"
+    "      --fields Q[,A]    JSON members holding the question and the answer\n"
+    "                        (default question,answer); a member may hold a JSON\n"
+    "                        array of token ids instead of text\n"
+    "      --text            plain text: each line is a record with a question only\n"
+    "      --template T      wrap each question in T, where {question} stands for it;\n"
+    "                        \\n, \\t and \\\\ in T are a newline, a tab, a backslash\n"
+    "      --no-eos          do not end the answer with <|endoftext|>\n"
+    "      --special-as-text encode <|endoftext|> written in the text as plain text\n"
+    "      --skip-bad        skip bad lines (their count goes to standard error)\n"
+    "  -d, --decode          read a token stream, write one JSON object per record\n"
+    "      --ids             with -d: token ids instead of text\n"
+    "      --skip-special    with -d: leave special tokens out of the text\n"
+    "  -f, --force           write the binary stream even to a terminal\n"
+    "      --progress        show progress even when standard error is not a terminal\n"
+    "  -q, --quiet           no progress, no warnings\n"
+    "  -h, --help            show this help and exit\n"
+    "      --version         show the version and exit\n"
+    "\n"
+    "A record's id is the line's \"id\" member when it is a non-negative integer,\n"
+    "else its line number. Blank JSONL lines are skipped but counted.\n";
+
+typedef struct {
+    tokenizer *tok;
+    const char *fields[2];  /* question member, answer member (or NULL) */
+    int n_fields;
+    char *fields_buf;       /* what fields point into, from --fields */
+    char *prefix, *suffix;  /* the template around the question, or NULL */
+    int text_mode, eos, skip_bad, quiet;
+    uint32_t eos_id;
+    token_ids ids;          /* scratch */
+    utf8_buf text;
+} encode_opts;
+
+/* "\n", "\t" and "\\" in a template become the characters. */
+static char *unescape(const char *s) {
+    char *out = xmalloc(strlen(s) + 1), *o = out;
+    for (; *s; s++) {
+        if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
+            s++;
+            *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\';
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+static void set_template(encode_opts *o, const char *arg) {
+    free(o->prefix);
+    free(o->suffix);
+    char *t = unescape(arg);
+    char *at = strstr(t, "{question}");
+    if (!at) usage_error("--template: no {question} in '%s'", arg);
+    o->suffix = xstrdup(at + strlen("{question}"));
+    *at = 0;
+    o->prefix = t;
+}
+
+static void set_fields(encode_opts *o, const char *arg) {
+    free(o->fields_buf);
+    char *copy = o->fields_buf = xstrdup(arg), *comma = strchr(copy, ',');
+    if (comma) {
+        *comma = 0;
+        if (strchr(comma + 1, ',')) usage_error("--fields: at most two members, not '%s'", arg);
+    }
+    o->fields[0] = copy;
+    o->fields[1] = comma ? comma + 1 : NULL;
+    o->n_fields = comma ? 2 : 1;
+    for (int i = 0; i < o->n_fields; i++)
+        if (!*o->fields[i]) usage_error("--fields: empty member name in '%s'", arg);
+}
+
+/* Encodes text into seg; on invalid UTF-8 writes the reason into err. */
+static int encode_text(encode_opts *o, const char *text, size_t n, segment *seg, const char *what, char *err,
+                       size_t errlen) {
+    size_t bad;
+    o->ids.n = 0;
+    if (tokenizer_encode(o->tok, text, n, &o->ids, &bad)) {
+        snprintf(err, errlen, "%s is not valid UTF-8 (byte %zu)", what, bad + 1);
+        return -1;
+    }
+    if (o->ids.n > UINT32_MAX - seg->n) {
+        snprintf(err, errlen, "%s is too long", what);
+        return -1;
+    }
+    segment_append(seg, o->ids.ids, (uint32_t)o->ids.n);
+    return 0;
+}
+
+/* Appends an array of token ids (pre-tokenized data) to seg. */
+static int append_id_array(encode_opts *o, const cJSON *arr, segment *seg, const char *what, char *err,
+                           size_t errlen) {
+    uint32_t limit = tokenizer_id_limit(o->tok);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        double v = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (v < 0 || v >= limit || v != floor(v)) {
+            snprintf(err, errlen, "%s: not a token id of this tokenizer (below %u)", what, limit);
+            return -1;
+        }
+        segment_push(seg, (uint32_t)v);
+    }
+    return 0;
+}
+
+/* One member into its segment: text (wrapped in the template when it is the
+ * question) or an array of ids. */
+static int encode_member(encode_opts *o, const char *line, size_t len, const cJSON *obj, int which, segment *seg,
+                         char *err, size_t errlen) {
+    const char *name = o->fields[which];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    char what[128];
+    snprintf(what, sizeof what, "\"%s\"", name);
+    int templated = which == 0 && o->prefix;
+    if (cJSON_IsArray(v)) {
+        if (templated && encode_text(o, o->prefix, strlen(o->prefix), seg, "--template", err, errlen)) return -1;
+        if (append_id_array(o, v, seg, what, err, errlen)) return -1;
+        if (templated && encode_text(o, o->suffix, strlen(o->suffix), seg, "--template", err, errlen)) return -1;
+        return 0;
+    }
+    if (!cJSON_IsString(v)) {
+        snprintf(err, errlen, v ? "%s is neither a string nor an array of token ids" : "no %s member", what);
+        return -1;
+    }
+    utf8_buf *text = &o->text;
+    text->len = 0;
+    if (templated) utf8_buf_append(text, o->prefix, strlen(o->prefix));
+    if (json_has_nul_escape(line, len)) { /* cJSON's string stops at the first U+0000 */
+        if (json_member_string(line, len, name, text)) {
+            snprintf(err, errlen, "%s: cannot decode the string", what);
+            return -1;
+        }
+    } else {
+        utf8_buf_append(text, v->valuestring, strlen(v->valuestring));
+    }
+    if (templated) utf8_buf_append(text, o->suffix, strlen(o->suffix));
+    return encode_text(o, utf8_buf_cstr(text), text->len, seg, what, err, errlen);
+}
+
+/* Builds the record of one JSONL line; 0, or -1 with the reason in err. */
+static int encode_json_line(encode_opts *o, const char *line, size_t len, uint64_t lineno, record *r, char *err,
+                            size_t errlen) {
+    cJSON *obj = cJSON_ParseWithLength(line, len);
+    int rc = -1;
+    if (!cJSON_IsObject(obj)) {
+        snprintf(err, errlen, "not a JSON object");
+        goto done;
+    }
+    record_clear(r);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+    int id_ok = cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < 9007199254740992.0 &&
+                id->valuedouble == floor(id->valuedouble);
+    r->id = id_ok ? (uint64_t)id->valuedouble : lineno;
+    if (encode_member(o, line, len, obj, 0, record_segment(r, SEG_QUESTION), err, errlen)) goto done;
+    if (o->n_fields == 2) {
+        segment *a = record_segment(r, SEG_ANSWER);
+        if (encode_member(o, line, len, obj, 1, a, err, errlen)) goto done;
+        if (o->eos) segment_push(a, o->eos_id);
+    }
+    rc = 0;
+done:
+    cJSON_Delete(obj);
+    return rc;
+}
+
+static int encode_text_line(encode_opts *o, const char *line, size_t len, uint64_t lineno, record *r, char *err,
+                            size_t errlen) {
+    record_clear(r);
+    r->id = lineno;
+    utf8_buf *text = &o->text;
+    text->len = 0;
+    if (o->prefix) utf8_buf_append(text, o->prefix, strlen(o->prefix));
+    utf8_buf_append(text, line, len);
+    if (o->suffix) utf8_buf_append(text, o->suffix, strlen(o->suffix));
+    return encode_text(o, utf8_buf_cstr(text), text->len, record_segment(r, SEG_QUESTION), "the line", err, errlen);
+}
+
+static void encode_stream(encode_opts *o, const char *in_name, int force) {
+    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force);
+    line_reader *lr = line_reader_open(open_input(in_name), in_name);
+    record r = {0};
+    uint64_t written = 0, bad = 0;
+    double last_progress = now_seconds();
+    char *line, err[256];
+    size_t len;
+    while ((line = line_reader_next(lr, &len))) {
+        uint64_t lineno = line_reader_lineno(lr);
+        int rc;
+        if (o->text_mode) rc = encode_text_line(o, line, len, lineno, &r, err, sizeof err);
+        else if (strspn(line, " \t\r") == len) continue;
+        else rc = encode_json_line(o, line, len, lineno, &r, err, sizeof err);
+        if (rc) {
+            if (!o->skip_bad) die("line %llu: %s", (unsigned long long)lineno, err);
+            bad++;
+            continue;
+        }
+        stream_write(sw, &r);
+        written++;
+        if (progress_enabled && (written & 255) == 0 && now_seconds() - last_progress > 0.5) {
+            progress("%llu records", (unsigned long long)written);
+            last_progress = now_seconds();
+        }
+    }
+    progress_done();
+    stream_writer_close(sw);
+    line_reader_close(lr);
+    record_free(&r);
+    if (bad && !o->quiet) warn("skipped %llu bad line%s", (unsigned long long)bad, bad == 1 ? "" : "s");
+}
+
+/* ---- decoding ------------------------------------------------------------------ */
+
+static void put_json_string(utf8_buf *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    utf8_buf_append(out, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            utf8_buf_append(out, esc, 2);
+        } else if (c < 0x20) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
+            if (named) utf8_buf_append(out, named, 2);
+            else utf8_buf_append(out, esc, 6);
+        } else {
+            utf8_buf_append(out, s + i, 1);
+        }
+    }
+    utf8_buf_append(out, "\"", 1);
+}
+
+static void flush_stdout(void *unused) { checked_fflush(stdout); }
+
+static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int skip_special, int quiet) {
+    stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
+    io_set_idle_hook(flush_stdout, NULL); /* answer each record as it comes */
+    record r = {0};
+    utf8_buf out = {0}, text = {0};
+    uint64_t unknown = 0;
+    while (stream_read(sr, &r)) {
+        out.len = 0;
+        char num[32];
+        utf8_buf_append(&out, num, (size_t)snprintf(num, sizeof num, "{\"id\":%llu", (unsigned long long)r.id));
+        for (int s = 0; s < r.nseg; s++) {
+            uint32_t n;
+            const uint32_t *ids = segment_content(&r.seg[s], &n);
+            utf8_buf_append(&out, ",\"", 2);
+            utf8_buf_append(&out, r.seg[s].name, strlen(r.seg[s].name));
+            utf8_buf_append(&out, "\":", 2);
+            if (as_ids) {
+                utf8_buf_append(&out, "[", 1);
+                for (uint32_t i = 0; i < n; i++)
+                    utf8_buf_append(&out, num, (size_t)snprintf(num, sizeof num, i ? ",%u" : "%u", ids[i]));
+                utf8_buf_append(&out, "]", 1);
+            } else {
+                text.len = 0;
+                unknown += tokenizer_decode(tok, ids, n, skip_special, &text);
+                put_json_string(&out, text.data ? text.data : "", text.len);
+            }
+        }
+        utf8_buf_append(&out, "}\n", 2);
+        if (fwrite(out.data, 1, out.len, stdout) != out.len) checked_fflush(stdout);
+    }
+    checked_fflush(stdout);
+    if (unknown && !quiet)
+        warn("%llu token id%s beyond the tokenizer's vocabulary left out of the text", (unsigned long long)unknown,
+             unknown == 1 ? "" : "s");
+    stream_reader_close(sr);
+    record_free(&r);
+    utf8_buf_free(&out);
+    utf8_buf_free(&text);
+}
+
+int main(int argc, char **argv) {
+    cli_init("bpe-encode");
+    encode_opts o = {.fields = {"question", "answer"}, .n_fields = 2, .eos = 1};
+    const char *tokenizer_path = NULL, *model_dir = NULL;
+    int decode = 0, as_ids = 0, skip_special = 0, special_as_text = 0, force = 0, progress_forced = 0;
+    enum {
+        OPT_FIELDS = 256, OPT_TEXT, OPT_TEMPLATE, OPT_NO_EOS, OPT_SPECIAL_AS_TEXT, OPT_SKIP_BAD, OPT_IDS,
+        OPT_SKIP_SPECIAL, OPT_PROGRESS, OPT_VERSION
+    };
+    static const struct option opts[] = {
+        {"tokenizer", required_argument, 0, 't'},
+        {"model", required_argument, 0, 'm'},
+        {"fields", required_argument, 0, OPT_FIELDS},
+        {"text", no_argument, 0, OPT_TEXT},
+        {"template", required_argument, 0, OPT_TEMPLATE},
+        {"no-eos", no_argument, 0, OPT_NO_EOS},
+        {"special-as-text", no_argument, 0, OPT_SPECIAL_AS_TEXT},
+        {"skip-bad", no_argument, 0, OPT_SKIP_BAD},
+        {"decode", no_argument, 0, 'd'},
+        {"ids", no_argument, 0, OPT_IDS},
+        {"skip-special", no_argument, 0, OPT_SKIP_SPECIAL},
+        {"force", no_argument, 0, 'f'},
+        {"progress", no_argument, 0, OPT_PROGRESS},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, OPT_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "t:m:dfqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': tokenizer_path = optarg; break;
+        case 'm': model_dir = optarg; break;
+        case OPT_FIELDS: set_fields(&o, optarg); break;
+        case OPT_TEXT: o.text_mode = 1; break;
+        case OPT_TEMPLATE: set_template(&o, optarg); break;
+        case OPT_NO_EOS: o.eos = 0; break;
+        case OPT_SPECIAL_AS_TEXT: special_as_text = 1; break;
+        case OPT_SKIP_BAD: o.skip_bad = 1; break;
+        case 'd': decode = 1; break;
+        case OPT_IDS: as_ids = 1; break;
+        case OPT_SKIP_SPECIAL: skip_special = 1; break;
+        case 'f': force = 1; break;
+        case OPT_PROGRESS: progress_forced = 1; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': print_help_and_exit(usage);
+        case OPT_VERSION: print_version_and_exit();
+        default: usage_error("unknown option");
+        }
+    }
+    if (argc - optind > 1) usage_error("at most one input file");
+    if ((as_ids || skip_special) && !decode) usage_error("--ids and --skip-special go with -d");
+    if (o.text_mode && decode) usage_error("--text and -d do not go together");
+    const char *in_name = optind < argc ? argv[optind] : "-";
+    progress_setup(progress_forced, o.quiet);
+
+    char *path;
+    if (tokenizer_path) path = xstrdup(tokenizer_path);
+    else if (model_dir) {
+        size_t n = strlen(model_dir) + sizeof "/tokenizer.json";
+        path = xmalloc(n);
+        snprintf(path, n, "%s/tokenizer.json", model_dir);
+    } else path = data_file("tokenizer.json");
+    o.tok = tokenizer_load(path);
+    tokenizer_set_special_as_text(o.tok, special_as_text);
+
+    if (decode) {
+        decode_stream(o.tok, in_name, as_ids, skip_special, o.quiet);
+    } else {
+        if (o.text_mode) o.n_fields = 1;
+        long eos = tokenizer_token_id(o.tok, "<|endoftext|>");
+        if (o.eos && o.n_fields == 2 && eos < 0) die("%s has no <|endoftext|> token (use --no-eos)", path);
+        o.eos_id = (uint32_t)eos;
+        encode_stream(&o, in_name, force);
+    }
+    tokenizer_free(o.tok);
+    token_ids_free(&o.ids);
+    utf8_buf_free(&o.text);
+    free(o.fields_buf);
+    free(o.prefix);
+    free(o.suffix);
+    free(path);
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* kvcache.h — inference with a key/value cache: prefill and decode steps
+ * for several sequences at once, each with its own positions and cache.
+ *
+ * A step appends count[b] tokens to each of nseq sequences. Their rows go
+ * through every linear layer together (one pass over the weights for the
+ * whole batch); rotary positions and attention are per sequence, over its
+ * cached keys and values only, so sequences of different lengths never see
+ * each other or any padding. */
+#ifndef TUNEPIPE_KVCACHE_H
+#define TUNEPIPE_KVCACHE_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct {
+    const neox_model *m;
+    int num_slots;          /* sequences held at once */
+    int capacity;           /* positions per sequence (<= max_positions) */
+    int max_rows;           /* tokens per step, all sequences together */
+    int *len;               /* [num_slots] positions cached */
+    float *k, *v;           /* [num_slots, L, NH, capacity, hd], rotated keys */
+    /* scratch for one step, max_rows rows each */
+    float *x, *ln, *qkv, *atty, *branch, *fch, *scores;
+} neox_decoder;
+
+/* capacity 0 means max_positions. Cache memory is touched only as it fills. */
+void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows);
+void decoder_free(neox_decoder *d);
+/* Empties a slot for a new sequence. */
+void decoder_reset(neox_decoder *d, int slot);
+
+/* Appends tokens to sequences: sequence b is slot[b] and takes the next
+ * count[b] >= 1 ids of tokens. Needs sum(count) <= max_rows and
+ * len[slot] + count <= capacity (the caller checks). logits: when all,
+ * [sum(count), V], one row per token; otherwise [nseq, V], the row of each
+ * sequence's last token. */
+void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
+                  const uint32_t *tokens, float *logits, int all);
+
+/* Feeds n tokens to one sequence in steps of max_rows; last_logits [V]
+ * receives the logits after the last one. */
+void decoder_prefill(neox_decoder *d, int slot, const uint32_t *tokens, int n, float *last_logits);
+
+#endif

@@ -1,0 +1,363 @@
+/* model.c — see model.h. */
+#include "model.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "io.h"
+#include "ops.h"
+#include "safetensors.h"
+
+/* ---- the tensor table ---------------------------------------------------- */
+
+static void add_tensor(neox_model *m, const char *name, int rows, int cols) {
+    neox_tensor *t = &m->tensors[m->num_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = cols ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->numel = (size_t)rows * (cols ? (size_t)cols : 1);
+    t->offset = m->num_params;
+    m->num_params += t->numel;
+}
+
+/* HF state_dict order. */
+static void build_table(neox_model *m) {
+    const neox_config *c = &m->cfg;
+    int C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    m->tensors = xcalloc((size_t)c->num_layers * 12 + 4, sizeof(neox_tensor));
+    add_tensor(m, "gpt_neox.embed_in.weight", V, C);
+    for (int l = 0; l < c->num_layers; l++) {
+        char n[MODEL_MAX_TENSOR_NAME];
+#define LAYER_TENSOR(suffix, rows, cols) \
+        (snprintf(n, sizeof n, "gpt_neox.layers.%d.%s", l, suffix), add_tensor(m, n, rows, cols))
+        LAYER_TENSOR("input_layernorm.weight", C, 0);
+        LAYER_TENSOR("input_layernorm.bias", C, 0);
+        LAYER_TENSOR("post_attention_layernorm.weight", C, 0);
+        LAYER_TENSOR("post_attention_layernorm.bias", C, 0);
+        LAYER_TENSOR("attention.query_key_value.weight", 3 * C, C);
+        LAYER_TENSOR("attention.query_key_value.bias", 3 * C, 0);
+        LAYER_TENSOR("attention.dense.weight", C, C);
+        LAYER_TENSOR("attention.dense.bias", C, 0);
+        LAYER_TENSOR("mlp.dense_h_to_4h.weight", I, C);
+        LAYER_TENSOR("mlp.dense_h_to_4h.bias", I, 0);
+        LAYER_TENSOR("mlp.dense_4h_to_h.weight", C, I);
+        LAYER_TENSOR("mlp.dense_4h_to_h.bias", C, 0);
+#undef LAYER_TENSOR
+    }
+    add_tensor(m, "gpt_neox.final_layer_norm.weight", C, 0);
+    add_tensor(m, "gpt_neox.final_layer_norm.bias", C, 0);
+    if (!c->tie_word_embeddings) add_tensor(m, "embed_out.weight", V, C);
+}
+
+void model_param_views(const neox_model *m, float *block, neox_params *out) {
+    int L = m->cfg.num_layers;
+    const neox_tensor *t = m->tensors;
+    out->wte = block + t++->offset;
+    out->layers = xcalloc((size_t)L, sizeof(neox_layer_params));
+    for (int l = 0; l < L; l++) {
+        neox_layer_params *lp = &out->layers[l];
+        float **order[] = {&lp->ln1_w, &lp->ln1_b, &lp->ln2_w, &lp->ln2_b, &lp->qkv_w, &lp->qkv_b,
+                           &lp->attn_proj_w, &lp->attn_proj_b, &lp->fc_w, &lp->fc_b,
+                           &lp->fc_proj_w, &lp->fc_proj_b};
+        for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) *order[i] = block + t++->offset;
+    }
+    out->lnf_w = block + t++->offset;
+    out->lnf_b = block + t++->offset;
+    out->lm_head = m->cfg.tie_word_embeddings ? out->wte : block + t->offset;
+}
+
+void model_free_views(neox_params *views) {
+    free(views->layers);
+    views->layers = NULL;
+}
+
+const neox_tensor *model_find_tensor(const neox_model *m, const char *name) {
+    for (int i = 0; i < m->num_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+void model_build(neox_model *m, const neox_config *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    build_table(m);
+    m->params = xmalloc(m->num_params * sizeof(float));
+    model_param_views(m, m->params, &m->p);
+    size_t half = (size_t)cfg->rotary_ndims / 2;
+    m->rope_cos = xmalloc(((size_t)cfg->max_positions * half + 1) * sizeof(float));
+    m->rope_sin = xmalloc(((size_t)cfg->max_positions * half + 1) * sizeof(float));
+    rotary_tables(m->rope_cos, m->rope_sin, cfg->max_positions, cfg->rotary_ndims, cfg->rotary_base);
+}
+
+void model_free(neox_model *m) {
+    free(m->params);
+    free(m->tensors);
+    model_free_views(&m->p);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- random init ----------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void model_init_random(neox_model *m, uint64_t seed) {
+    uint64_t s = seed;
+    float sd = (float)m->cfg.initializer_range;
+    for (int i = 0; i < m->num_tensors; i++) {
+        const neox_tensor *t = &m->tensors[i];
+        float *x = m->params + t->offset;
+        size_t len = strlen(t->name);
+        int is_bias = len > 5 && strcmp(t->name + len - 5, ".bias") == 0;
+        int is_norm = strstr(t->name, "layernorm") || strstr(t->name, "layer_norm");
+        if (t->ndim == 2) {
+            for (size_t k = 0; k < t->numel; k += 2) { /* Box-Muller, two at a time */
+                /* two uniforms in (0, 1] of 24 bits from one draw: the init
+                 * needs speed, not tails beyond 5.8 sd */
+                uint64_t bits = splitmix64(&s);
+                float u1 = (float)((bits & 0xffffff) + 1) * 0x1.0p-24f;
+                float u2 = (float)((bits >> 40) + 1) * 0x1.0p-24f;
+                float r = sd * sqrtf(-2 * logf(u1)), c, sn;
+                sincosf(2 * (float)M_PI * u2, &sn, &c);
+                x[k] = r * c;
+                if (k + 1 < t->numel) x[k + 1] = r * sn;
+            }
+        } else {
+            float v = is_norm && !is_bias ? 1.0f : 0.0f;
+            for (size_t k = 0; k < t->numel; k++) x[k] = v;
+        }
+    }
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+static int fail(char *err, int errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, (size_t)errlen, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static int is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Buffers that old checkpoints carry and the model recomputes. */
+static int is_ignored_buffer(const char *name) {
+    static const char *suffixes[] = {".attention.bias", ".attention.masked_bias",
+                                     ".attention.rotary_emb.inv_freq", ".rotary_emb.inv_freq"};
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        size_t sl = strlen(suffixes[i]);
+        if (len > sl && strcmp(name + len - sl, suffixes[i]) == 0) return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    st_file *files;
+    int num_files;
+} shard_set;
+
+static void shards_close(shard_set *s) {
+    for (int i = 0; i < s->num_files; i++) st_close(&s->files[i]);
+    free(s->files);
+    memset(s, 0, sizeof *s);
+}
+
+static int open_shard(shard_set *s, const char *dir, const char *name, char *err, int errlen) {
+    for (int i = 0; i < s->num_files; i++)
+        if (strcmp(strrchr(s->files[i].path, '/') + 1, name) == 0) return 1;
+    if (strchr(name, '/') || strcmp(name, "..") == 0 || !*name)
+        return fail(err, errlen, "model.safetensors.index.json names a shard outside %s: %s", dir, name);
+    char *path = xmalloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    s->files = xrealloc(s->files, (size_t)(s->num_files + 1) * sizeof(st_file));
+    char why[200];
+    int ok = st_open(&s->files[s->num_files], path, why, sizeof why);
+    if (ok) s->num_files++;
+    else fail(err, errlen, "%s: %s", path, why);
+    free(path);
+    return ok;
+}
+
+/* Opens the single file or every shard of the index. */
+static int open_checkpoint(shard_set *s, const char *dir, char *err, int errlen) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (is_file(path)) return open_shard(s, dir, "model.safetensors", err, errlen);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (!is_file(path)) {
+        char bin[4096];
+        snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
+        int has_bin = is_file(bin);
+        snprintf(bin, sizeof bin, "%s/pytorch_model.bin.index.json", dir);
+        has_bin |= is_file(bin);
+        if (has_bin)
+            return fail(err, errlen,
+                        "%s has only pytorch_model.bin weights; convert them to safetensors "
+                        "(in Python: model.save_pretrained(dir, safe_serialization=True))", dir);
+        return fail(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    }
+    char *text = read_file(path, NULL);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    int ok = 1;
+    if (!cJSON_IsObject(map)) ok = fail(err, errlen, "%s: no weight_map object", path);
+    for (const cJSON *e = ok ? map->child : NULL; e && ok; e = e->next) {
+        if (!cJSON_IsString(e)) ok = fail(err, errlen, "%s: weight_map entry %s is not a file name", path, e->string);
+        else ok = open_shard(s, dir, e->valuestring, err, errlen);
+    }
+    cJSON_Delete(root);
+    return ok;
+}
+
+static int load_tensors(neox_model *m, shard_set *s, char *err, int errlen) {
+    /* Every tensor the model needs, with the shape the config implies. */
+    for (int i = 0; i < m->num_tensors; i++) {
+        const neox_tensor *t = &m->tensors[i];
+        const st_tensor *st = NULL;
+        const st_file *f = NULL;
+        for (int k = 0; k < s->num_files && !st; k++) st = st_find(f = &s->files[k], t->name);
+        if (!st) return fail(err, errlen, "checkpoint has no tensor %s", t->name);
+        if (st->dtype != ST_F32 && st->dtype != ST_F16 && st->dtype != ST_BF16)
+            return fail(err, errlen, "tensor %s has dtype %s (F32, F16 or BF16 expected)", t->name,
+                        st_dtype_name(st->dtype));
+        int match = st->ndim == t->ndim && st->shape[0] == t->shape[0] &&
+                    (t->ndim == 1 || st->shape[1] == t->shape[1]);
+        if (!match) {
+            char got[96] = "";
+            for (int d = 0; d < st->ndim && d < 4; d++)
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
+                         (long long)st->shape[d]);
+            if (t->ndim == 2)
+                return fail(err, errlen, "tensor %s has shape [%s], config.json implies [%d, %d]",
+                            t->name, got, t->shape[0], t->shape[1]);
+            return fail(err, errlen, "tensor %s has shape [%s], config.json implies [%d]", t->name,
+                        got, t->shape[0]);
+        }
+        st_read_f32(f, st, m->params + t->offset);
+        st_release(f, st);
+    }
+    /* Anything else is not a GPTNeoXForCausalLM tensor. */
+    for (int k = 0; k < s->num_files; k++)
+        for (int i = 0; i < s->files[k].num_tensors; i++) {
+            const char *name = s->files[k].tensors[i].name;
+            if (model_find_tensor(m, name) || is_ignored_buffer(name)) continue;
+            if (m->cfg.tie_word_embeddings && strcmp(name, "embed_out.weight") == 0) continue;
+            return fail(err, errlen, "unexpected tensor %s (not a GPTNeoXForCausalLM checkpoint?)", name);
+        }
+    return 1;
+}
+
+int model_load(neox_model *m, const char *dir, char *err, int errlen) {
+    memset(m, 0, sizeof *m);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!is_file(path)) return fail(err, errlen, "%s: no config.json", dir);
+    char *text = read_file(path, NULL);
+    neox_config cfg;
+    char why[200];
+    int ok = config_parse(text, &cfg, why, sizeof why);
+    free(text);
+    if (!ok) return fail(err, errlen, "%s: %s", path, why);
+    shard_set shards = {0};
+    if (!open_checkpoint(&shards, dir, err, errlen)) {
+        shards_close(&shards);
+        return 0;
+    }
+    model_build(m, &cfg);
+    ok = load_tensors(m, &shards, err, errlen);
+    shards_close(&shards);
+    if (!ok) model_free(m);
+    return ok;
+}
+
+/* ---- activations and forward ----------------------------------------------- */
+
+void acts_alloc(neox_acts *a, const neox_config *c, int max_T) {
+    memset(a, 0, sizeof *a);
+    size_t T = (size_t)max_T, L = (size_t)c->num_layers, C = (size_t)c->hidden_size;
+    size_t I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size, NH = (size_t)c->num_heads;
+    struct { float **p; size_t n; } parts[] = {
+        {&a->resid, (L + 1) * T * C}, {&a->ln1, L * T * C}, {&a->ln1_mean, L * T},
+        {&a->ln1_rstd, L * T}, {&a->qkv, L * T * 3 * C}, {&a->att, L * NH * T * T},
+        {&a->atty, L * T * C}, {&a->resid_mid, c->use_parallel_residual ? 0 : L * T * C},
+        {&a->ln2, L * T * C}, {&a->ln2_mean, L * T}, {&a->ln2_rstd, L * T},
+        {&a->fch, L * T * I}, {&a->fch_gelu, L * T * I}, {&a->lnf, T * C},
+        {&a->lnf_mean, T}, {&a->lnf_rstd, T}, {&a->logits, T * V}, {&a->scratch, T * C},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += parts[i].n;
+    a->mem = xmalloc(total * sizeof(float));
+    float *p = a->mem;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        *parts[i].p = parts[i].n ? p : NULL;
+        p += parts[i].n;
+    }
+    a->max_T = max_T;
+}
+
+void acts_free(neox_acts *a) {
+    free(a->mem);
+    memset(a, 0, sizeof *a);
+}
+
+void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T) {
+    const neox_config *c = &m->cfg;
+    const int C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, NH = c->num_heads;
+    const int hd = c->head_dim;
+    const float eps = (float)c->layer_norm_eps;
+    const size_t TC = (size_t)T * C;
+    a->T = T;
+    for (int t = 0; t < T; t++)
+        memcpy(a->resid + (size_t)t * C, m->p.wte + (size_t)ids[t] * C, (size_t)C * sizeof(float));
+    for (int l = 0; l < c->num_layers; l++) {
+        const neox_layer_params *lp = &m->p.layers[l];
+        float *res = a->resid + l * TC, *next = a->resid + (l + 1) * TC;
+        float *ln1 = a->ln1 + l * TC, *qkv = a->qkv + l * 3 * TC, *atty = a->atty + l * TC;
+        float *att = a->att + (size_t)l * NH * T * T, *ln2 = a->ln2 + l * TC;
+        float *fch = a->fch + (size_t)l * T * I, *fch_gelu = a->fch_gelu + (size_t)l * T * I;
+        layernorm_forward(ln1, a->ln1_mean + (size_t)l * T, a->ln1_rstd + (size_t)l * T, res,
+                          lp->ln1_w, lp->ln1_b, T, C, eps);
+        matmul_forward(qkv, ln1, lp->qkv_w, lp->qkv_b, T, C, 3 * C);
+        rotary_forward(qkv, m->rope_cos, m->rope_sin, 0, T, NH, hd, c->rotary_ndims);
+        attention_forward(atty, att, qkv, T, NH, hd);
+        matmul_forward(a->scratch, atty, lp->attn_proj_w, lp->attn_proj_b, T, C, C);
+        /* next = res + attn now, + mlp below */
+        const float *ln2_in = res;
+        if (c->use_parallel_residual) {
+            residual_forward(next, res, a->scratch, (int)TC);
+        } else {
+            float *mid = a->resid_mid + l * TC;
+            residual_forward(mid, res, a->scratch, (int)TC);
+            memcpy(next, mid, TC * sizeof(float));
+            ln2_in = mid;
+        }
+        layernorm_forward(ln2, a->ln2_mean + (size_t)l * T, a->ln2_rstd + (size_t)l * T, ln2_in,
+                          lp->ln2_w, lp->ln2_b, T, C, eps);
+        matmul_forward(fch, ln2, lp->fc_w, lp->fc_b, T, C, I);
+        gelu_forward(fch_gelu, fch, T * I);
+        matmul_forward(a->scratch, fch_gelu, lp->fc_proj_w, lp->fc_proj_b, T, I, C);
+        residual_forward(next, next, a->scratch, (int)TC);
+    }
+    const float *last = a->resid + (size_t)c->num_layers * TC;
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnf_w, m->p.lnf_b, T, C, eps);
+    matmul_forward(a->logits, a->lnf, m->p.lm_head, NULL, T, C, V);
+}

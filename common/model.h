@@ -1,0 +1,132 @@
+/* model.h — the GPT-NeoX (Pythia) model: parameters, activations, forward.
+ *
+ * Parameters live in ONE contiguous fp32 block (model.params, num_params
+ * floats) described by a table of tensors in Hugging Face's state_dict
+ * order and names (gpt_neox.embed_in.weight, gpt_neox.layers.N.…,
+ * gpt_neox.final_layer_norm.*, embed_out.weight). Linear weights keep
+ * PyTorch's [out, in] layout. neox_params gives pointer views into any
+ * block laid out like params (gradients, AdamW moments: model_param_views).
+ * With tie_word_embeddings there is no embed_out tensor; lm_head == wte.
+ *
+ * Activations of model_forward (one sequence of T tokens, positions 0..T-1,
+ * causal), everything a backward pass needs. [L, T, C] arrays hold layer l
+ * at offset l*T*C (T is the T of the call, not max_T: the layout is packed
+ * for the current T).
+ *
+ *   resid    [L+1, T, C]  resid[0] = embed_in rows of ids; resid[l] is the
+ *                         input of layer l, resid[L] the output of the last
+ *   ln1      [L, T, C]    input_layernorm(resid[l]); ln1_mean, ln1_rstd [L, T]
+ *   qkv      [L, T, 3C]   query_key_value output in HF's per-head layout:
+ *                         token t, head h: q at t*3C + h*3hd, k at +hd,
+ *                         v at +2hd; q and k ALREADY ROTATED (rotary on their
+ *                         first rotary_ndims dims, rotate_half convention)
+ *   att      [L, NH, T, T] softmax probabilities; row t is zero beyond t
+ *   atty     [L, T, C]    attention output, heads merged (head h at h*hd),
+ *                         the input of attention.dense
+ *   resid_mid [L, T, C]   only when !use_parallel_residual (else NULL):
+ *                         resid[l] + dense(atty), the input of ln2
+ *   ln2      [L, T, C]    post_attention_layernorm of resid[l] (parallel) or
+ *                         of resid_mid[l]; ln2_mean, ln2_rstd [L, T]
+ *   fch      [L, T, I]    dense_h_to_4h output, before GELU
+ *   fch_gelu [L, T, I]    after exact (erf) GELU, the input of dense_4h_to_h
+ *   lnf      [T, C]       final_layer_norm(resid[L]); lnf_mean, lnf_rstd [T]
+ *   logits   [T, V]       embed_out(lnf)
+ *
+ * Layer l: resid[l+1] = resid[l] + attn + mlp where
+ *   attn = dense(attention(rotary(qkv(ln1(resid[l])))))
+ *   mlp  = dense_4h_to_h(gelu(dense_h_to_4h(ln2(resid[l] or resid_mid[l]))))
+ * The rotary tables are model.rope_cos / rope_sin [max_positions, rot/2]
+ * (ops.h, rotary_forward): angle(pos, i) = pos * base^(-2i/rot). */
+#ifndef TUNEPIPE_MODEL_H
+#define TUNEPIPE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+
+#define MODEL_MAX_TENSOR_NAME 80
+
+typedef struct {
+    char name[MODEL_MAX_TENSOR_NAME]; /* HF state_dict name */
+    int ndim;                         /* 1 or 2 */
+    int shape[2];                     /* [out, in] for linear weights */
+    size_t offset;                    /* in floats, from the block start */
+    size_t numel;
+} neox_tensor;
+
+typedef struct {
+    float *ln1_w, *ln1_b;           /* [C]     input_layernorm */
+    float *qkv_w;                   /* [3C, C] attention.query_key_value */
+    float *qkv_b;                   /* [3C] */
+    float *attn_proj_w;             /* [C, C]  attention.dense */
+    float *attn_proj_b;             /* [C] */
+    float *ln2_w, *ln2_b;           /* [C]     post_attention_layernorm */
+    float *fc_w;                    /* [I, C]  mlp.dense_h_to_4h */
+    float *fc_b;                    /* [I] */
+    float *fc_proj_w;               /* [C, I]  mlp.dense_4h_to_h */
+    float *fc_proj_b;               /* [C] */
+} neox_layer_params;
+
+typedef struct {
+    float *wte;                     /* [V, C] gpt_neox.embed_in */
+    neox_layer_params *layers;      /* [L] */
+    float *lnf_w, *lnf_b;           /* [C]    gpt_neox.final_layer_norm */
+    float *lm_head;                 /* [V, C] embed_out (wte when tied) */
+} neox_params;
+
+typedef struct {
+    neox_config cfg;
+    float *params;                  /* the one block, num_params floats */
+    size_t num_params;
+    neox_tensor *tensors;           /* num_tensors entries, HF order */
+    int num_tensors;
+    neox_params p;                  /* views into params */
+    float *rope_cos, *rope_sin;     /* [max_positions, rotary_ndims/2] */
+} neox_model;
+
+typedef struct {
+    int max_T;                      /* capacity the arrays were sized for */
+    int T;                          /* T of the last model_forward */
+    float *resid;                   /* [L+1, T, C] */
+    float *ln1, *ln1_mean, *ln1_rstd;
+    float *qkv;                     /* [L, T, 3C] */
+    float *att;                     /* [L, NH, T, T] */
+    float *atty;                    /* [L, T, C] */
+    float *resid_mid;               /* [L, T, C] or NULL */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu;          /* [L, T, I] */
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *logits;                  /* [T, V] */
+    float *scratch;                 /* [T, C]: the attention / mlp branch output */
+    float *mem;                     /* the allocation behind all of the above */
+} neox_acts;
+
+/* Sizes the tensor table and the parameter block for cfg (uninitialized
+ * parameters) and fills the views and the rotary tables. */
+void model_build(neox_model *m, const neox_config *cfg);
+/* HF's init: linear and embedding weights normal(0, initializer_range),
+ * biases 0, LayerNorm weight 1 and bias 0. Deterministic for a seed. */
+void model_init_random(neox_model *m, uint64_t seed);
+/* Loads DIR/config.json and DIR/model.safetensors (or the shards named by
+ * DIR/model.safetensors.index.json); F32, F16 and BF16 tensors are
+ * converted to fp32. Returns 0 with a one-line reason in err on failure
+ * (the model is then freed). */
+int model_load(neox_model *m, const char *dir, char *err, int errlen);
+void model_free(neox_model *m);
+
+/* Views of a block of num_params floats laid out like m->params; out->layers
+ * is malloc'd (free it with model_free_views). */
+void model_param_views(const neox_model *m, float *block, neox_params *out);
+void model_free_views(neox_params *views);
+/* The tensor called name, or NULL. */
+const neox_tensor *model_find_tensor(const neox_model *m, const char *name);
+
+void acts_alloc(neox_acts *a, const neox_config *cfg, int max_T);
+void acts_free(neox_acts *a);
+
+/* Training / reference forward of one sequence (1 <= T <= a->max_T and
+ * T <= max_positions; ids < vocab_size, checked by the caller). Fills every
+ * activation listed above. */
+void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T);
+
+#endif

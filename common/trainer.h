@@ -1,0 +1,73 @@
+/* trainer.h — full fine-tuning of a GPT-NeoX model: the packed training
+ * forward, one optimizer step over a set of examples (token-weighted
+ * cross-entropy, global-norm clipping, AdamW), and eval loss.
+ *
+ * The examples of a step are laid end to end in packs of up to
+ * pack_tokens tokens (an example longer than that is a pack of its own),
+ * so the matrix products see hundreds of rows even at --batch 1; padding
+ * never enters (the dataset dropped it). Since the step loss is the sum of
+ * the cross-entropies of all target tokens of the step divided by their
+ * count, how examples are grouped into micro-batches or packs changes
+ * nothing but float rounding. */
+#ifndef TUNEPIPE_TRAINER_H
+#define TUNEPIPE_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backward.h"
+#include "dataset.h"
+#include "model.h"
+#include "optim.h"
+
+/* Default pack size: large enough for efficient matrix products, small
+ * enough that activations of pythia-410m stay around a gigabyte. */
+#define TRAIN_PACK_TOKENS 512
+
+/* The forward pass over a pack, filling every activation model_backward
+ * needs and a->logits at the loss rows. Equals model_forward sequence by
+ * sequence. */
+void train_forward(const neox_model *m, train_acts *a, const train_pack *pack);
+
+typedef struct {
+    neox_model *model;
+    float *grad, *adam_m, *adam_v;  /* flat blocks like model->params */
+    neox_params grad_views;
+    param_span *spans;              /* one per tensor, decay on 2-D weights */
+    int nspans;
+    adamw_hparams adam;
+    double clip;                    /* max global norm; <= 0: none */
+    int pack_tokens;
+    long step;                      /* optimizer steps taken */
+    /* seconds spent, cumulative (for benchmarks) */
+    double time_forward, time_backward, time_optimizer;
+    train_acts acts;
+    /* pack assembly */
+    int *seq_start, *row_pos;
+    uint32_t *ids, *row_target;
+    size_t cap_seq, cap_tokens, cap_rows;
+} trainer;
+
+/* Takes over nothing: model stays the caller's. Moments start at zero. */
+void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip);
+void trainer_free(trainer *t);
+
+typedef struct {
+    double loss;        /* mean CE over the step's target tokens */
+    double grad_norm;   /* global norm before clipping */
+    size_t tokens;      /* tokens forwarded */
+    size_t targets;     /* target tokens */
+} step_result;
+
+/* Loss and gradients of examples ex[0..n) of d, without an update;
+ * gradients are left in t->grad (scaled for the token-weighted mean). */
+step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n);
+/* trainer_gradients, clipping, and one AdamW step at learning rate lr. */
+step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr);
+
+/* Sum of target CE over examples ex[0..n) of d (forward only); *targets
+ * gets their count. per_example (may be NULL) gets each example's mean. */
+double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,
+                    size_t *targets, double *per_example);
+
+#endif

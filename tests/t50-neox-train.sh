@@ -1,0 +1,132 @@
+#!/bin/sh
+# neox-train from the command line: the output directory transformers loads,
+# --init --steps 0, padding that changes nothing, kill -9 then --resume equal
+# to an uninterrupted run, a full disk keeping the last checkpoint, eval and
+# --keep-best, bad input and usage errors. (The numbers against Hugging Face
+# are in tests/unit/train.c.)
+. "$(dirname "$0")/lib.sh"
+tiny=$TOP/tests/data/tiny-neox/tiny-f32
+micro=$TOP/tests/data/neox-micro.config.json
+
+# Random examples for the tiny model (vocab 512), ids given as JSON arrays.
+awk -v n=48 -v seed=7 'BEGIN { srand(seed);
+	for (i = 0; i < n; i++) {
+		printf "{\"question\":["; k = 2 + int(rand() * 30)
+		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
+		printf "],\"answer\":["; k = 1 + int(rand() * 30)
+		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
+		printf "]}\n" } }' >"$TMP/tiny.jsonl"
+head -40 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny.tok"
+tail -8 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny-eval.tok"
+head -24 "$TOP/data/lamini_docs.jsonl" | bpe-encode >"$TMP/lamini.tok"
+
+# "sed -f $numbers LOG": step, loss, lr, grad_norm, tokens (timings differ run to run).
+numbers=$TMP/numbers.sed
+echo 's/,"tokens_per_s".*//' >"$numbers"
+
+# ---- usage -----------------------------------------------------------------
+check "no model is a usage error" "neox-train -o '$TMP/x' <'$TMP/tiny.tok' 2>/dev/null; test \$? -eq 2"
+check "-m and --init together are a usage error" \
+	"neox-train -m '$tiny' --init '$micro' -o '$TMP/x' <'$TMP/tiny.tok' 2>/dev/null; test \$? -eq 2"
+check "--keep-best without --eval is a usage error" \
+	"neox-train -m '$tiny' -o '$TMP/x' --keep-best <'$TMP/tiny.tok' 2>/dev/null; test \$? -eq 2"
+check "a bad --schedule is a usage error" \
+	"neox-train -m '$tiny' -o '$TMP/x' --schedule steep <'$TMP/tiny.tok' 2>/dev/null; test \$? -eq 2"
+check "--resume keeps the run's settings: --lr is refused" \
+	"neox-train --resume '$TMP/x' --lr 1 <'$TMP/tiny.tok' 2>&1 >/dev/null | grep -q 'keeps its settings'"
+
+# ---- --init --steps 0 --------------------------------------------------------
+check "--init CONFIG --steps 0 writes a checkpoint without reading input" \
+	"neox-train --init '$micro' --steps 0 -o '$TMP/init' </dev/null &&
+	 test -s '$TMP/init/model.safetensors' && test -s '$TMP/init/config.json' &&
+	 cmp -s '$TMP/init/tokenizer.json' '$TOP/data/tokenizer.json' && test ! -e '$TMP/init/training_state.safetensors'"
+check "model.safetensors has Hugging Face's tensor names and format" \
+	"head -c 4000 '$TMP/init/model.safetensors' | grep -a -q '\"__metadata__\":{\"format\":\"pt\"}' &&
+	 head -c 4000 '$TMP/init/model.safetensors' | grep -a -q '\"gpt_neox.layers.1.mlp.dense_4h_to_h.weight\":{\"dtype\":\"F32\",\"shape\":\\[32,128\\]' &&
+	 head -c 4000 '$TMP/init/model.safetensors' | grep -a -q '\"embed_out.weight\"'"
+check "--save-dtype bf16 halves the file and says so in config.json" \
+	"neox-train --init '$micro' --steps 0 --save-dtype bf16 -o '$TMP/init16' &&
+	 grep -q '\"torch_dtype\":.*\"bfloat16\"' '$TMP/init16/config.json' &&
+	 test \$(stat -c %s '$TMP/init16/model.safetensors') -lt \$((\$(stat -c %s '$TMP/init/model.safetensors') / 2 + 4096))"
+check "the same seed initializes the same weights" \
+	"neox-train --init '$micro' --steps 0 -o '$TMP/init2' && cmp '$TMP/init/model.safetensors' '$TMP/init2/model.safetensors'"
+check "a trained checkpoint loads back as -m" \
+	"neox-train -m '$tiny' -o '$TMP/t1' --steps 2 -q <'$TMP/tiny.tok' && neox-train -m '$TMP/t1' -o '$TMP/t2' --steps 1 -q <'$TMP/tiny.tok'"
+check "log.jsonl: one line per step with its fields" \
+	"test \$(wc -l <'$TMP/t1/log.jsonl') -eq 2 &&
+	 grep -q '^{\"step\":2,\"loss\":[0-9.]*,\"lr\":[-0-9.e]*,\"grad_norm\":[0-9.e-]*,\"tokens\":[0-9]*,\"tokens_per_s\":[0-9.]*,\"elapsed\":[0-9.]*}\$' '$TMP/t1/log.jsonl'"
+check "the first step of the default schedule (warmup 1) has lr 0" \
+	"head -1 '$TMP/t1/log.jsonl' | grep -q '\"lr\":0,'"
+check "an output directory holding a run is not overwritten without --overwrite" \
+	"neox-train -m '$tiny' -o '$TMP/t1' --steps 1 <'$TMP/tiny.tok' 2>&1 | grep -q 'holds a training run' &&
+	 neox-train -m '$tiny' -o '$TMP/t1' --steps 1 --overwrite <'$TMP/tiny.tok'"
+
+# ---- padding is free ---------------------------------------------------------
+check "pad-trunc -q1000 -a100 input trains to the same numbers and weights as unpadded" \
+	"pad-trunc --no-pad -q1000 -a100 <'$TMP/lamini.tok' | neox-train --init '$micro' -o '$TMP/plain' --steps 3 --lr 1e-3 --save-every 0 &&
+	 pad-trunc -q1000 -a100 <'$TMP/lamini.tok' | neox-train --init '$micro' -o '$TMP/padded' --steps 3 --lr 1e-3 --save-every 0 &&
+	 sed -f '$numbers' '$TMP/plain/log.jsonl' >'$TMP/n1' && sed -f '$numbers' '$TMP/padded/log.jsonl' >'$TMP/n2' && cmp '$TMP/n1' '$TMP/n2' &&
+	 cmp '$TMP/plain/model.safetensors' '$TMP/padded/model.safetensors'"
+check "--batch 2 --grad-accum 2 is --batch 1 --grad-accum 4" \
+	"neox-train -m '$tiny' -o '$TMP/b22' --steps 3 --batch 2 --grad-accum 2 <'$TMP/tiny.tok' &&
+	 neox-train -m '$tiny' -o '$TMP/b14' --steps 3 --batch 1 --grad-accum 4 <'$TMP/tiny.tok' &&
+	 sed -f '$numbers' '$TMP/b22/log.jsonl' >'$TMP/n1' && sed -f '$numbers' '$TMP/b14/log.jsonl' >'$TMP/n2' && cmp '$TMP/n1' '$TMP/n2'"
+
+# ---- kill -9, then --resume ----------------------------------------------------
+steps=300
+run="neox-train -m $tiny --steps $steps --lr 1e-3 --save-every 25 --threads 1 $TMP/tiny.tok -o"
+$run "$TMP/whole"
+$run "$TMP/killed" &
+pid=$!
+while [ ! -e "$TMP/killed/training_state.safetensors" ] && kill -0 $pid 2>/dev/null; do sleep 0.01; done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+lines=$(wc -l <"$TMP/killed/log.jsonl")
+check "the run was killed mid-way ($lines of $steps steps logged)" "test $lines -lt $steps"
+check "--resume after kill -9 ends with the uninterrupted run's weights, bit for bit" \
+	"neox-train --resume '$TMP/killed' '$TMP/tiny.tok' && cmp '$TMP/whole/model.safetensors' '$TMP/killed/model.safetensors'"
+check "... and the same log" \
+	"sed -f '$numbers' '$TMP/whole/log.jsonl' >'$TMP/n1' && sed -f '$numbers' '$TMP/killed/log.jsonl' >'$TMP/n2' && cmp '$TMP/n1' '$TMP/n2'"
+check "--resume with other data is refused" \
+	"neox-train --resume '$TMP/killed' --steps 400 '$TMP/tiny-eval.tok' 2>&1 | grep -q 'not the training data'"
+check "--resume --steps N continues a finished run" \
+	"neox-train --resume '$TMP/killed' --steps 310 '$TMP/tiny.tok' && test \$(wc -l <'$TMP/killed/log.jsonl') -eq 310"
+
+# ---- a full disk -------------------------------------------------------------
+if unshare -r -m true 2>/dev/null; then
+	# A tmpfs that holds the first checkpoint but not the next file on top.
+	neox-train -m "$tiny" --steps 1 -o "$TMP/sizes" "$TMP/tiny.tok"
+	kb=$(du -sk "$TMP/sizes" | cut -f1)
+	mkdir "$TMP/disk"
+	unshare -r -m sh -c "mount -t tmpfs -o size=$((kb + 400))k tmpfs '$TMP/disk' &&
+		neox-train -m '$tiny' --steps 3 --save-every 1 -o '$TMP/disk/out' '$TMP/tiny.tok' 2>'$TMP/full.err';
+		echo \$? >'$TMP/full.rc'; cp -r '$TMP/disk/out' '$TMP/after-full'"
+	check "a full disk is an error, exit 1" "test \$(cat '$TMP/full.rc') -eq 1 && grep -q 'No space left on device' '$TMP/full.err'"
+	check "... no temporary file is left" "! ls '$TMP/after-full' | grep -q '\\.tmp\\.'"
+	check "... and the last checkpoint resumes to the uninterrupted result" \
+		"neox-train -m '$tiny' --steps 3 --save-every 1 -o '$TMP/nofull' '$TMP/tiny.tok' &&
+		 neox-train --resume '$TMP/after-full' '$TMP/tiny.tok' && cmp '$TMP/nofull/model.safetensors' '$TMP/after-full/model.safetensors'"
+else
+	echo "# no user namespaces here: the full-disk checks are skipped"
+fi
+
+# ---- eval and --keep-best ------------------------------------------------------
+check "--eval --eval-every adds eval_loss to those steps and the last" \
+	"neox-train -m '$tiny' -o '$TMP/ev' --steps 7 --lr 3e-3 --warmup 0 --eval '$TMP/tiny-eval.tok' --eval-every 2 -q <'$TMP/tiny.tok' &&
+	 test \$(grep -c eval_loss '$TMP/ev/log.jsonl') -eq 4 && tail -1 '$TMP/ev/log.jsonl' | grep -q '\"step\":7,.*eval_loss'"
+check "--keep-best keeps the model of the lowest eval loss and names its step" \
+	"neox-train -m '$tiny' -o '$TMP/best' --steps 12 --lr 3e-2 --warmup 0 --eval '$TMP/tiny-eval.tok' --eval-every 2 --keep-best <'$TMP/tiny.tok' 2>'$TMP/best.err' &&
+	 best=\$(sed -n 's/.*\"step\":\\([0-9]*\\),.*\"eval_loss\":\\([0-9.e+-]*\\)}/\\2 \\1/p' '$TMP/best/log.jsonl' | sort -g | head -1 | cut -d' ' -f2) &&
+	 grep -q \"model of step \$best,\" '$TMP/best.err' && cmp '$TMP/best/model.safetensors' '$TMP/best/best.safetensors'"
+
+# ---- bad input -------------------------------------------------------------------
+printf '{"question":[5,6],"answer":[7,600]}\n' | bpe-encode >"$TMP/oov.tok"
+check "a token outside the vocabulary is an error naming the record, and OUT is not created" \
+	"neox-train -m '$tiny' -o '$TMP/oov' <'$TMP/oov.tok' 2>'$TMP/err'; test \$? -eq 1 &&
+	 grep -qx 'neox-train: -: record 1: token id 600 is outside the vocabulary (512)' '$TMP/err' && test ! -e '$TMP/oov'"
+check "text input is an error" \
+	"neox-train -m '$tiny' -o '$TMP/txt' <'$TMP/tiny.jsonl' 2>'$TMP/err'; test \$? -eq 1 && grep -q 'record 1:' '$TMP/err'"
+check "a missing model directory is an error" \
+	"neox-train -m '$TMP/none' -o '$TMP/m' <'$TMP/tiny.tok' 2>/dev/null; test \$? -eq 1"
+
+done_testing

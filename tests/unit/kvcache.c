@@ -1,0 +1,170 @@
+/* kvcache.c — cached inference equals the full forward: chunked prefill,
+ * token-by-token decoding, several sequences of different lengths in one
+ * batch, and the sequential-residual variant. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kvcache.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tap.h"
+
+#define DATA "tests/data/tiny-neox"
+
+static uint32_t *ref_ids(st_file *ref, const char *name, int *n) {
+    const st_tensor *t = st_find(ref, name);
+    int64_t *x = xmalloc(t->numel * sizeof *x);
+    st_read_i64(ref, t, x);
+    uint32_t *ids = xmalloc(t->numel * sizeof *ids);
+    for (size_t i = 0; i < t->numel; i++) ids[i] = (uint32_t)x[i];
+    free(x);
+    *n = (int)t->numel;
+    return ids;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double e = 0;
+    for (size_t i = 0; i < n; i++) e = fmax(e, fabs((double)a[i] - b[i]));
+    return e;
+}
+
+/* Logits of the full forward of ids [T]: [T, V], malloc'd. */
+static float *full_logits(const neox_model *m, const uint32_t *ids, int T) {
+    neox_acts a;
+    acts_alloc(&a, &m->cfg, T);
+    model_forward(m, &a, ids, T);
+    float *out = xmalloc((size_t)T * m->cfg.vocab_size * sizeof(float));
+    memcpy(out, a.logits, (size_t)T * m->cfg.vocab_size * sizeof(float));
+    acts_free(&a);
+    return out;
+}
+
+/* Decodes ids one token at a time; returns the largest difference of each
+ * step's logits from the full forward's. */
+static double decode_vs_full(const neox_model *m, const uint32_t *ids, int T) {
+    int V = m->cfg.vocab_size;
+    float *want = full_logits(m, ids, T), *got = xmalloc((size_t)V * sizeof(float));
+    neox_decoder d;
+    decoder_init(&d, m, 1, 0, 8);
+    double e = 0;
+    int slot = 0, one = 1;
+    for (int t = 0; t < T; t++) {
+        decoder_step(&d, 1, &slot, &one, ids + t, got, 0);
+        e = fmax(e, max_diff(got, want + (size_t)t * V, (size_t)V));
+    }
+    decoder_free(&d);
+    free(want);
+    free(got);
+    return e;
+}
+
+int main(void) {
+    char err[512];
+    st_file ref;
+    neox_model m;
+    if (!st_open(&ref, DATA "/reference.safetensors", err, sizeof err) ||
+        !model_load(&m, DATA "/tiny-f32", err, sizeof err)) {
+        printf("Bail out! %s\n", err);
+        return 1;
+    }
+    int V = m.cfg.vocab_size;
+
+    /* Chunked prefill of ids.c (300 tokens, steps of 64) with every row's logits. */
+    int T;
+    uint32_t *c = ref_ids(&ref, "ids.c", &T);
+    const st_tensor *lt = st_find(&ref, "logits.c");
+    float *want = xmalloc(lt->numel * sizeof(float)), *got = xmalloc(lt->numel * sizeof(float));
+    st_read_f32(&ref, lt, want);
+    neox_decoder d;
+    decoder_init(&d, &m, 2, 0, 64);
+    int slot = 1;
+    for (int done = 0; done < T;) {
+        int n = T - done < 64 ? T - done : 64;
+        decoder_step(&d, 1, &slot, &n, c + done, got + (size_t)done * V, 1);
+        done += n;
+    }
+    double e = max_diff(got, want, lt->numel);
+    ok(e <= 1e-4 && d.len[1] == T, "prefill in chunks of 64: logits.c within 1e-4 (%.3g)", e);
+    float *last = xmalloc((size_t)V * sizeof(float));
+    decoder_reset(&d, 1);
+    decoder_prefill(&d, 1, c, T, last);
+    e = max_diff(last, want + (size_t)(T - 1) * V, (size_t)V);
+    ok(e <= 1e-4, "decoder_prefill's last logits (%.3g)", e);
+    decoder_free(&d);
+
+    int Tb;
+    uint32_t *b = ref_ids(&ref, "ids.b", &Tb);
+    e = decode_vs_full(&m, c, 120);
+    ok(e <= 1e-5, "decoding 120 tokens one by one equals the full forward (%.3g)", e);
+
+    /* Three sequences of different lengths in one batch: prefill each, then
+     * decode all together; each must match its own full forward. */
+    const int lens[3] = {5, 17, 40}, steps = 12;
+    uint32_t seq[3][64];
+    for (int s = 0; s < 3; s++)
+        for (int t = 0; t < lens[s] + steps; t++) seq[s][t] = s == 1 ? b[t % Tb] : c[(t * 7 + s * 13) % T];
+    decoder_init(&d, &m, 3, 0, 16);
+    float *batch_logits = xmalloc(3 * (size_t)V * sizeof(float));
+    int slots[3] = {2, 0, 1};
+    for (int s = 0; s < 3; s++) decoder_prefill(&d, slots[s], seq[s], lens[s], batch_logits);
+    double eb = 0;
+    float *full[3];
+    for (int s = 0; s < 3; s++) full[s] = full_logits(&m, seq[s], lens[s] + steps);
+    for (int t = 0; t < steps; t++) {
+        int counts[3] = {1, 1, 1};
+        uint32_t toks[3] = {seq[0][lens[0] + t], seq[1][lens[1] + t], seq[2][lens[2] + t]};
+        decoder_step(&d, 3, slots, counts, toks, batch_logits, 0);
+        for (int s = 0; s < 3; s++)
+            eb = fmax(eb, max_diff(batch_logits + (size_t)s * V, full[s] + (size_t)(lens[s] + t) * V, (size_t)V));
+    }
+    ok(eb <= 1e-5, "3 sequences of lengths 5, 17, 40 decoded together match their own forwards (%.3g)", eb);
+    /* Uneven counts in one step: 2 tokens for one, 3 for another, all rows. */
+    for (int s = 0; s < 2; s++) decoder_reset(&d, s);
+    {
+        int sl[2] = {0, 1}, cnt[2] = {2, 3};
+        uint32_t toks[5] = {seq[0][0], seq[0][1], seq[1][0], seq[1][1], seq[1][2]};
+        float *lg = xmalloc(5 * (size_t)V * sizeof(float));
+        decoder_step(&d, 2, sl, cnt, toks, lg, 1);
+        float *f0 = full_logits(&m, seq[0], 2), *f1 = full_logits(&m, seq[1], 3);
+        e = fmax(max_diff(lg, f0, 2 * (size_t)V), max_diff(lg + 2 * (size_t)V, f1, 3 * (size_t)V));
+        ok(e <= 1e-5, "a step with 2 and 3 new tokens of two sequences (%.3g)", e);
+        free(lg);
+        free(f0);
+        free(f1);
+    }
+    for (int s = 0; s < 3; s++) free(full[s]);
+    decoder_free(&d);
+
+    /* Sequential residual (use_parallel_residual false), random weights. */
+    neox_config seqcfg = m.cfg;
+    seqcfg.use_parallel_residual = 0;
+    neox_model sm;
+    model_build(&sm, &seqcfg);
+    model_init_random(&sm, 7);
+    neox_acts a1;
+    acts_alloc(&a1, &seqcfg, 40);
+    model_forward(&sm, &a1, c, 40);
+    neox_acts a2;
+    acts_alloc(&a2, &m.cfg, 40);
+    model_forward(&m, &a2, c, 40);
+    ok(a1.resid_mid && a2.resid_mid == NULL, "sequential residual keeps resid_mid, parallel does not");
+    e = decode_vs_full(&sm, c, 40);
+    ok(e <= 1e-5, "sequential residual: decoding equals the full forward (%.3g)", e);
+    acts_free(&a1);
+    acts_free(&a2);
+    model_free(&sm);
+
+    free(c);
+    free(b);
+    free(want);
+    free(got);
+    free(last);
+    free(batch_logits);
+    model_free(&m);
+    st_close(&ref);
+    return done_testing();
+}

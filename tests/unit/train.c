@@ -1,0 +1,367 @@
+/* train.c — the trainer against the tiny-neox reference (Hugging Face
+ * transformers, torch AdamW): per-example losses, step-0 gradients, a
+ * 6-step trajectory and the parameters after it; the packed forward
+ * against model_forward; packing and padding invariance; LR schedules and
+ * clipping as transformers and torch define them. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "io.h"
+#include "dataset.h"
+#include "model.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "stream.h"
+#include "tap.h"
+#include "trainer.h"
+
+#define DATA "tests/data/tiny-neox"
+#define NUM_EX 8
+
+static st_file ref;
+
+static void *ref_tensor(const char *name, size_t *n, int as_f64) {
+    const st_tensor *t = st_find(&ref, name);
+    if (!t) { printf("Bail out! reference has no %s\n", name); exit(1); }
+    void *x = xmalloc(t->numel * (as_f64 ? sizeof(double) : sizeof(float)));
+    if (as_f64) st_read_f64(&ref, t, x);
+    else st_read_f32(&ref, t, x);
+    *n = t->numel;
+    return x;
+}
+
+static uint32_t *ref_ids(const char *name, uint32_t *n) {
+    const st_tensor *t = st_find(&ref, name);
+    if (!t) { printf("Bail out! reference has no %s\n", name); exit(1); }
+    int64_t *ids = xmalloc(t->numel * sizeof *ids);
+    st_read_i64(&ref, t, ids);
+    uint32_t *out = xmalloc(t->numel * sizeof *out);
+    for (size_t i = 0; i < t->numel; i++) out[i] = (uint32_t)ids[i];
+    free(ids);
+    *n = (uint32_t)t->numel;
+    return out;
+}
+
+static void load_examples(dataset *d, loss_mode mode) {
+    memset(d, 0, sizeof *d);
+    for (int i = 0; i < NUM_EX; i++) {
+        char name[64];
+        uint32_t nq, na;
+        snprintf(name, sizeof name, "train.ex%d.prompt", i);
+        uint32_t *q = ref_ids(name, &nq);
+        snprintf(name, sizeof name, "train.ex%d.answer", i);
+        uint32_t *a = ref_ids(name, &na);
+        if (!dataset_add(d, q, nq, a, na, mode, (uint64_t)i + 1)) { printf("Bail out! example %d\n", i); exit(1); }
+        free(q);
+        free(a);
+    }
+}
+
+static void load_model(neox_model *m) {
+    char err[256];
+    if (!model_load(m, DATA "/tiny-f32", err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+}
+
+/* ‖got - want‖ / ‖want‖ */
+static double rel_diff(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    return sqrt(num) / (den > 0 ? sqrt(den) : 1);
+}
+
+/* Whether element i of query_key_value.bias is a key bias outside the
+ * rotary dimensions. Adding such a bias adds the same q·b to every score
+ * of a query, which softmax ignores: its gradient is exactly zero, and
+ * what any fp32 implementation computes is rounding noise of about 1e-10,
+ * which Adam (eps 1e-8) turns into updates of about lr/100 per step. These
+ * elements follow the rounding of the implementation, not the model. */
+static int is_softmax_invariant(const neox_model *m, size_t i) {
+    int hd = m->cfg.head_dim;
+    int part = (int)(i % (3 * (size_t)hd)) / hd, dim = (int)(i % (size_t)hd);
+    return part == 1 && dim >= m->cfg.rotary_ndims;
+}
+
+static int is_qkv_bias(const char *name) {
+    size_t n = strlen(name), k = strlen("query_key_value.bias");
+    return n > k && strcmp(name + n - k, "query_key_value.bias") == 0;
+}
+
+/* Worst per-tensor relative difference of block against prefix.<name>;
+ * with skip_invariant, the softmax-invariant key biases are left out and
+ * *invariant_drift gets the largest absolute difference among them. */
+static double worst_tensor_diff(const neox_model *m, const float *block, const char *prefix,
+                                const char **worst, int skip_invariant, double *invariant_drift) {
+    double w = 0;
+    for (int i = 0; i < m->num_tensors; i++) {
+        const neox_tensor *t = &m->tensors[i];
+        char name[128];
+        snprintf(name, sizeof name, "%s.%s", prefix, t->name);
+        size_t n;
+        float *want = ref_tensor(name, &n, 0);
+        if (n != t->numel) { printf("Bail out! %s has %zu elements\n", name, n); exit(1); }
+        float *got = xmalloc(n * sizeof *got);
+        memcpy(got, block + t->offset, n * sizeof *got);
+        if (skip_invariant && is_qkv_bias(t->name))
+            for (size_t k = 0; k < n; k++)
+                if (is_softmax_invariant(m, k)) {
+                    *invariant_drift = fmax(*invariant_drift, fabs((double)got[k] - want[k]));
+                    got[k] = want[k];
+                }
+        double d = rel_diff(got, want, n);
+        free(got);
+        if (d > w || d != d) {
+            w = d;
+            *worst = m->tensors[i].name;
+        }
+        free(want);
+    }
+    return w;
+}
+
+static void test_losses(void) {
+    for (int mode = 0; mode < 2; mode++) {
+        neox_model m;
+        load_model(&m);
+        dataset d;
+        load_examples(&d, mode == 0 ? LOSS_ANSWER : LOSS_ALL);
+        trainer t;
+        trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+        size_t order[NUM_EX], n;
+        for (int i = 0; i < NUM_EX; i++) order[i] = (size_t)i;
+        double got[NUM_EX];
+        trainer_loss(&t, &d, order, NUM_EX, NULL, got);
+        double *want = ref_tensor(mode == 0 ? "loss.answer_mean_per_example" : "loss.all_mean_per_example", &n, 1);
+        double worst = 0;
+        for (int i = 0; i < NUM_EX; i++) worst = fmax(worst, fabs(got[i] - want[i]) / fabs(want[i]));
+        ok(worst < 1e-5, "--loss %s: per-example mean losses within 1e-5 relative (worst %.2e)",
+           mode == 0 ? "answer" : "all", worst);
+        free(want);
+        trainer_free(&t);
+        dataset_free(&d);
+        model_free(&m);
+    }
+}
+
+static void test_grad0_and_trajectory(void) {
+    neox_model m;
+    load_model(&m);
+    dataset d;
+    load_examples(&d, LOSS_ANSWER);
+    adamw_hparams h = ADAMW_DEFAULTS;
+    h.weight_decay = 0.1;
+    trainer t;
+    trainer_init(&t, &m, &h, 1.0);
+    size_t n;
+    double *want_loss = ref_tensor("train.loss", &n, 1);
+    double *want_norm = ref_tensor("train.gradnorm", &n, 1);
+    double worst_loss = 0, worst_norm = 0;
+    for (int s = 0; s < 6; s++) {
+        size_t ex[4];
+        for (int j = 0; j < 4; j++) ex[j] = (size_t)((4 * s + j) % NUM_EX);
+        if (s == 0) {
+            step_result r = trainer_gradients(&t, &d, ex, 4);
+            const char *worst = "";
+            double g = worst_tensor_diff(&m, t.grad, "grad0", &worst, 0, NULL);
+            ok(g < 1e-4, "step-0 gradients within 1e-4 per tensor (worst %.2e, %s)", g, worst);
+            ok(fabs(r.loss - want_loss[0]) / want_loss[0] < 1e-5, "step-0 loss %.6f (HF %.6f)", r.loss, want_loss[0]);
+            memset(t.grad, 0, m.num_params * sizeof(float));
+        }
+        step_result r = trainer_step(&t, &d, ex, 4, lr_at_step(SCHEDULE_CONSTANT, 1e-3, s, 0, 6));
+        worst_loss = fmax(worst_loss, fabs(r.loss - want_loss[s]) / want_loss[s]);
+        worst_norm = fmax(worst_norm, fabs(r.grad_norm - want_norm[s]) / want_norm[s]);
+        diag("step %d: loss %.6f (HF %.6f), grad norm %.6f (HF %.6f)", s, r.loss, want_loss[s],
+             r.grad_norm, want_norm[s]);
+    }
+    ok(worst_loss < 1e-4, "6-step loss trajectory within 1e-4 relative (worst %.2e)", worst_loss);
+    ok(worst_norm < 1e-4, "6-step grad-norm trajectory within 1e-4 relative (worst %.2e)", worst_norm);
+    const char *worst = "";
+    double drift = 0;
+    double f = worst_tensor_diff(&m, m.params, "final", &worst, 1, &drift);
+    ok(f < 1e-4, "parameters after 6 steps within 1e-4 per tensor (worst %.2e, %s)", f, worst);
+    /* Noise-driven Adam moves them by about lr/100 a step, in either run. */
+    ok(drift < 6 * 1e-3 * 0.05, "softmax-invariant key biases drift by rounding noise only (max |diff| %.2e)", drift);
+    free(want_loss);
+    free(want_norm);
+    trainer_free(&t);
+    dataset_free(&d);
+    model_free(&m);
+}
+
+/* The packed forward gives model_forward's logits, sequence by sequence. */
+static void test_packed_forward(void) {
+    neox_model m;
+    load_model(&m);
+    dataset d;
+    load_examples(&d, LOSS_ALL);
+    trainer t;
+    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    size_t ex[3] = {3, 0, 6};
+    /* Pack all three; loss rows are every position but the last of each. */
+    int seq_start[4], pos = 0, rows = 0;
+    uint32_t ids[256], targets[256];
+    int row_pos[256];
+    for (int s = 0; s < 3; s++) {
+        const example *e = &d.ex[ex[s]];
+        seq_start[s] = pos;
+        memcpy(ids + pos, d.ids + e->start, e->len * sizeof *ids);
+        for (uint32_t p = 1; p < e->len; p++) {
+            row_pos[rows] = pos + (int)p - 1;
+            targets[rows++] = d.ids[e->start + p];
+        }
+        pos += (int)e->len;
+    }
+    seq_start[3] = pos;
+    train_pack pack = {.T = pos, .nseq = 3, .seq_start = seq_start, .ids = ids, .nrows = rows,
+                       .row_pos = row_pos, .row_target = targets};
+    train_forward(&m, &t.acts, &pack);
+    double worst = 0;
+    int V = m.cfg.vocab_size, row = 0;
+    for (int s = 0; s < 3; s++) {
+        int T = seq_start[s + 1] - seq_start[s];
+        neox_acts a;
+        acts_alloc(&a, &m.cfg, T);
+        model_forward(&m, &a, ids + seq_start[s], T);
+        for (int p = 0; p < T - 1; p++, row++)
+            for (int v = 0; v < V; v++)
+                worst = fmax(worst, fabs(a.logits[(size_t)p * V + v] - t.acts.logits[(size_t)row * V + v]));
+        acts_free(&a);
+    }
+    ok(worst < 1e-5, "packed forward of 3 sequences equals model_forward on each (max |diff| %.2e)", worst);
+    trainer_free(&t);
+    dataset_free(&d);
+    model_free(&m);
+}
+
+/* Gradients do not depend on how the step's examples are packed. */
+static void test_packing_invariance(void) {
+    neox_model m;
+    load_model(&m);
+    dataset d;
+    load_examples(&d, LOSS_ANSWER);
+    trainer t;
+    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    size_t ex[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    step_result a = trainer_gradients(&t, &d, ex, 8);
+    float *g1 = xmalloc(m.num_params * sizeof(float));
+    memcpy(g1, t.grad, m.num_params * sizeof(float));
+    memset(t.grad, 0, m.num_params * sizeof(float));
+    t.pack_tokens = 1; /* one example per pack */
+    step_result b = trainer_gradients(&t, &d, ex, 8);
+    double diff = rel_diff(t.grad, g1, m.num_params);
+    ok(fabs(a.loss - b.loss) < 1e-6 * a.loss && diff < 1e-5,
+       "one pack or one example per pack: same loss (%.8f, %.8f) and gradients (rel diff %.2e)",
+       a.loss, b.loss, diff);
+    free(g1);
+    trainer_free(&t);
+    dataset_free(&d);
+    model_free(&m);
+}
+
+/* Writes the 8 examples as a stream, padded (as pad-trunc pads) or not. */
+static void write_stream(const char *path, int padded) {
+    FILE *f = fopen(path, "wb");
+    if (!f) { printf("Bail out! cannot create %s\n", path); exit(1); }
+    stream_writer *sw = stream_writer_open(fileno(f), 1);
+    record r = {0};
+    for (int i = 0; i < NUM_EX; i++) {
+        record_clear(&r);
+        r.id = (uint64_t)i + 1;
+        char name[64];
+        uint32_t nq, na;
+        snprintf(name, sizeof name, "train.ex%d.prompt", i);
+        uint32_t *q = ref_ids(name, &nq);
+        snprintf(name, sizeof name, "train.ex%d.answer", i);
+        uint32_t *a = ref_ids(name, &na);
+        segment *sq = record_segment(&r, SEG_QUESTION), *sa = record_segment(&r, SEG_ANSWER);
+        segment_clear(sq);
+        segment_clear(sa);
+        if (padded) /* question padded on the left to 40, answer on the right to 30 */
+            for (uint32_t k = nq; k < 40; k++) segment_push(sq, 1);
+        segment_append(sq, q, nq);
+        segment_append(sa, a, na);
+        if (padded) {
+            for (uint32_t k = na; k < 30; k++) segment_push(sa, 1);
+            sq->pad = 40 - nq;
+            sq->pad_side = SIDE_LEFT;
+            sa->pad = 30 - na;
+            sa->pad_side = SIDE_RIGHT;
+        }
+        stream_write(sw, &r);
+        free(q);
+        free(a);
+    }
+    stream_writer_close(sw);
+    record_free(&r);
+    fclose(f);
+}
+
+static step_result step_from_stream(const char *path) {
+    neox_model m;
+    load_model(&m);
+    dataset d;
+    int fd = open_input(path);
+    dataset_read(&d, fd, path, LOSS_ANSWER, m.cfg.vocab_size, m.cfg.max_positions);
+    close(fd);
+    trainer t;
+    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    size_t ex[4] = {0, 1, 2, 3};
+    step_result r = trainer_step(&t, &d, ex, 4, 1e-3);
+    trainer_free(&t);
+    dataset_free(&d);
+    model_free(&m);
+    return r;
+}
+
+static void test_padding_invariance(void) {
+    char plain[256], padded[256];
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(plain, sizeof plain, "%s/tunepipe-train-plain.%ld", tmp, (long)getpid());
+    snprintf(padded, sizeof padded, "%s/tunepipe-train-padded.%ld", tmp, (long)getpid());
+    write_stream(plain, 0);
+    write_stream(padded, 1);
+    step_result a = step_from_stream(plain), b = step_from_stream(padded);
+    ok(a.loss == b.loss && a.grad_norm == b.grad_norm && a.tokens == b.tokens,
+       "padded input trains exactly like unpadded: loss %.8f/%.8f, %zu/%zu tokens",
+       a.loss, b.loss, a.tokens, b.tokens);
+    unlink(plain);
+    unlink(padded);
+}
+
+static void test_schedules(void) {
+    /* transformers: linear warmup to step `warmup`, then (total-s)/(total-warmup) */
+    ok(lr_at_step(SCHEDULE_LINEAR, 1e-6, 0, 1, 100) == 0.0, "linear, warmup 1: step 0 has lr 0");
+    ok(fabs(lr_at_step(SCHEDULE_LINEAR, 1e-6, 1, 1, 100) - 1e-6) < 1e-20, "linear: full lr after warmup");
+    ok(fabs(lr_at_step(SCHEDULE_LINEAR, 1.0, 50, 1, 100) - 50.0 / 99) < 1e-15, "linear: step 50 of 100 is 50/99");
+    ok(fabs(lr_at_step(SCHEDULE_LINEAR, 1.0, 5, 10, 100) - 0.5) < 1e-15, "linear: warmup is s/warmup");
+    ok(fabs(lr_at_step(SCHEDULE_COSINE, 1.0, 60, 10, 110) - 0.5) < 1e-12, "cosine: half-way is 0.5");
+    ok(fabs(lr_at_step(SCHEDULE_COSINE, 1.0, 10, 10, 110) - 1.0) < 1e-15, "cosine: 1 right after warmup");
+    ok(lr_at_step(SCHEDULE_CONSTANT, 2.0, 7, 0, 10) == 2.0 && lr_at_step(SCHEDULE_CONSTANT, 2.0, 1, 4, 10) == 0.5,
+       "constant, with and without warmup");
+    ok(clip_factor(0.5, 1.0) == 1.0 && fabs(clip_factor(4.0, 1.0) - 1.0 / (4.0 + 1e-6)) < 1e-15 &&
+       clip_factor(4.0, 0) == 1.0, "clip factor as clip_grad_norm_");
+}
+
+int main(void) {
+    char err[256];
+    if (!st_open(&ref, DATA "/reference.safetensors", err, sizeof err)) {
+        printf("Bail out! %s\n", err);
+        return 1;
+    }
+    test_schedules();
+    test_losses();
+    test_grad0_and_trajectory();
+    test_packed_forward();
+    test_packing_invariance();
+    test_padding_invariance();
+    st_close(&ref);
+    return done_testing();
+}
