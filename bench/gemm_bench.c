@@ -2,8 +2,9 @@
  * backward to the input, backward to the weight) on every gemm path this
  * CPU runs, at pythia-410m's layer shapes and lamini-like token counts,
  * with OpenBLAS sgemm (the fp32 path) in the same run as the baseline.
- * Decode shapes (few rows) also report the weight bytes streamed per
- * second. Each figure is the median of several timed runs. */
+ * Decode shapes (few rows) cycle through enough copies of the weight to
+ * miss every cache, as a model's layers do, and also report the weight
+ * bytes streamed per second. Each figure is the median of several runs. */
 #include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ static const layer layers[] = {
 #define NLAYERS (int)(sizeof layers / sizeof layers[0])
 #define MAX_LIST 16
 #define NPATHS 3
+/* Decode products sweep over at least this many bytes of weights. */
+#define DECODE_SWEEP_BYTES (512u << 20)
 
 enum { OP_FORWARD, OP_BACKWARD_INPUT, OP_BACKWARD_WEIGHT, NOPS };
 static const char *const op_names[] = {"forward", "bwd-input", "bwd-weight"};
@@ -69,6 +72,20 @@ static void run_op(int op, const buffers *b, int T) {
     case OP_BACKWARD_INPUT: gemm_backward_input(b->dinp, b->dout, gw, T); break;
     default: gemm_backward_weight(b->dw, NULL, b->dout, b->inp, T, gw->OC, gw->C); break;
     }
+}
+
+/* Median seconds of one forward product at T rows, each run a sweep over
+ * the n weights gws (reported per product). */
+static double time_decode(const gemm_weight *gws, int n, const buffers *b, int T) {
+    double t[64];
+    for (int i = 0; i < n; i++) gemm_forward(b->out, b->inp, &gws[i], NULL, T);
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_seconds();
+        for (int i = 0; i < n; i++) gemm_forward(b->out, b->inp, &gws[i], NULL, T);
+        t[r] = (now_seconds() - t0) / n;
+    }
+    qsort(t, runs, sizeof t[0], cmp_double);
+    return t[runs / 2];
 }
 
 /* Median seconds of one op after a warm-up run. */
@@ -165,14 +182,33 @@ int main(int argc, char **argv) {
             gemm_weight_pack(&gw);
             pack_ms[p] = (now_seconds() - t0) * 1e3;
             b.gw = &gw;
-            for (int i = 0; i < ntokens + ndecode; i++) {
-                int T = i < ntokens ? tokens[i] : decode[i - ntokens];
-                for (int op = 0; op < NOPS; op++) {
-                    if (i >= ntokens && op != OP_FORWARD) continue;
-                    gflops[p][i][op] = 2.0 * T * C * OC / time_op(op, &b, T) * 1e-9;
-                }
-            }
+            for (int i = 0; i < ntokens; i++)
+                for (int op = 0; op < NOPS; op++)
+                    gflops[p][i][op] = 2.0 * tokens[i] * C * OC / time_op(op, &b, tokens[i]) * 1e-9;
             gemm_weight_free(&gw);
+
+            /* decode: forward only, over copies that together miss the caches */
+            const int fp32 = paths[p] == GEMM_FP32;
+            const size_t bytes = (size_t)OC * C * (fp32 ? 4 : 2);
+            const int copies = (int)((DECODE_SWEEP_BYTES + bytes - 1) / bytes);
+            gemm_weight *gws = xcalloc(copies, sizeof *gws);
+            for (int k = 0; k < copies; k++) {
+                float *wk = w;
+                if (fp32) {
+                    wk = xmalloc((size_t)OC * C * sizeof *wk);
+                    memcpy(wk, w, (size_t)OC * C * sizeof *wk);
+                }
+                gemm_weight_init(&gws[k], wk, OC, C, GEMM_FOR_FORWARD);
+                gemm_weight_pack(&gws[k]);
+            }
+            for (int i = 0; i < ndecode; i++)
+                gflops[p][ntokens + i][OP_FORWARD] =
+                    2.0 * decode[i] * C * OC / time_decode(gws, copies, &b, decode[i]) * 1e-9;
+            for (int k = 0; k < copies; k++) {
+                if (fp32) free((float *)gws[k].w);
+                gemm_weight_free(&gws[k]);
+            }
+            free(gws);
         }
         for (int i = 0; i < ntokens + ndecode; i++) {
             int T = i < ntokens ? tokens[i] : decode[i - ntokens];

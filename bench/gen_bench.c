@@ -24,6 +24,7 @@ static const char usage[] =
     "  -d, --decode N      decode steps per run (default 32)\n"
     "  -b, --batch B       the larger batch (default 8)\n"
     "  -r, --runs N        runs; medians are reported (default 3)\n"
+    "      --prefill-rows N  tokens per prefill step (default as neox-gen)\n"
     "  -s, --save DIR      write the random weights as a checkpoint (config.json,\n"
     "                      model.safetensors) to DIR and exit\n"
     "      --dtype D       dtype of --save: f32 (default), f16 or bf16\n"
@@ -65,11 +66,11 @@ static double median(double *x, int n) {
 /* Prefills `batch` prompts of `prompt` tokens (one after another, as
  * neox-gen does), then decodes `decode` steps of all of them together.
  * Returns prefill and decode tokens/s. */
-static void run_once(const neox_model *m, int batch, int prompt, int decode, double *prefill_tps,
-                     double *decode_tps) {
+static void run_once(const neox_model *m, int batch, int prompt, int decode, int rows,
+                     double *prefill_tps, double *decode_tps) {
     int V = m->cfg.vocab_size;
     neox_decoder d;
-    decoder_init(&d, m, batch, prompt + decode + 1, batch > 128 ? batch : 128);
+    decoder_init(&d, m, batch, prompt + decode + 1, batch > rows ? batch : rows);
     uint32_t *ids = xmalloc((size_t)prompt * sizeof *ids);
     float *logits = xmalloc((size_t)batch * V * sizeof(float));
     int *slots = xmalloc((size_t)batch * sizeof(int)), *counts = xmalloc((size_t)batch * sizeof(int));
@@ -110,12 +111,12 @@ int main(int argc, char **argv) {
     blas_setup(argv);
     const char *config = NULL, *dir = NULL, *save = NULL;
     st_dtype save_dtype = ST_F32;
-    int prompt = 128, decode = 32, batch = 8, runs = 3;
+    int prompt = 128, decode = 32, batch = 8, runs = 3, rows = DECODER_PREFILL_ROWS;
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"model", required_argument, 0, 'm'},
         {"prompt", required_argument, 0, 'p'}, {"decode", required_argument, 0, 'd'},
         {"batch", required_argument, 0, 'b'},  {"runs", required_argument, 0, 'r'},
-        {"save", required_argument, 0, 's'},   {"dtype", required_argument, 0, 'D'},
+        {"prefill-rows", required_argument, 0, 'R'}, {"save", required_argument, 0, 's'},   {"dtype", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:m:p:d:b:r:s:h", opts, NULL)) != -1) {
@@ -126,6 +127,7 @@ int main(int argc, char **argv) {
         case 'd': decode = (int)parse_long("--decode", optarg, 1, 1 << 16); break;
         case 'b': batch = (int)parse_long("--batch", optarg, 1, 256); break;
         case 'r': runs = (int)parse_long("--runs", optarg, 1, 100); break;
+        case 'R': rows = (int)parse_long("--prefill-rows", optarg, 1, 1 << 14); break;
         case 's': save = optarg; break;
         case 'D':
             if (!save_dtype_parse(optarg, &save_dtype)) usage_error("--dtype: f32, f16 or bf16");
@@ -159,7 +161,7 @@ int main(int argc, char **argv) {
     int batches[2] = {1, batch};
     for (int k = 0; k < (batch > 1 ? 2 : 1); k++) {
         double pre[100], dec[100];
-        for (int r = 0; r < runs; r++) run_once(&m, batches[k], prompt, decode, &pre[r], &dec[r]);
+        for (int r = 0; r < runs; r++) run_once(&m, batches[k], prompt, decode, rows, &pre[r], &dec[r]);
         printf("batch %d: prefill %.1f tok/s, decode %.2f tok/s (medians of %d; prompt %d, %d decode steps)\n",
                batches[k], median(pre, runs), median(dec, runs), runs, prompt, decode);
     }

@@ -2,17 +2,18 @@
  * (batch 1, grad-accum 4, AdamW, clipping; shuffled, seed 42) on random
  * weights of a given shape.
  *
- *   build/bench/train_bench CONFIG STREAM [STEPS]
+ *   build/bench/train_bench CONFIG STREAM [STEPS [fp32|bf16]]
  *
  * CONFIG is a config.json (data/pythia-410m.config.json for the issue's
  * figure), STREAM a token stream (bpe-encode, pad-trunc -q1000 -a100 of
- * lamini_docs). Prints each step and the medians: tokens/s, seconds per
+ * lamini_docs); bf16 times neox-train --bf16. Prints each step and the medians: tokens/s, seconds per
  * optimizer step, the forward / backward / optimizer split, and peak RSS.
  * The first step is reported but left out of the medians (page faults of
  * fresh buffers). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cblas.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -20,8 +21,10 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "gemm.h"
 #include "io.h"
 #include "model.h"
+#include "parallel.h"
 #include "trainer.h"
 
 static int cmp_double(const void *a, const void *b) {
@@ -37,10 +40,11 @@ static double median(double *v, int n) {
 int main(int argc, char **argv) {
     cli_init("train_bench");
     blas_setup(argv);
-    if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: train_bench CONFIG STREAM [STEPS]\n");
+    if (argc < 3 || argc > 5 || (argc == 5 && strcmp(argv[4], "fp32") && strcmp(argv[4], "bf16"))) {
+        fprintf(stderr, "usage: train_bench CONFIG STREAM [STEPS [fp32|bf16]]\n");
         return 2;
     }
+    int bf16 = argc == 5 && strcmp(argv[4], "bf16") == 0;
     int steps = argc > 3 ? (int)parse_long("STEPS", argv[3], 2, 10000) : 6;
     neox_config cfg;
     config_load(argv[1], &cfg);
@@ -53,10 +57,12 @@ int main(int argc, char **argv) {
     close(fd);
     trainer t;
     trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    if (bf16) trainer_use_bf16(&t);
     example_order order;
     order_init(&order, d.n, 1, 42);
-    printf("# %s: %zu parameters, %zu examples, BLAS core %s, %d threads\n", argv[1], m.num_params,
-           d.n, blas_core_name(), openblas_get_num_threads());
+    printf("# %s: %zu parameters, %zu examples, %s products (BLAS core %s, gemm path %s), %d threads\n",
+           argv[1], m.num_params, d.n, bf16 ? "bf16" : "fp32", blas_core_name(),
+           gemm_path_name(gemm_current_path()), parallel_threads());
     double *tps = xmalloc((size_t)steps * sizeof *tps), *sec = xmalloc((size_t)steps * sizeof *sec);
     double *fw = xmalloc((size_t)steps * sizeof *fw), *bw = xmalloc((size_t)steps * sizeof *bw);
     double *op = xmalloc((size_t)steps * sizeof *op);

@@ -27,7 +27,8 @@ static const char usage[] =
     "                        else the installed one)\n"
     "  -m, --model DIR       use DIR/tokenizer.json\n"
     "      --fields Q[,A]    JSON members holding the question and the answer\n"
-    "                        (default question,answer); a member may hold a JSON\n"
+    "                        (default question,answer; a member called generated\n"
+    "                        gives a generated segment); a member may hold a JSON\n"
     "                        array of token ids instead of text\n"
     "      --text            plain text: each line is a record with a question only\n"
     "      --template T      wrap each question in T, where {question} stands for it;\n"
@@ -47,13 +48,21 @@ static const char usage[] =
     "A record's id is the line's \"id\" member when it is a non-negative integer,\n"
     "else its line number. Blank JSONL lines are skipped but counted.\n";
 
+/* Where each segment of a record comes from. */
+enum { QUESTION, ANSWER, GENERATED, N_SEGMENTS };
+static const char *const segment_names[N_SEGMENTS] = {SEG_QUESTION, SEG_ANSWER, SEG_GENERATED};
+
+typedef struct {
+    const char *member;     /* the JSON member */
+    int required;           /* named by --fields: a record without it is bad */
+} source;
+
 typedef struct {
     tokenizer *tok;
-    const char *fields[2];  /* question member, answer member (or NULL) */
-    int n_fields;
-    char *fields_buf;       /* what fields point into, from --fields */
+    source sources[N_SEGMENTS];
+    char *fields_buf;       /* what --fields' member names point into */
     char *prefix, *suffix;  /* the template around the question, or NULL */
-    int text_mode, eos, skip_bad, quiet;
+    int text_mode, fields_given, eos, skip_bad, quiet;
     uint32_t eos_id;
     token_ids ids;          /* scratch */
     utf8_buf text;
@@ -77,6 +86,7 @@ static char *unescape(const char *s) {
 static void set_template(encode_opts *o, const char *arg) {
     free(o->prefix);
     free(o->suffix);
+    if (utf8_valid_prefix(arg, strlen(arg)) != strlen(arg)) usage_error("--template: not valid UTF-8");
     char *t = unescape(arg);
     char *at = strstr(t, "{question}");
     if (!at) usage_error("--template: no {question} in '%s'", arg);
@@ -85,46 +95,54 @@ static void set_template(encode_opts *o, const char *arg) {
     o->prefix = t;
 }
 
+/* --fields Q[,A]: Q feeds the question, A the answer, except that a member
+ * named after a segment (question, answer, generated) feeds that segment. A
+ * member named generated is optional (a model's output). Segments no field
+ * names take the member of their own name when a record has one. */
 static void set_fields(encode_opts *o, const char *arg) {
     free(o->fields_buf);
-    char *copy = o->fields_buf = xstrdup(arg), *comma = strchr(copy, ',');
+    char *names[2], *copy = o->fields_buf = xstrdup(arg), *comma = strchr(copy, ',');
+    int n = 1;
+    names[0] = copy;
     if (comma) {
         *comma = 0;
+        names[n++] = comma + 1;
         if (strchr(comma + 1, ',')) usage_error("--fields: at most two members, not '%s'", arg);
     }
-    o->fields[0] = copy;
-    o->fields[1] = comma ? comma + 1 : NULL;
-    o->n_fields = comma ? 2 : 1;
-    for (int i = 0; i < o->n_fields; i++)
-        if (!*o->fields[i]) usage_error("--fields: empty member name in '%s'", arg);
+    for (int seg = 0; seg < N_SEGMENTS; seg++) o->sources[seg] = (source){segment_names[seg], 0};
+    int taken[N_SEGMENTS] = {0};
+    for (int i = 0; i < n; i++) {
+        if (!*names[i]) usage_error("--fields: empty member name in '%s'", arg);
+        int seg = i == 0 ? QUESTION : ANSWER;
+        for (int k = 0; k < N_SEGMENTS; k++)
+            if (strcmp(names[i], segment_names[k]) == 0) seg = k;
+        if (taken[seg]) usage_error("--fields: two members for the %s segment in '%s'", segment_names[seg], arg);
+        taken[seg] = 1;
+        o->sources[seg] = (source){names[i], seg != GENERATED};
+    }
 }
 
-/* Encodes text into seg; on invalid UTF-8 writes the reason into err. */
+/* Encodes valid UTF-8 text into seg. */
 static int encode_text(encode_opts *o, const char *text, size_t n, segment *seg, const char *what, char *err,
                        size_t errlen) {
-    size_t bad;
     o->ids.n = 0;
-    if (tokenizer_encode(o->tok, text, n, &o->ids, &bad)) {
-        snprintf(err, errlen, "%s is not valid UTF-8 (byte %zu)", what, bad + 1);
-        return -1;
-    }
+    if (tokenizer_encode(o->tok, text, n, &o->ids, NULL)) die("bug: %s: invalid UTF-8 got through", what);
     if (o->ids.n > UINT32_MAX - seg->n) {
         snprintf(err, errlen, "%s is too long", what);
         return -1;
     }
-    segment_append(seg, o->ids.ids, (uint32_t)o->ids.n);
+    if (o->ids.n) segment_append(seg, o->ids.ids, (uint32_t)o->ids.n);
     return 0;
 }
 
-/* Appends an array of token ids (pre-tokenized data) to seg. */
-static int append_id_array(encode_opts *o, const cJSON *arr, segment *seg, const char *what, char *err,
-                           size_t errlen) {
-    uint32_t limit = tokenizer_id_limit(o->tok);
+/* Appends an array of token ids (pre-tokenized data) to seg. Any 32-bit id
+ * passes: a model's vocabulary may be larger than the tokenizer's. */
+static int append_id_array(const cJSON *arr, segment *seg, const char *what, char *err, size_t errlen) {
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) {
         double v = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (v < 0 || v >= limit || v != floor(v)) {
-            snprintf(err, errlen, "%s: not a token id of this tokenizer (below %u)", what, limit);
+        if (v < 0 || v > UINT32_MAX || v != floor(v)) {
+            snprintf(err, errlen, "%s: not an array of token ids (integers from 0 to %u)", what, UINT32_MAX);
             return -1;
         }
         segment_push(seg, (uint32_t)v);
@@ -134,26 +152,24 @@ static int append_id_array(encode_opts *o, const cJSON *arr, segment *seg, const
 
 /* One member into its segment: text (wrapped in the template when it is the
  * question) or an array of ids. */
-static int encode_member(encode_opts *o, const char *line, size_t len, const cJSON *obj, int which, segment *seg,
-                         char *err, size_t errlen) {
-    const char *name = o->fields[which];
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+static int encode_member(encode_opts *o, const char *line, size_t len, const cJSON *v, const char *name,
+                         int templated, segment *seg, char *err, size_t errlen) {
     char what[128];
     snprintf(what, sizeof what, "\"%s\"", name);
-    int templated = which == 0 && o->prefix;
     if (cJSON_IsArray(v)) {
         if (templated && encode_text(o, o->prefix, strlen(o->prefix), seg, "--template", err, errlen)) return -1;
-        if (append_id_array(o, v, seg, what, err, errlen)) return -1;
+        if (append_id_array(v, seg, what, err, errlen)) return -1;
         if (templated && encode_text(o, o->suffix, strlen(o->suffix), seg, "--template", err, errlen)) return -1;
         return 0;
     }
     if (!cJSON_IsString(v)) {
-        snprintf(err, errlen, v ? "%s is neither a string nor an array of token ids" : "no %s member", what);
+        snprintf(err, errlen, "%s is neither a string nor an array of token ids", what);
         return -1;
     }
     utf8_buf *text = &o->text;
     text->len = 0;
-    if (templated) utf8_buf_append(text, o->prefix, strlen(o->prefix));
+    size_t start = 0;
+    if (templated) utf8_buf_append(text, o->prefix, start = strlen(o->prefix));
     if (json_has_nul_escape(line, len)) { /* cJSON's string stops at the first U+0000 */
         if (json_member_string(line, len, name, text)) {
             snprintf(err, errlen, "%s: cannot decode the string", what);
@@ -161,6 +177,11 @@ static int encode_member(encode_opts *o, const char *line, size_t len, const cJS
         }
     } else {
         utf8_buf_append(text, v->valuestring, strlen(v->valuestring));
+    }
+    size_t valid = utf8_valid_prefix(text->data + start, text->len - start);
+    if (valid != text->len - start) {
+        snprintf(err, errlen, "%s is not valid UTF-8 (byte %zu)", what, valid + 1);
+        return -1;
     }
     if (templated) utf8_buf_append(text, o->suffix, strlen(o->suffix));
     return encode_text(o, utf8_buf_cstr(text), text->len, seg, what, err, errlen);
@@ -180,11 +201,17 @@ static int encode_json_line(encode_opts *o, const char *line, size_t len, uint64
     int id_ok = cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < 9007199254740992.0 &&
                 id->valuedouble == floor(id->valuedouble);
     r->id = id_ok ? (uint64_t)id->valuedouble : lineno;
-    if (encode_member(o, line, len, obj, 0, record_segment(r, SEG_QUESTION), err, errlen)) goto done;
-    if (o->n_fields == 2) {
-        segment *a = record_segment(r, SEG_ANSWER);
-        if (encode_member(o, line, len, obj, 1, a, err, errlen)) goto done;
-        if (o->eos) segment_push(a, o->eos_id);
+    for (int k = 0; k < N_SEGMENTS; k++) {
+        const source *src = &o->sources[k];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, src->member);
+        if (!v) {
+            if (!src->required) continue;
+            snprintf(err, errlen, "no \"%s\" member", src->member);
+            goto done;
+        }
+        segment *seg = record_segment(r, segment_names[k]);
+        if (encode_member(o, line, len, v, src->member, k == QUESTION && o->prefix, seg, err, errlen)) goto done;
+        if (k == ANSWER && o->eos) segment_push(seg, o->eos_id);
     }
     rc = 0;
 done:
@@ -196,6 +223,11 @@ static int encode_text_line(encode_opts *o, const char *line, size_t len, uint64
                             size_t errlen) {
     record_clear(r);
     r->id = lineno;
+    size_t valid = utf8_valid_prefix(line, len);
+    if (valid != len) {
+        snprintf(err, errlen, "not valid UTF-8 (byte %zu)", valid + 1);
+        return -1;
+    }
     utf8_buf *text = &o->text;
     text->len = 0;
     if (o->prefix) utf8_buf_append(text, o->prefix, strlen(o->prefix));
@@ -303,9 +335,11 @@ static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int s
 
 int main(int argc, char **argv) {
     cli_init("bpe-encode");
-    encode_opts o = {.fields = {"question", "answer"}, .n_fields = 2, .eos = 1};
+    encode_opts o = {.eos = 1};
+    set_fields(&o, "question,answer");
     const char *tokenizer_path = NULL, *model_dir = NULL;
     int decode = 0, as_ids = 0, skip_special = 0, special_as_text = 0, force = 0, progress_forced = 0;
+    int encode_option_given = 0; /* one that only encoding uses */
     enum {
         OPT_FIELDS = 256, OPT_TEXT, OPT_TEMPLATE, OPT_NO_EOS, OPT_SPECIAL_AS_TEXT, OPT_SKIP_BAD, OPT_IDS,
         OPT_SKIP_SPECIAL, OPT_PROGRESS, OPT_VERSION
@@ -333,12 +367,12 @@ int main(int argc, char **argv) {
         switch (c) {
         case 't': tokenizer_path = optarg; break;
         case 'm': model_dir = optarg; break;
-        case OPT_FIELDS: set_fields(&o, optarg); break;
-        case OPT_TEXT: o.text_mode = 1; break;
-        case OPT_TEMPLATE: set_template(&o, optarg); break;
-        case OPT_NO_EOS: o.eos = 0; break;
-        case OPT_SPECIAL_AS_TEXT: special_as_text = 1; break;
-        case OPT_SKIP_BAD: o.skip_bad = 1; break;
+        case OPT_FIELDS: set_fields(&o, optarg); o.fields_given = encode_option_given = 1; break;
+        case OPT_TEXT: o.text_mode = encode_option_given = 1; break;
+        case OPT_TEMPLATE: set_template(&o, optarg); encode_option_given = 1; break;
+        case OPT_NO_EOS: o.eos = 0; encode_option_given = 1; break;
+        case OPT_SPECIAL_AS_TEXT: special_as_text = encode_option_given = 1; break;
+        case OPT_SKIP_BAD: o.skip_bad = encode_option_given = 1; break;
         case 'd': decode = 1; break;
         case OPT_IDS: as_ids = 1; break;
         case OPT_SKIP_SPECIAL: skip_special = 1; break;
@@ -352,7 +386,8 @@ int main(int argc, char **argv) {
     }
     if (argc - optind > 1) usage_error("at most one input file");
     if ((as_ids || skip_special) && !decode) usage_error("--ids and --skip-special go with -d");
-    if (o.text_mode && decode) usage_error("--text and -d do not go together");
+    if (decode && (encode_option_given || force)) usage_error("-d takes none of the encoding options");
+    if (o.text_mode && o.fields_given) usage_error("--text and --fields do not go together");
     const char *in_name = optind < argc ? argv[optind] : "-";
     progress_setup(progress_forced, o.quiet);
 
@@ -369,9 +404,8 @@ int main(int argc, char **argv) {
     if (decode) {
         decode_stream(o.tok, in_name, as_ids, skip_special, o.quiet);
     } else {
-        if (o.text_mode) o.n_fields = 1;
         long eos = tokenizer_token_id(o.tok, "<|endoftext|>");
-        if (o.eos && o.n_fields == 2 && eos < 0) die("%s has no <|endoftext|> token (use --no-eos)", path);
+        if (o.eos && !o.text_mode && eos < 0) die("%s has no <|endoftext|> token (use --no-eos)", path);
         o.eos_id = (uint32_t)eos;
         encode_stream(&o, in_name, force);
     }

@@ -42,7 +42,8 @@ static const char usage[] =
     "                            text out)\n"
     "      --template TEXT       interactive prompt template, {question} marks the\n"
     "                            question (default: \"### Question:\\n{question}\\n\\n### Answer:\")\n"
-    "      --tokenizer FILE      interactive tokenizer.json (default: the shipped one)\n"
+    "      --tokenizer FILE      interactive tokenizer.json (default: DIR's, else\n"
+    "                            the installed one)\n"
     "  -f, --force               write the binary stream even to a terminal\n"
     "      --progress            show progress even when stderr is not a terminal\n"
     "  -q, --quiet               no progress\n"
@@ -81,7 +82,8 @@ static const uint32_t *question_of(record *r, uint64_t recno, const neox_model *
 static void finish_record(stream_writer *sw, job *j) {
     record_remove(&j->rec, SEG_GENERATED);
     segment *g = record_segment(&j->rec, SEG_GENERATED);
-    segment_append(g, j->seq.ids + j->seq.prompt_len, (uint32_t)(j->seq.n - j->seq.prompt_len));
+    uint32_t n = (uint32_t)(j->seq.n - j->seq.prompt_len);
+    if (n) segment_append(g, j->seq.ids + j->seq.prompt_len, n);
     stream_write(sw, &j->rec);
     record_free(&j->rec);
     gen_seq_free(&j->seq);
@@ -112,6 +114,11 @@ static void run_generate(const neox_model *m, const options *o, stream_reader *s
             }
             uint32_t n;
             const uint32_t *q = question_of(&j->rec, stream_records_read(sr), m, &n);
+            if (tail == cap && head > 0) { /* reuse the space of written records */
+                memmove(queue, queue + head, (tail - head) * sizeof *queue);
+                tail -= head;
+                head = 0;
+            }
             if (tail == cap) queue = xrealloc(queue, (cap *= 2) * sizeof *queue);
             queue[tail++] = j;
             generator_add(&g, &j->seq, q, (int)n, j->rec.id);
@@ -121,8 +128,8 @@ static void run_generate(const neox_model *m, const options *o, stream_reader *s
             if (eof && head == tail) break;
             continue;
         }
-        generator_step(&g);
         tokens += (uint64_t)g.num_active;
+        generator_step(&g);
         progress("%llu records, %.1f tokens/s", (unsigned long long)stream_records_read(sr),
                  tokens / (now_seconds() - t0));
     }
@@ -138,7 +145,7 @@ static void flush_stdout(void *unused) {
 
 static void run_score(const neox_model *m, stream_reader *sr) {
     neox_decoder dec;
-    decoder_init(&dec, m, 1, 0, 128);
+    decoder_init(&dec, m, 1, 0, DECODER_PREFILL_ROWS);
     float *logits = xmalloc((size_t)dec.max_rows * m->cfg.vocab_size * sizeof(float));
     io_set_idle_hook(flush_stdout, NULL);
     record r = {0};
@@ -202,7 +209,18 @@ static void show_answer(const tokenizer *tok, const gen_seq *s, size_t *shown, i
 }
 
 static void run_interactive(const neox_model *m, const options *o) {
-    char *path = o->tokenizer ? xstrdup(o->tokenizer) : data_file("tokenizer.json");
+    /* The model's own tokenizer.json first, as bpe-encode -m does. */
+    char *path;
+    if (o->tokenizer) {
+        path = xstrdup(o->tokenizer);
+    } else {
+        path = xmalloc(strlen(o->model_dir) + 16);
+        sprintf(path, "%s/tokenizer.json", o->model_dir);
+        if (access(path, R_OK) != 0) {
+            free(path);
+            path = data_file("tokenizer.json");
+        }
+    }
     tokenizer *tok = tokenizer_load(path);
     free(path);
     char *tmpl = unescape(o->template);

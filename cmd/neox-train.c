@@ -19,10 +19,11 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
-#include "gemv.h"
+#include "gemm.h"
 #include "io.h"
 #include "model.h"
 #include "optim.h"
+#include "parallel.h"
 #include "trainer.h"
 
 static const char usage[] =
@@ -58,6 +59,9 @@ static const char usage[] =
     "                           all: on question and answer tokens\n"
     "      --seed N             shuffling (and --init) seed (default 42)\n"
     "      --no-shuffle         keep the input order every epoch\n"
+    "      --bf16               linear layers' products in bf16 with fp32 accumulation\n"
+    "                           (AMX where available), as Hugging Face's bf16=True:\n"
+    "                           faster, not bit-exact; weights and AdamW stay fp32\n"
     "Evaluation and saving:\n"
     "      --eval FILE          token stream whose loss is computed at the end\n"
     "      --eval-every N       ... and every N steps (default 0: end only)\n"
@@ -88,7 +92,7 @@ typedef struct {
     lr_schedule schedule;
     loss_mode loss;
     uint64_t seed;
-    int shuffle, keep_best;
+    int shuffle, keep_best, bf16;
     st_dtype save_dtype;
     char *eval_path;        /* NULL: no eval */
 } run_settings;
@@ -116,7 +120,7 @@ static void parse_args(int argc, char **argv, options *o) {
     enum { OPT_INIT = 256, OPT_RESUME, OPT_OVERWRITE, OPT_TOKENIZER, OPT_SAVE_DTYPE, OPT_STEPS,
            OPT_EPOCHS, OPT_BATCH, OPT_GRAD_ACCUM, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_WD,
            OPT_CLIP, OPT_LOSS, OPT_SEED, OPT_NO_SHUFFLE, OPT_EVAL, OPT_EVAL_EVERY, OPT_KEEP_BEST,
-           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_VERSION };
+           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_BF16, OPT_VERSION };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"init", required_argument, 0, OPT_INIT},
         {"output", required_argument, 0, 'o'}, {"resume", required_argument, 0, OPT_RESUME},
@@ -128,6 +132,7 @@ static void parse_args(int argc, char **argv, options *o) {
         {"weight-decay", required_argument, 0, OPT_WD}, {"clip", required_argument, 0, OPT_CLIP},
         {"loss", required_argument, 0, OPT_LOSS}, {"seed", required_argument, 0, OPT_SEED},
         {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE}, {"eval", required_argument, 0, OPT_EVAL},
+        {"bf16", no_argument, 0, OPT_BF16},
         {"eval-every", required_argument, 0, OPT_EVAL_EVERY}, {"keep-best", no_argument, 0, OPT_KEEP_BEST},
         {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"threads", required_argument, 0, OPT_THREADS},
         {"progress", no_argument, 0, OPT_PROGRESS}, {"quiet", no_argument, 0, 'q'},
@@ -170,6 +175,7 @@ static void parse_args(int argc, char **argv, options *o) {
             break;
         case OPT_SEED: s->seed = (uint64_t)parse_long("--seed", optarg, 0, (1L << 62)); break;
         case OPT_NO_SHUFFLE: s->shuffle = 0; break;
+        case OPT_BF16: s->bf16 = 1; break;
         case OPT_EVAL: s->eval_path = optarg; fixed = 0; break;
         case OPT_EVAL_EVERY: s->eval_every = parse_long("--eval-every", optarg, 0, 1L << 40); o->given_eval_every = 1; fixed = 0; break;
         case OPT_KEEP_BEST: s->keep_best = 1; break;
@@ -232,6 +238,7 @@ static char *state_json(const run_settings *s, const run_progress *p) {
     cJSON_AddStringToObject(j, "seed", hex);
     cJSON_AddBoolToObject(j, "shuffle", s->shuffle);
     cJSON_AddBoolToObject(j, "keep_best", s->keep_best);
+    cJSON_AddBoolToObject(j, "bf16", s->bf16);
     cJSON_AddStringToObject(j, "save_dtype", s->save_dtype == ST_F16 ? "f16" : s->save_dtype == ST_BF16 ? "bf16" : "f32");
     cJSON_AddNumberToObject(j, "eval_every", (double)s->eval_every);
     cJSON_AddNumberToObject(j, "save_every", (double)s->save_every);
@@ -274,6 +281,7 @@ static void state_parse(const char *text, const char *path, const options *o, ru
     saved.seed = strtoull(json_string(j, "seed", path), NULL, 16);
     saved.shuffle = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "shuffle"));
     saved.keep_best = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_best"));
+    saved.bf16 = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bf16"));
     if (!save_dtype_parse(json_string(j, "save_dtype", path), &saved.save_dtype)) die("%s: bad save_dtype", path);
     saved.eval_every = (long)json_number(j, "eval_every", path);
     saved.save_every = (long)json_number(j, "save_every", path);
@@ -421,7 +429,7 @@ static double eval_loss(run *r) {
     return sum / (double)targets;
 }
 
-/* Model, config, then the state: after a crash between any two renames,
+/* config.json, the model, then the state: after a crash between any two renames,
  * each file is whole and the state is self-contained. */
 static void save_checkpoint(run *r) {
     const char *out = r->o->out_dir;
@@ -571,7 +579,8 @@ int main(int argc, char **argv) {
     progress_setup(o.progress, o.quiet);
     if (o.threads) {
         openblas_set_num_threads(o.threads);
-        gemv_set_threads(o.threads);
+        parallel_set_threads(o.threads);
+        gemm_set_threads(o.threads);
     }
     run r = {.o = &o, .s = o.s};
     if (o.resume_dir) start_resumed(&r);
@@ -600,6 +609,7 @@ int main(int argc, char **argv) {
         save_checkpoint(&r); /* the starting point alone, e.g. --init */
     } else {
         order_init(&r.order, r.train.n, r.s.shuffle, r.s.seed);
+        if (r.s.bf16) trainer_use_bf16(&r.t);
         train_loop(&r);
         progress_done();
         if (r.s.keep_best && r.p.best_step >= 0) install_best(&r);

@@ -7,43 +7,148 @@
 #include <string.h>
 
 #include "cli.h"
+#include "parallel.h"
 
-void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
-                        const float *inp, const float *w, const float *mean,
-                        const float *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float *dx = dinp + (size_t)n * C;
-        float mu = mean[n], r = rstd[n];
-        /* The two means the input gradient needs: of dnorm and dnorm·norm. */
-        double s1 = 0, s2 = 0;
-        for (int i = 0; i < C; i++) {
-            float norm = (x[i] - mu) * r, dnorm = w[i] * dy[i];
-            s1 += dnorm;
-            s2 += (double)dnorm * norm;
-        }
-        float m1 = (float)(s1 / C), m2 = (float)(s2 / C);
-        for (int i = 0; i < C; i++) {
-            float norm = (x[i] - mu) * r, dnorm = w[i] * dy[i];
-            dx[i] += (dnorm - m1 - norm * m2) * r;
-            dw[i] += norm * dy[i];
-            db[i] += dy[i];
+/* Rows per chunk of layernorm_backward's weight-gradient sums: the chunks,
+ * not the threads, fix the summation order, so results do not depend on
+ * the thread count. */
+#define LN_CHUNK_ROWS 32
+
+typedef struct {
+    float *dinp, *partial; /* partial [chunks, 2C]: dw then db of each chunk */
+    const float *dout, *inp, *w, *mean, *rstd;
+    int N, C;
+} layernorm_bw_ctx;
+
+static void layernorm_backward_chunks(void *arg, size_t begin, size_t end, int part) {
+    layernorm_bw_ctx *c = arg;
+    int C = c->C;
+    for (size_t chunk = begin; chunk < end; chunk++) {
+        float *dw = c->partial + chunk * 2 * C, *db = dw + C;
+        memset(dw, 0, 2 * (size_t)C * sizeof(float));
+        size_t last = (chunk + 1) * LN_CHUNK_ROWS < (size_t)c->N ? (chunk + 1) * LN_CHUNK_ROWS : (size_t)c->N;
+        for (size_t n = chunk * LN_CHUNK_ROWS; n < last; n++) {
+            const float *x = c->inp + n * C, *dy = c->dout + n * C;
+            float *dx = c->dinp + n * C;
+            float mu = c->mean[n], r = c->rstd[n];
+            /* The two means the input gradient needs: of dnorm and dnorm·norm. */
+            double s1 = 0, s2 = 0;
+            for (int i = 0; i < C; i++) {
+                float norm = (x[i] - mu) * r, dnorm = c->w[i] * dy[i];
+                s1 += dnorm;
+                s2 += (double)dnorm * norm;
+            }
+            float m1 = (float)(s1 / C), m2 = (float)(s2 / C);
+            for (int i = 0; i < C; i++) {
+                float norm = (x[i] - mu) * r, dnorm = c->w[i] * dy[i];
+                dx[i] += (dnorm - m1 - norm * m2) * r;
+                dw[i] += norm * dy[i];
+                db[i] += dy[i];
+            }
         }
     }
 }
 
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
-                     const float *inp, const float *w, int N, int C, int OC) {
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
-                    0.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-                1.0f, dw, C);
-    if (dbias)
-        for (int n = 0; n < N; n++) {
-            const float *d = dout + (size_t)n * OC;
-            for (int o = 0; o < OC; o++) dbias[o] += d[o];
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                        const float *inp, const float *w, const float *mean,
+                        const float *rstd, int N, int C) {
+    size_t chunks = ((size_t)N + LN_CHUNK_ROWS - 1) / LN_CHUNK_ROWS;
+    layernorm_bw_ctx c = {dinp, xmalloc(chunks * 2 * C * sizeof(float)), dout, inp, w, mean, rstd, N, C};
+    parallel_for(chunks, 1, layernorm_backward_chunks, &c);
+    for (size_t k = 0; k < chunks; k++) {
+        const float *pw = c.partial + k * 2 * C, *pb = pw + C;
+        for (int i = 0; i < C; i++) {
+            dw[i] += pw[i];
+            db[i] += pb[i];
         }
+    }
+    free(c.partial);
+}
+
+void model_gemm_init(model_gemm *g, const neox_model *m) {
+    int L = m->cfg.num_layers, C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
+    int both = GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD;
+    g->qkv = xcalloc((size_t)L, sizeof *g->qkv);
+    g->attn_proj = xcalloc((size_t)L, sizeof *g->attn_proj);
+    g->fc = xcalloc((size_t)L, sizeof *g->fc);
+    g->fc_proj = xcalloc((size_t)L, sizeof *g->fc_proj);
+    for (int l = 0; l < L; l++) {
+        const neox_layer_params *p = &m->p.layers[l];
+        gemm_weight_init(&g->qkv[l], p->qkv_w, 3 * C, C, both);
+        gemm_weight_init(&g->attn_proj[l], p->attn_proj_w, C, C, both);
+        gemm_weight_init(&g->fc[l], p->fc_w, F, C, both);
+        gemm_weight_init(&g->fc_proj[l], p->fc_proj_w, C, F, both);
+    }
+    gemm_weight_init(&g->lm_head, m->p.lm_head, m->cfg.vocab_size, C, both);
+}
+
+void model_gemm_pack(model_gemm *g, const neox_model *m) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        gemm_weight_pack(&g->qkv[l]);
+        gemm_weight_pack(&g->attn_proj[l]);
+        gemm_weight_pack(&g->fc[l]);
+        gemm_weight_pack(&g->fc_proj[l]);
+    }
+    gemm_weight_pack(&g->lm_head);
+}
+
+void model_gemm_free(model_gemm *g, const neox_model *m) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        gemm_weight_free(&g->qkv[l]);
+        gemm_weight_free(&g->attn_proj[l]);
+        gemm_weight_free(&g->fc[l]);
+        gemm_weight_free(&g->fc_proj[l]);
+    }
+    gemm_weight_free(&g->lm_head);
+    free(g->qkv);
+    free(g->attn_proj);
+    free(g->fc);
+    free(g->fc_proj);
+    memset(g, 0, sizeof *g);
+}
+
+void train_matmul_forward(float *out, const float *inp, const float *w, const gemm_weight *gw,
+                          const float *bias, int N, int C, int OC) {
+    if (gw) {
+        gemm_forward(out, inp, gw, bias, N);
+        return;
+    }
+    if (bias)
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+    parallel_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
+}
+
+typedef struct {
+    float *sum;
+    const float *rows;
+    int N, OC;
+} column_sum_ctx;
+
+/* sum[o] += column o of rows [N, OC], for o in [begin, end). */
+static void column_sums(void *arg, size_t begin, size_t end, int part) {
+    column_sum_ctx *c = arg;
+    for (int n = 0; n < c->N; n++) {
+        const float *d = c->rows + (size_t)n * c->OC;
+        for (size_t o = begin; o < end; o++) c->sum[o] += d[o];
+    }
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                     const float *inp, const float *w, const gemm_weight *gw, int N, int C, int OC) {
+    if (gw) {
+        if (dinp) {
+            memset(dinp, 0, (size_t)N * C * sizeof(float));
+            gemm_backward_input(dinp, dout, gw, N);
+        }
+        gemm_backward_weight(dw, dbias, dout, inp, N, OC, C);
+        return;
+    }
+    if (dinp) parallel_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+    parallel_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dbias) {
+        column_sum_ctx c = {dbias, dout, N, OC};
+        parallel_for((size_t)OC, 64, column_sums, &c);
+    }
 }
 
 void rotary_backward(float *dqkv, const float *cos_t, const float *sin_t, int pos0,
@@ -65,14 +170,22 @@ void rotary_backward(float *dqkv, const float *cos_t, const float *sin_t, int po
     }
 }
 
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, int T, int NH, int hd) {
-    int C = NH * hd, C3 = 3 * C;
+typedef struct {
+    float *dqkv, *datt;
+    const float *dout, *qkv, *att;
+    int T, NH, hd;
+} attention_bw_ctx;
+
+/* Heads [begin, end) of attention_backward, with datt part's scratch. */
+static void attention_backward_heads(void *arg, size_t begin, size_t end, int part) {
+    const attention_bw_ctx *c = arg;
+    int T = c->T, hd = c->hd, C = c->NH * hd, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < NH; h++) {
-        const float *q = qkv + (size_t)h * 3 * hd, *k = q + hd, *v = q + 2 * hd;
-        float *dq = dqkv + (size_t)h * 3 * hd, *dk = dq + hd, *dv = dq + 2 * hd;
-        const float *a = att + (size_t)h * T * T, *dy = dout + (size_t)h * hd;
+    float *datt = c->datt + (size_t)part * T * T;
+    for (size_t h = begin; h < end; h++) {
+        const float *q = c->qkv + h * 3 * hd, *k = q + hd, *v = q + 2 * hd;
+        float *dq = c->dqkv + h * 3 * hd, *dk = dq + hd, *dv = dq + 2 * hd;
+        const float *a = c->att + h * T * T, *dy = c->dout + h * hd;
         /* dv = attᵀ dy; datt = dy vᵀ */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, a, T, dy, C, 0.0f, dv, C3);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, C, v, C3, 0.0f, datt, T);
@@ -93,14 +206,31 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                        const float *att, int T, int NH, int hd) {
+    attention_bw_ctx c = {dqkv, datt, dout, qkv, att, T, NH, hd};
+    parallel_for((size_t)NH, 1, attention_backward_heads, &c);
+}
+
+typedef struct {
+    float *dinp;
+    const float *inp, *dout;
+} gelu_bw_ctx;
+
+static void gelu_backward_range(void *arg, size_t begin, size_t end, int part) {
+    const gelu_bw_ctx *c = arg;
     const float inv_sqrt_2pi = 0.3989422804014327f;
-    for (int i = 0; i < N; i++) {
-        float x = inp[i];
+    for (size_t i = begin; i < end; i++) {
+        float x = c->inp[i];
         float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
         float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
-        dinp[i] = (cdf + x * pdf) * dout[i];
+        c->dinp[i] = (cdf + x * pdf) * c->dout[i];
     }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
+    gelu_bw_ctx c = {dinp, inp, dout};
+    parallel_for((size_t)N, 4096, gelu_backward_range, &c);
 }
 
 void embedding_backward(float *dwte, const float *dout, const uint32_t *ids, int T, int C) {
@@ -127,25 +257,49 @@ static double row_crossentropy(const float *row, uint32_t target, int V, float *
     return log(s) - (target_logit - mx);
 }
 
-double crossentropy_forward_backward(float *logits, const uint32_t *targets, int N, int V,
-                                     float scale) {
-    double total = 0;
-    for (int n = 0; n < N; n++) {
-        float *row = logits + (size_t)n * V;
+typedef struct {
+    float *logits;
+    const uint32_t *targets;
+    int V, backward;
+    float scale;
+    double *row_loss;
+} crossentropy_ctx;
+
+static void crossentropy_rows(void *arg, size_t begin, size_t end, int part) {
+    crossentropy_ctx *c = arg;
+    for (size_t n = begin; n < end; n++) {
+        float *row = c->logits + n * c->V;
+        if (!c->backward) {
+            c->row_loss[n] = row_crossentropy(row, c->targets[n], c->V, NULL, NULL);
+            continue;
+        }
         double s;
-        total += row_crossentropy(row, targets[n], V, row, &s);
-        float f = (float)(scale / s);
-        for (int i = 0; i < V; i++) row[i] *= f;
-        row[targets[n]] -= scale;
+        c->row_loss[n] = row_crossentropy(row, c->targets[n], c->V, row, &s);
+        float f = (float)(c->scale / s);
+        for (int i = 0; i < c->V; i++) row[i] *= f;
+        row[c->targets[n]] -= c->scale;
     }
+}
+
+/* The rows in parallel, their losses summed in row order. */
+static double crossentropy_run(crossentropy_ctx *c, int N) {
+    c->row_loss = xmalloc((size_t)(N > 0 ? N : 1) * sizeof(double));
+    parallel_for((size_t)N, 1, crossentropy_rows, c);
+    double total = 0;
+    for (int n = 0; n < N; n++) total += c->row_loss[n];
+    free(c->row_loss);
     return total;
 }
 
+double crossentropy_forward_backward(float *logits, const uint32_t *targets, int N, int V,
+                                     float scale) {
+    crossentropy_ctx c = {.logits = logits, .targets = targets, .V = V, .backward = 1, .scale = scale};
+    return crossentropy_run(&c, N);
+}
+
 double crossentropy_forward(const float *logits, const uint32_t *targets, int N, int V) {
-    double total = 0;
-    for (int n = 0; n < N; n++)
-        total += row_crossentropy(logits + (size_t)n * V, targets[n], V, NULL, NULL);
-    return total;
+    crossentropy_ctx c = {.logits = (float *)logits, .targets = targets, .V = V};
+    return crossentropy_run(&c, N);
 }
 
 /* ---- activations -------------------------------------------------------- */
@@ -191,9 +345,10 @@ void train_acts_reserve(train_acts *a, const neox_config *cfg, const train_pack 
         a->cap_att = NH * sum_sq;
         grow(&a->att, L * NH * sum_sq);
     }
-    if (max_sq > a->cap_seq_sq) {
-        a->cap_seq_sq = max_sq;
-        grow(&a->datt, max_sq);
+    /* One [T_s, T_s] scratch per thread that may run attention_backward. */
+    if (max_sq * (size_t)parallel_threads() > a->cap_datt) {
+        a->cap_datt = max_sq * (size_t)parallel_threads();
+        grow(&a->datt, a->cap_datt);
     }
     if (R > a->cap_rows) {
         a->cap_rows = R;
@@ -220,9 +375,10 @@ void train_acts_free(train_acts *a) {
 /* Backward of one layer's attention branch: from datty (the gradient at
  * the input of attention.dense, already computed) down to the gradient at
  * ln1, accumulated into dresid through input_layernorm. */
-static void attention_branch_backward(const neox_model *m, const neox_layer_params *gl,
-                                      const neox_layer_params *pl, train_acts *a,
-                                      const train_pack *pack, int l, const float *resid_in) {
+static void attention_branch_backward(const neox_model *m, const model_gemm *g,
+                                      const neox_layer_params *gl, const neox_layer_params *pl,
+                                      train_acts *a, const train_pack *pack, int l,
+                                      const float *resid_in) {
     const neox_config *cfg = &m->cfg;
     int T = a->T, C = cfg->hidden_size, NH = cfg->num_heads, hd = cfg->head_dim;
     size_t TC = (size_t)T * C;
@@ -236,13 +392,14 @@ static void attention_branch_backward(const neox_model *m, const neox_layer_para
                         cfg->rotary_ndims);
         att += (size_t)NH * n * n;
     }
-    matmul_backward(a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->ln1 + l * TC, pl->qkv_w, T, C, 3 * C);
+    matmul_backward(a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->ln1 + l * TC, pl->qkv_w,
+                    g ? &g->qkv[l] : NULL, T, C, 3 * C);
     layernorm_backward(a->dresid, gl->ln1_w, gl->ln1_b, a->dln, resid_in,
                        pl->ln1_w, a->ln1_mean + (size_t)l * T, a->ln1_rstd + (size_t)l * T, T, C);
 }
 
-void model_backward(const neox_model *m, const neox_params *grads, train_acts *a,
-                    const train_pack *pack) {
+void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
+                    train_acts *a, const train_pack *pack) {
     const neox_config *cfg = &m->cfg;
     int T = a->T, R = a->R, C = cfg->hidden_size, F = cfg->intermediate_size;
     int V = cfg->vocab_size, L = cfg->num_layers;
@@ -250,7 +407,8 @@ void model_backward(const neox_model *m, const neox_params *grads, train_acts *a
 
     /* embed_out on the loss rows, then final_layer_norm over every token
      * (rows without a loss get zero gradient). */
-    matmul_backward(a->dlnf_rows, grads->lm_head, NULL, a->logits, a->lnf_rows, m->p.lm_head, R, C, V);
+    matmul_backward(a->dlnf_rows, grads->lm_head, NULL, a->logits, a->lnf_rows, m->p.lm_head,
+                    g ? &g->lm_head : NULL, R, C, V);
     memset(a->dln, 0, TC * sizeof(float));
     for (int r = 0; r < R; r++) {
         float *dst = a->dln + (size_t)pack->row_pos[r] * C;
@@ -271,18 +429,19 @@ void model_backward(const neox_model *m, const neox_params *grads, train_acts *a
             /* Both branches read the layer's output gradient: take the
              * attention branch's share before the MLP adds to it. */
             matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->atty + l * TC, pl->attn_proj_w, T, C, C);
+                            a->atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
         matmul_backward(a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->fch_gelu + l * TF,
-                        pl->fc_proj_w, T, F, C);
+                        pl->fc_proj_w, g ? &g->fc_proj[l] : NULL, T, F, C);
         gelu_backward(a->dfch, a->fch + l * TF, a->dfch, (int)TF);
-        matmul_backward(a->dln, gl->fc_w, gl->fc_b, a->dfch, a->ln2 + l * TC, pl->fc_w, T, C, F);
+        matmul_backward(a->dln, gl->fc_w, gl->fc_b, a->dfch, a->ln2 + l * TC, pl->fc_w,
+                        g ? &g->fc[l] : NULL, T, C, F);
         layernorm_backward(a->dresid, gl->ln2_w, gl->ln2_b, a->dln, ln2_in, pl->ln2_w,
                            a->ln2_mean + (size_t)l * T, a->ln2_rstd + (size_t)l * T, T, C);
         if (!cfg->use_parallel_residual)
             /* dresid is now the gradient at resid_mid = resid + attention. */
             matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->atty + l * TC, pl->attn_proj_w, T, C, C);
-        attention_branch_backward(m, gl, pl, a, pack, l, resid_in);
+                            a->atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
+        attention_branch_backward(m, g, gl, pl, a, pack, l, resid_in);
     }
     embedding_backward(grads->wte, a->dresid, pack->ids, T, C);
 }

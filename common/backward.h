@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gemm.h"
 #include "model.h"
 
 /* dinp [N, C] +=, dw, db [C] +=; dout, inp [N, C]; w [C]; mean, rstd [N]
@@ -21,12 +22,31 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                         const float *inp, const float *w, const float *mean,
                         const float *rstd, int N, int C);
 
+/* The bf16 copies of the linear layers' weights, for training with the
+ * products of gemm.h (bf16 inputs, fp32 accumulation; fp32 master weights
+ * and optimizer). Functions below take a gemm_weight *gw: NULL computes in
+ * fp32 with cblas_sgemm, else through gw. */
+typedef struct {
+    gemm_weight *qkv, *attn_proj, *fc, *fc_proj; /* [L] */
+    gemm_weight lm_head;
+} model_gemm;
+
+void model_gemm_init(model_gemm *g, const neox_model *m);
+/* Converts the current fp32 weights: after every change to them. */
+void model_gemm_pack(model_gemm *g, const neox_model *m);
+void model_gemm_free(model_gemm *g, const neox_model *m);
+
+/* out [N, OC] = inp [N, C] · w[OC, C]ᵀ + bias [OC] (bias may be NULL), the
+ * fp32 product split over the worker threads (see parallel_sgemm). */
+void train_matmul_forward(float *out, const float *inp, const float *w, const gemm_weight *gw,
+                          const float *bias, int N, int C, int OC);
+
 /* Of out [N, OC] = inp [N, C] · w[OC, C]ᵀ + bias:
  * dinp [N, C] = dout · w (overwritten; skipped when NULL),
  * dw [OC, C] += doutᵀ · inp, dbias [OC] += column sums of dout (when
  * not NULL). */
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
-                     const float *inp, const float *w, int N, int C, int OC);
+                     const float *inp, const float *w, const gemm_weight *gw, int N, int C, int OC);
 
 /* dqkv [T, NH*3*hd] in place: the gradient with respect to the rotated q
  * and k becomes the gradient with respect to them before rotary_forward
@@ -36,7 +56,8 @@ void rotary_backward(float *dqkv, const float *cos, const float *sin, int pos0,
 
 /* Causal self-attention of one sequence, as attention_forward:
  * dqkv [T, NH*3*hd] (overwritten) from dout [T, NH*hd], qkv (rotated) and
- * att [NH, T, T]; datt [T, T] is scratch. */
+ * att [NH, T, T]; datt [parallel_threads(), T, T] is scratch (heads run on
+ * the worker threads). */
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                         const float *att, int T, int NH, int hd);
 
@@ -76,9 +97,9 @@ typedef struct {
  *   lnf_rows [R, C] (lnf at row_pos), logits [R, V] (the gradient after
  *   the loss).
  * And the backward's scratch: dresid [T, C], dln [T, C], datty [T, C],
- * dqkv [T, 3C], dfch [T, I], datt [max T_s²], dlnf_rows [R, C]. */
+ * dqkv [T, 3C], dfch [T, I], datt [threads, max T_s²], dlnf_rows [R, C]. */
 typedef struct {
-    size_t cap_T, cap_att, cap_rows, cap_seq_sq;
+    size_t cap_T, cap_att, cap_rows, cap_datt;
     int T, A, R;
     float *resid, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *resid_mid;
     float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu;
@@ -93,8 +114,9 @@ void train_acts_free(train_acts *a);
 /* Backward of train_forward, given a->logits already turned into the
  * gradient of the loss (crossentropy_forward_backward): accumulates the
  * parameter gradients into grads (views of a block laid out like
- * m->params, see model_param_views). */
-void model_backward(const neox_model *m, const neox_params *grads, train_acts *a,
-                    const train_pack *pack);
+ * m->params, see model_param_views). g: NULL for fp32 products, else the
+ * packed bf16 weights. */
+void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
+                    train_acts *a, const train_pack *pack);
 
 #endif

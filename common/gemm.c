@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <cpuid.h>
+#include <immintrin.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,12 +167,17 @@ static void pack(pack_job *p, size_t values) {
     else gemm_pool_run(pack_run, p);
 }
 
-/* A[Mpad, Kpad] from x[M, K] (transposed: from x[K, M]). */
+/* Row stride of A: one cache line more than the padded K, so that the 16
+ * rows of an A tile fall into different cache sets (at K = 1024 or 4096
+ * they would otherwise compete for one or two and evict each other). */
+static int a_stride(int K) { return gemm_round_up(K, GEMM_TILE_K) + 32; }
+
+/* A[Mpad, K] from x[M, K] (transposed: from x[K, M]), row stride a_stride(K). */
 static uint16_t *pack_a(const float *x, int M, int K, int transposed) {
-    const int Mpad = gemm_round_up(M, 16), Kpad = gemm_round_up(K, GEMM_TILE_K);
-    uint16_t *a = scratch(&scratch_a, &scratch_a_size, (size_t)Mpad * Kpad);
-    pack_job p = {a, x, transposed ? M : K, M, K, Mpad, Kpad, transposed ? PACK_A_TRANSPOSED : PACK_A};
-    pack(&p, (size_t)Mpad * Kpad);
+    const int Mpad = gemm_round_up(M, 16), lda = a_stride(K);
+    uint16_t *a = scratch(&scratch_a, &scratch_a_size, (size_t)Mpad * lda);
+    pack_job p = {a, x, transposed ? M : K, M, K, Mpad, lda, transposed ? PACK_A_TRANSPOSED : PACK_A};
+    pack(&p, (size_t)Mpad * lda);
     return a;
 }
 
@@ -232,7 +238,8 @@ typedef struct {
     long ldc;
     int M, N;
     const uint16_t *a;
-    int Mpad, Kpad;
+    long lda;
+    int Kpad;
     const uint16_t *b;
     const float *bias;
     int accumulate;
@@ -240,28 +247,42 @@ typedef struct {
     atomic_int next_panel;
 } product;
 
-/* One 32-column block of C rows m0.. (16 * mtiles of them), K tiles
- * kt0..kt0+ktiles. Blocks reaching past M or N go through a local copy. */
-static void product_block(const product *p, int m0, int mtiles, int n0, int kt0, int ktiles, int init) {
-    const int rows = 16 * mtiles;
-    const uint16_t *a = p->a + (size_t)m0 * p->Kpad + (size_t)kt0 * GEMM_TILE_K;
+/* One 32-column block of C: rows m0.. (up to 32, fewer at the end), K
+ * tiles kt0..kt0+ktiles. A block reaching past N goes through a local copy. */
+static void product_block(const product *p, int m0, int n0, int kt0, int ktiles, int init) {
+    const int rows = p->M - m0 < 32 ? p->M - m0 : 32;
+    const uint16_t *a = p->a + (size_t)m0 * p->lda + (size_t)kt0 * GEMM_TILE_K;
     const long bstride = (long)p->Kpad * GEMM_TILE_N;
     const uint16_t *b = p->b + (size_t)(n0 / GEMM_TILE_N) * bstride + (size_t)kt0 * GEMM_TILE_ELEMS;
     float *c = p->c + (size_t)m0 * p->ldc + n0;
     const float *bias = p->bias ? p->bias + n0 : NULL;
-    int vr = p->M - m0 < rows ? p->M - m0 : rows, vc = p->N - n0 < 32 ? p->N - n0 : 32;
-    if (vr == rows && vc == 32) {
-        p->block(c, p->ldc, bias, init, a, p->Kpad, b, bstride, ktiles, mtiles);
+    const int cols = p->N - n0 < 32 ? p->N - n0 : 32;
+    if (cols == 32) {
+        p->block(c, p->ldc, bias, init, a, p->lda, b, bstride, ktiles, rows);
         return;
     }
     float tmp[32 * 32] __attribute__((aligned(64)));
-    memset(tmp, 0, sizeof tmp);
-    if (init != GEMM_INIT_ZERO)
-        for (int i = 0; i < vr; i++)
-            memcpy(tmp + 32 * i, init == GEMM_INIT_LOAD ? c + (size_t)i * p->ldc : bias, (size_t)vc * 4);
-    p->block(tmp, 32, NULL, init == GEMM_INIT_ZERO ? GEMM_INIT_ZERO : GEMM_INIT_LOAD, a, p->Kpad, b,
-             bstride, ktiles, mtiles);
-    for (int i = 0; i < vr; i++) memcpy(c + (size_t)i * p->ldc, tmp + 32 * i, (size_t)vc * 4);
+    for (int i = 0; i < rows; i++) {
+        const float *from = init == GEMM_INIT_LOAD ? c + (size_t)i * p->ldc : bias;
+        if (init == GEMM_INIT_ZERO) memset(tmp + 32 * i, 0, 32 * sizeof *tmp);
+        else memcpy(tmp + 32 * i, from, (size_t)cols * sizeof *tmp);
+    }
+    p->block(tmp, 32, NULL, init == GEMM_INIT_ZERO ? GEMM_INIT_ZERO : GEMM_INIT_LOAD, a, p->lda, b,
+             bstride, ktiles, rows);
+    for (int i = 0; i < rows; i++) memcpy(c + (size_t)i * p->ldc, tmp + 32 * i, (size_t)cols * 4);
+}
+
+/* Asks for the C rows of a block that will be loaded next: its 32 rows are
+ * 32 separate streams, more than the hardware prefetcher follows, and with
+ * few K tiles per block (gemm_backward_weight) loading C dominates. */
+static void prefetch_c(const product *p, int m0, int n0) {
+    const int rows = p->M - m0 < 32 ? p->M - m0 : 32;
+    const int cols = p->N - n0 < 32 ? p->N - n0 : 32;
+    for (int i = 0; i < rows; i++) {
+        const float *c = p->c + (size_t)(m0 + i) * p->ldc + n0;
+        _mm_prefetch((const char *)c, _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + cols - 1), _MM_HINT_T0);
+    }
 }
 
 static void product_panel(const product *p, int nb0, int nb1) {
@@ -270,10 +291,14 @@ static void product_panel(const product *p, int nb0, int nb1) {
     for (int kt0 = 0; kt0 < KT; kt0 += K_CHUNK_TILES) {
         int ktiles = KT - kt0 < K_CHUNK_TILES ? KT - kt0 : K_CHUNK_TILES;
         int init = kt0 == 0 ? first_init : GEMM_INIT_LOAD;
-        for (int m0 = 0; m0 < p->Mpad; m0 += 32) {
-            int mtiles = p->Mpad - m0 >= 32 ? 2 : 1;
-            for (int nb = nb0; nb < nb1; nb++) product_block(p, m0, mtiles, 32 * nb, kt0, ktiles, init);
-        }
+        for (int m0 = 0; m0 < p->M; m0 += 32)
+            for (int nb = nb0; nb < nb1; nb++) {
+                if (init == GEMM_INIT_LOAD) {
+                    int pm = nb + 1 < nb1 ? m0 : m0 + 32, pn = nb + 1 < nb1 ? 32 * (nb + 1) : 32 * nb0;
+                    if (pm < p->M) prefetch_c(p, pm, pn);
+                }
+                product_block(p, m0, 32 * nb, kt0, ktiles, init);
+            }
     }
 }
 
@@ -299,7 +324,7 @@ static void product_compute(float *c, int M, int N, int K, const uint16_t *a, co
         .block = current_path == GEMM_AMX ? gemm_amx_block : gemm_avx512_block,
         .amx = current_path == GEMM_AMX,
         .c = c, .ldc = N, .M = M, .N = N,
-        .a = a, .Mpad = gemm_round_up(M, 16), .Kpad = gemm_round_up(K, GEMM_TILE_K),
+        .a = a, .lda = a_stride(K), .Kpad = gemm_round_up(K, GEMM_TILE_K),
         .b = b, .bias = bias, .accumulate = accumulate,
     };
     const int nblocks = gemm_round_up(N, 32) / 32, threads = gemm_pool_size();

@@ -1,7 +1,8 @@
-/* gemm_amx.c — the AMX kernel: a 32x32 block of C in four accumulator
- * tiles (tmm0-3), two tiles of A rows (tmm4-5) and two of B (tmm6-7), so
- * each A and B tile loaded feeds two _tile_dpbf16ps. Compiled for AMX with
- * target attributes; called only after gemm.c has checked the CPU. */
+/* gemm_amx.c — the AMX kernel: a block of up to 32x32 of C in four
+ * accumulator tiles (tmm0-3), two tiles of A rows (tmm4-5) and two of B
+ * (tmm6-7), so each A and B tile loaded feeds two _tile_dpbf16ps.
+ * Compiled for AMX with target attributes; called only after gemm.c has
+ * checked the CPU and obtained the kernel's permission. */
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -15,27 +16,43 @@ int gemm_amx_request(void) {
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 
-/* Palette 1, all eight tiles 16 rows x 64 bytes. Static data: GCC 12's
- * _tile_loadconfig declares an 8-byte operand, so stores into a local
- * config would be dropped as dead. */
-static const struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} __attribute__((aligned(64))) tile_config = {
-    .palette = 1,
-    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
-    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
-};
+/* The loaded tile configuration fits blocks of this many rows (0: none). */
+static _Thread_local int configured_rows;
 
-__attribute__((target("amx-tile"))) void gemm_amx_begin(void) { _tile_loadconfig(&tile_config); }
+/* Palette 1; accumulator and A tiles cut to the block's rows so that a
+ * block at the bottom edge (decoding: 1 to 8 rows) reads and writes only
+ * its own rows: tmm0, 1, 4 take rows 0..15, tmm2, 3, 5 the rest; B tiles
+ * tmm6, 7 are 16 rows. All 64 bytes wide. */
+__attribute__((target("amx-tile"))) static void configure(int rows) {
+    struct {
+        uint8_t palette, start_row, reserved[14];
+        uint16_t colsb[16];
+        uint8_t rows[16];
+    } cfg = {.palette = 1};
+    const int top = rows < 16 ? rows : 16, bottom = rows > 16 ? rows - 16 : 16;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = t == 2 || t == 3 || t == 5 ? bottom : t < 6 ? top : 16;
+    }
+    /* GCC 12's _tile_loadconfig names only 8 bytes of its operand: without
+     * this the other stores look dead and are dropped. */
+    __asm__ volatile("" : : "m"(cfg));
+    _tile_loadconfig(&cfg);
+    configured_rows = rows;
+}
 
-__attribute__((target("amx-tile"))) void gemm_amx_end(void) { _tile_release(); }
+void gemm_amx_begin(void) { configured_rows = 0; }
+
+__attribute__((target("amx-tile"))) void gemm_amx_end(void) {
+    if (configured_rows) _tile_release();
+    configured_rows = 0;
+}
 
 /* Tile numbers must be literals, hence the two near-identical bodies. */
 __attribute__((target("amx-tile,amx-bf16")))
 void gemm_amx_block(float *c, long ldc, const float *bias, int init, const uint16_t *a, long lda,
-                    const uint16_t *b, long bstride, int ktiles, int mtiles) {
+                    const uint16_t *b, long bstride, int ktiles, int rows) {
+    if (rows != configured_rows) configure(rows);
     const long cs = ldc * 4, as = lda * 2;
     const uint16_t *b1 = b + bstride;
     if (init == GEMM_INIT_LOAD) {
@@ -48,7 +65,7 @@ void gemm_amx_block(float *c, long ldc, const float *bias, int init, const uint1
         _tile_zero(0);
         _tile_zero(1);
     }
-    if (mtiles == 1) {
+    if (rows <= 16) {
         for (int k = 0; k < ktiles; k++) {
             _tile_loadd(4, a + k * GEMM_TILE_K, as);
             _tile_loadd(6, b + k * GEMM_TILE_ELEMS, 64);

@@ -9,14 +9,16 @@
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16")
 
-/* 8 rows x 32 columns of C in 16 registers; per K pair: two B rows, eight
- * broadcast A pairs. */
-static inline __attribute__((always_inline)) void rows8(float *c, long ldc, const float *bias,
-                                                        int init, const uint16_t *a, long lda,
-                                                        const uint16_t *b0, const uint16_t *b1,
-                                                        int pairs) {
+/* nr <= 8 rows x 32 columns of C in registers; per K pair: two B rows,
+ * nr broadcast A pairs. nr is a constant after inlining. */
+static inline __attribute__((always_inline)) void rows_block(float *c, long ldc, const float *bias,
+                                                             int init, const uint16_t *a, long lda,
+                                                             const uint16_t *b0, const uint16_t *b1,
+                                                             int pairs, const int nr) {
     __m512 acc[8][2];
-    for (int i = 0; i < 8; i++)
+#pragma GCC unroll 8
+    for (int i = 0; i < nr; i++)
+#pragma GCC unroll 2
         for (int j = 0; j < 2; j++)
             acc[i][j] = init == GEMM_INIT_LOAD   ? _mm512_loadu_ps(c + i * ldc + 16 * j)
                         : init == GEMM_INIT_BIAS ? _mm512_loadu_ps(bias + 16 * j)
@@ -24,7 +26,8 @@ static inline __attribute__((always_inline)) void rows8(float *c, long ldc, cons
     for (int r = 0; r < pairs; r++) {
         __m512bh w0 = (__m512bh)_mm512_load_si512(b0 + 32 * r);
         __m512bh w1 = (__m512bh)_mm512_load_si512(b1 + 32 * r);
-        for (int i = 0; i < 8; i++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < nr; i++) {
             int32_t pair;
             memcpy(&pair, a + i * lda + 2 * r, sizeof pair);
             __m512bh x = (__m512bh)_mm512_set1_epi32(pair);
@@ -32,15 +35,32 @@ static inline __attribute__((always_inline)) void rows8(float *c, long ldc, cons
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], x, w1);
         }
     }
-    for (int i = 0; i < 8; i++)
+#pragma GCC unroll 8
+    for (int i = 0; i < nr; i++)
+#pragma GCC unroll 2
         for (int j = 0; j < 2; j++) _mm512_storeu_ps(c + i * ldc + 16 * j, acc[i][j]);
 }
 
+/* Groups of 8 rows; a last group of fewer (decoding: often 1) computes
+ * just its rows. */
 void gemm_avx512_block(float *c, long ldc, const float *bias, int init, const uint16_t *a, long lda,
-                       const uint16_t *b, long bstride, int ktiles, int mtiles) {
-    for (int g = 0; g < 2 * mtiles; g++)
-        rows8(c + 8 * g * ldc, ldc, bias, init, a + 8 * g * lda, lda, b, b + bstride,
-              ktiles * GEMM_TILE_K / 2);
+                       const uint16_t *b, long bstride, int ktiles, int rows) {
+    const int pairs = ktiles * GEMM_TILE_K / 2;
+    const uint16_t *b1 = b + bstride;
+    for (int g = 0; g < rows; g += 8) {
+        float *cg = c + g * ldc;
+        const uint16_t *ag = a + g * lda;
+        switch (rows - g) {
+        case 1: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 1); break;
+        case 2: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 2); break;
+        case 3: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 3); break;
+        case 4: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 4); break;
+        case 5: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 5); break;
+        case 6: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 6); break;
+        case 7: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 7); break;
+        default: rows_block(cg, ldc, bias, init, ag, lda, b, b1, pairs, 8); break;
+        }
+    }
 }
 
 /* ---- conversions -------------------------------------------------------- */
@@ -59,19 +79,22 @@ static inline __m512i interleave_bf16(__m512 lo, __m512 hi) {
 }
 
 /* In-register transpose of a 16x16 matrix of 32-bit values. */
-static inline void transpose16(__m512i r[16]) {
+static inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
     __m512i t[16], u[16];
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
     }
     /* u[4g + j], 128-bit lane L: column 4L + j of rows 4g..4g+3. */
+#pragma GCC unroll 16
     for (int g = 0; g < 4; g++) {
         u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
         u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
         u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
         u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
     }
+#pragma GCC unroll 16
     for (int j = 0; j < 4; j++) {
         __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);  /* lanes 0, 2 */
         __m512i w0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);  /* lanes 1, 3 */
@@ -106,6 +129,7 @@ void gemm_pack_a_transposed(uint16_t *dst, int lda, const float *x, long ldx, in
         __mmask16 cols = first_n(M - m);
         for (int k = 0; k < lda; k += 32) {
             __m512i p[16];
+#pragma GCC unroll 16
             for (int r = 0; r < 16; r++) {
                 int k0 = k + 2 * r;
                 __m512 v0 = k0 < K ? _mm512_maskz_loadu_ps(cols, x + (size_t)k0 * ldx + m)
@@ -115,6 +139,7 @@ void gemm_pack_a_transposed(uint16_t *dst, int lda, const float *x, long ldx, in
                 p[r] = interleave_bf16(v0, v1);
             }
             transpose16(p);
+#pragma GCC unroll 16
             for (int i = 0; i < 16; i++) _mm512_storeu_si512(dst + (size_t)(m + i) * lda + k, p[i]);
         }
     }
@@ -143,6 +168,7 @@ void gemm_pack_b_transposed(uint16_t *dst, const float *x, long ldx, int K, int 
         for (int k = 0; k < Kpad; k += 32) {
             __mmask16 lo_mask = first_n(K - k), hi_mask = first_n(K - k - 16);
             __m512i rows[16];
+#pragma GCC unroll 16
             for (int c = 0; c < 16; c++) {
                 int n = s * GEMM_TILE_N + c;
                 const float *src = x + (size_t)n * ldx + k;
@@ -151,6 +177,7 @@ void gemm_pack_b_transposed(uint16_t *dst, const float *x, long ldx, int K, int 
                                 : _mm512_setzero_si512();
             }
             transpose16(rows);
+#pragma GCC unroll 16
             for (int r = 0; r < 16; r++) _mm512_store_si512(d + (size_t)k * GEMM_TILE_N + 32 * r, rows[r]);
         }
     }

@@ -2,14 +2,14 @@
  *
  * Every bf16 product is C[M, N] (fp32) = A[M, K] · B[K, N] with
  *   A: bf16, row-major, rows padded to a multiple of 16 and K to a multiple
- *      of 32 with zeros (lda = padded K);
+ *      of 32 with zeros; row stride lda >= padded K, a multiple of 32;
  *   B: bf16 in AMX tiles: for each 16-column strip nt and 32-row slab kt, one
  *      tile of 16 rows x 32 values where tile row r holds, for the strip's
  *      16 columns n, the pair B[32kt + 2r][n], B[32kt + 2r + 1][n] — the
  *      layout _tile_dpbf16ps and _mm512_dpbf16_ps read. A strip's tiles are
  *      consecutive, so strip nt is one array [Kpad/2][16][2] at
  *      b + nt * Kpad * 16. Columns are padded to a multiple of 32.
- * Kernels compute 16 or 32 rows x 32 columns of C (two strips) at a time. */
+ * Kernels compute up to 32 rows x 32 columns of C (two strips) at a time. */
 #ifndef TUNEPIPE_GEMM_INTERNAL_H
 #define TUNEPIPE_GEMM_INTERNAL_H
 
@@ -25,24 +25,24 @@ static inline int gemm_round_up(int x, int m) { return (x + m - 1) / m * m; }
 /* How a kernel starts C before adding A·B. */
 enum { GEMM_INIT_ZERO, GEMM_INIT_BIAS, GEMM_INIT_LOAD };
 
-/* One block: C[16*mtiles, 32] at c (row stride ldc floats) gets
- * init + A[16*mtiles, 32*ktiles] · B. a: first A value (row stride lda);
- * b: first tile of the left strip, the right strip is bstride values on.
- * GEMM_INIT_BIAS broadcasts bias[0..31] to every row. */
+/* One block: C[rows, 32] at c (row stride ldc floats) gets
+ * init + A[rows, 32*ktiles] · B, rows <= 32. a: first A value (row stride
+ * lda); b: first tile of the left strip, the right strip is bstride values
+ * on. GEMM_INIT_BIAS broadcasts bias[0..31] to every row. */
 typedef void (*gemm_block_fn)(float *c, long ldc, const float *bias, int init,
                               const uint16_t *a, long lda, const uint16_t *b, long bstride,
-                              int ktiles, int mtiles);
+                              int ktiles, int rows);
 
 /* AMX: per thread, gemm_amx_begin() before its blocks, gemm_amx_end() after. */
 void gemm_amx_block(float *c, long ldc, const float *bias, int init, const uint16_t *a, long lda,
-                    const uint16_t *b, long bstride, int ktiles, int mtiles);
+                    const uint16_t *b, long bstride, int ktiles, int rows);
 void gemm_amx_begin(void);
 void gemm_amx_end(void);
 /* Asks Linux for permission to use AMX tile data; 1 when granted. */
 int gemm_amx_request(void);
 
 void gemm_avx512_block(float *c, long ldc, const float *bias, int init, const uint16_t *a, long lda,
-                       const uint16_t *b, long bstride, int ktiles, int mtiles);
+                       const uint16_t *b, long bstride, int ktiles, int rows);
 
 /* Conversions into the layouts above (AVX-512 BF16; rows [r0, r1) or
  * strips [s0, s1) so threads can share the work). Padding becomes zero.

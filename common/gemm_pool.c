@@ -10,9 +10,10 @@
 #include "cli.h"
 
 #define MAX_THREADS 64
-/* ~50 µs of polling before a worker sleeps: longer than the gap between a
- * layer's products, far shorter than a token's worth of other work. */
-#define SPIN_LIMIT 20000
+/* Time-stamp-counter ticks (~0.1 ms at 2-3 GHz) a worker polls before it
+ * sleeps: longer than the gap between a layer's products, short enough not
+ * to starve other threads of a 2-core machine for long. */
+#define SPIN_TICKS (1ull << 18)
 
 static int pool_size;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
@@ -28,9 +29,9 @@ static void *worker_main(void *arg) {
     unsigned seen = 0;
     for (;;) {
         unsigned gen;
-        int spins = 0;
+        const unsigned long long until = __rdtsc() + SPIN_TICKS;
         while ((gen = atomic_load_explicit(&pool_generation, memory_order_acquire)) == seen &&
-               spins++ < SPIN_LIMIT)
+               __rdtsc() < until)
             _mm_pause();
         if (gen == seen) {
             pthread_mutex_lock(&pool_lock);

@@ -7,18 +7,16 @@
 
 #include "cli.h"
 
-/* Prefill rows per step: large enough for sgemm to run near its peak. */
-#define PREFILL_ROWS 128
-
 void generator_init(generator *g, const neox_model *m, const gen_opts *o) {
     memset(g, 0, sizeof *g);
     g->m = m;
     g->o = *o;
-    int rows = o->batch > PREFILL_ROWS ? o->batch : PREFILL_ROWS;
+    int rows = o->batch > DECODER_PREFILL_ROWS ? o->batch : DECODER_PREFILL_ROWS;
     decoder_init(&g->dec, m, o->batch, 0, rows);
     sampler_init(&g->smp, &o->sampling, m->cfg.vocab_size);
     g->active = xcalloc((size_t)o->batch, sizeof *g->active);
     g->logits = xmalloc((size_t)o->batch * m->cfg.vocab_size * sizeof(float));
+    g->step_seqs = xmalloc((size_t)o->batch * sizeof *g->step_seqs);
     g->step_tokens = xmalloc((size_t)o->batch * sizeof(uint32_t));
     g->step_slots = xmalloc((size_t)o->batch * sizeof(int));
     g->step_counts = xmalloc((size_t)o->batch * sizeof(int));
@@ -29,6 +27,7 @@ void generator_free(generator *g) {
     sampler_free(&g->smp);
     free(g->active);
     free(g->logits);
+    free(g->step_seqs);
     free(g->step_tokens);
     free(g->step_slots);
     free(g->step_counts);
@@ -81,7 +80,7 @@ void generator_add(generator *g, gen_seq *s, const uint32_t *prompt, int n, uint
 
 void generator_step(generator *g) {
     int k = 0;
-    gen_seq *order[g->o.batch > 0 ? g->o.batch : 1];
+    gen_seq **order = g->step_seqs;
     for (int slot = 0; slot < g->o.batch; slot++) {
         gen_seq *s = g->active[slot];
         if (!s) continue;

@@ -42,6 +42,7 @@ typedef struct {
     gen_seq **active;       /* [batch], NULL where the slot is free */
     int num_active;
     float *logits;          /* [batch, V] */
+    gen_seq **step_seqs;    /* [batch] the sequences of the current step */
     uint32_t *step_tokens;
     int *step_slots, *step_counts;
 } generator;

@@ -13,6 +13,10 @@
 
 #include "model.h"
 
+/* Rows per prefill step: enough for sgemm to run near its peak while the
+ * weights are streamed once per step. */
+#define DECODER_PREFILL_ROWS 256
+
 typedef struct {
     const neox_model *m;
     int num_slots;          /* sequences held at once */

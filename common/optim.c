@@ -1,12 +1,15 @@
 /* optim.c — AdamW, clipping and schedules; see optim.h. */
 #include "optim.h"
 
-#include <cblas.h>
 #include <math.h>
-#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "cli.h"
+#include "parallel.h"
 
 static const char *const schedule_names[] = {
     [SCHEDULE_LINEAR] = "linear", [SCHEDULE_COSINE] = "cosine", [SCHEDULE_CONSTANT] = "constant"};
@@ -48,68 +51,47 @@ double clip_factor(double norm, double max_norm) {
     return f < 1.0 ? f : 1.0;
 }
 
-/* ---- threading: a range [0, n) split evenly over the BLAS threads ------- */
-
-typedef struct {
-    void (*fn)(void *ctx, size_t begin, size_t end, int part);
-    void *ctx;
-    size_t begin, end;
-    int part;
-} range_job;
-
-static void *range_job_run(void *arg) {
-    range_job *j = arg;
-    j->fn(j->ctx, j->begin, j->end, j->part);
-    return NULL;
-}
-
-#define MAX_PARTS 64
-
-static int parts_for(size_t n) {
-    int threads = openblas_get_num_threads();
-    if (threads < 1) threads = 1;
-    if (threads > MAX_PARTS) threads = MAX_PARTS;
-    /* Small ranges are not worth a thread. */
-    size_t max_by_size = n / (1u << 16) + 1;
-    return (size_t)threads < max_by_size ? threads : (int)max_by_size;
-}
-
-static void parallel_ranges(size_t n, int parts, void (*fn)(void *, size_t, size_t, int), void *ctx) {
-    range_job jobs[MAX_PARTS];
-    pthread_t tids[MAX_PARTS];
-    for (int i = 0; i < parts; i++)
-        jobs[i] = (range_job){fn, ctx, n * i / parts, n * (i + 1) / parts, i};
-    int started = 0;
-    for (int i = 1; i < parts; i++) {
-        if (pthread_create(&tids[i], NULL, range_job_run, &jobs[i]) != 0) break;
-        started = i;
-    }
-    /* Jobs whose thread could not start run here, in order. */
-    range_job_run(&jobs[0]);
-    for (int i = started + 1; i < parts; i++) range_job_run(&jobs[i]);
-    for (int i = 1; i <= started; i++) pthread_join(tids[i], NULL);
-}
-
 /* ---- gradient norm ----------------------------------------------------- */
+
+/* Elements per partial sum: fixed, so the sum does not depend on the
+ * thread count. */
+#define SUMSQ_CHUNK (1u << 18)
 
 typedef struct {
     const float *grad;
-    double partial[MAX_PARTS];
+    size_t n;
+    double *partial;
 } sumsq_ctx;
 
-static void sumsq_range(void *arg, size_t begin, size_t end, int part) {
+static void sumsq_chunks(void *arg, size_t begin, size_t end, int part) {
     sumsq_ctx *c = arg;
-    double s = 0;
-    for (size_t i = begin; i < end; i++) s += (double)c->grad[i] * c->grad[i];
-    c->partial[part] = s;
+    for (size_t chunk = begin; chunk < end; chunk++) {
+        const float *g = c->grad;
+        size_t i = chunk * SUMSQ_CHUNK, last = i + SUMSQ_CHUNK < c->n ? i + SUMSQ_CHUNK : c->n;
+        double s = 0;
+#ifdef __AVX512F__
+        __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+        for (; i + 16 <= last; i += 16) {
+            __m512 x = _mm512_loadu_ps(g + i);
+            __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+            __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+            acc0 = _mm512_fmadd_pd(lo, lo, acc0);
+            acc1 = _mm512_fmadd_pd(hi, hi, acc1);
+        }
+        s = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+#endif
+        for (; i < last; i++) s += (double)g[i] * g[i];
+        c->partial[chunk] = s;
+    }
 }
 
 double grad_sum_squares(const float *grad, size_t n) {
-    sumsq_ctx c = {.grad = grad};
-    int parts = parts_for(n);
-    parallel_ranges(n, parts, sumsq_range, &c);
+    size_t chunks = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    sumsq_ctx c = {grad, n, xmalloc((chunks ? chunks : 1) * sizeof(double))};
+    parallel_for(chunks, 1, sumsq_chunks, &c);
     double s = 0;
-    for (int i = 0; i < parts; i++) s += c.partial[i];
+    for (size_t k = 0; k < chunks; k++) s += c.partial[k];
+    free(c.partial);
     return s;
 }
 
@@ -122,19 +104,42 @@ typedef struct {
     float beta1, beta2, eps, decay_keep, step_size, bc2_sqrt, grad_factor;
 } adamw_ctx;
 
-/* torch's single-tensor AdamW in float32, operation by operation. */
+/* torch's single-tensor AdamW in float32, operation by operation (no fused
+ * multiply-adds, so the vector and scalar paths agree bit for bit):
+ *   p *= 1 - lr wd (decayed tensors); m = lerp(m, g, 1 - b1) = m + (1-b1)(g - m);
+ *   v = v b2 + (1-b2) g²; p += -step_size · m / (sqrt(v) / sqrt(bc2) + eps). */
 static void adamw_elements(const adamw_ctx *c, size_t begin, size_t end, int decay) {
     float *restrict p = c->param, *restrict g = c->grad, *restrict m = c->m, *restrict v = c->v;
     const float b2 = c->beta2, one_b2 = 1.0f - c->beta2, w1 = 1.0f - c->beta1;
-    for (size_t i = begin; i < end; i++) {
+    const float keep = decay ? c->decay_keep : 1.0f, neg_step = -c->step_size;
+    size_t i = begin;
+#ifdef __AVX512F__
+    const __m512 vf = _mm512_set1_ps(c->grad_factor), vkeep = _mm512_set1_ps(keep);
+    const __m512 vw1 = _mm512_set1_ps(w1), vb2 = _mm512_set1_ps(b2), vone_b2 = _mm512_set1_ps(one_b2);
+    const __m512 vbc = _mm512_set1_ps(c->bc2_sqrt), veps = _mm512_set1_ps(c->eps);
+    const __m512 vstep = _mm512_set1_ps(neg_step), zero = _mm512_setzero_ps();
+    for (; i + 16 <= end; i += 16) {
+        __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), vf);
+        __m512 pi = _mm512_loadu_ps(p + i), mi = _mm512_loadu_ps(m + i), vi = _mm512_loadu_ps(v + i);
+        if (decay) pi = _mm512_mul_ps(pi, vkeep);
+        mi = _mm512_add_ps(mi, _mm512_mul_ps(vw1, _mm512_sub_ps(gi, mi)));
+        vi = _mm512_add_ps(_mm512_mul_ps(vi, vb2), _mm512_mul_ps(vone_b2, _mm512_mul_ps(gi, gi)));
+        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), vbc), veps);
+        pi = _mm512_add_ps(pi, _mm512_mul_ps(vstep, _mm512_div_ps(mi, denom)));
+        _mm512_storeu_ps(p + i, pi);
+        _mm512_storeu_ps(m + i, mi);
+        _mm512_storeu_ps(v + i, vi);
+        _mm512_storeu_ps(g + i, zero);
+    }
+#endif
+    for (; i < end; i++) {
         float gi = g[i] * c->grad_factor;
         float pi = p[i];
-        if (decay) pi *= c->decay_keep;
-        /* lerp(m, g, w) with w < 0.5: m + w * (g - m) */
+        if (decay) pi *= keep;
         float mi = m[i] + w1 * (gi - m[i]);
         float vi = v[i] * b2 + one_b2 * (gi * gi);
         float denom = sqrtf(vi) / c->bc2_sqrt + c->eps;
-        p[i] = pi + (-c->step_size) * (mi / denom);
+        p[i] = pi + neg_step * (mi / denom);
         m[i] = mi;
         v[i] = vi;
         g[i] = 0.0f;
@@ -166,5 +171,5 @@ void adamw_step(float *param, float *grad, float *m, float *v,
         .step_size = (float)(lr / bc1), .bc2_sqrt = (float)sqrt(bc2),
         .grad_factor = grad_factor,
     };
-    parallel_ranges(n, parts_for(n), adamw_range, &c);
+    parallel_for(n, 1u << 16, adamw_range, &c);
 }

@@ -74,9 +74,9 @@ static float kth_largest(float *work, const float *x, int n, int k) {
     return work[want];
 }
 
-static const float *sort_keys;
-static int by_logit_ascending(const void *a, const void *b) {
-    float x = sort_keys[*(const int *)a], y = sort_keys[*(const int *)b];
+static int by_logit_ascending(const void *a, const void *b, void *logits) {
+    const float *keys = logits;
+    float x = keys[*(const int *)a], y = keys[*(const int *)b];
     return (x > y) - (x < y);
 }
 
@@ -86,8 +86,7 @@ static void top_p_filter(sampler *s, float *logits, double top_p) {
     int m = 0;
     for (int i = 0; i < s->V; i++)
         if (logits[i] != -INFINITY) s->order[m++] = i;
-    sort_keys = logits;
-    qsort(s->order, (size_t)m, sizeof(int), by_logit_ascending);
+    qsort_r(s->order, (size_t)m, sizeof(int), by_logit_ascending, logits);
     float mx = logits[s->order[m - 1]];
     double total = 0;
     for (int i = 0; i < m; i++) total += exp((double)logits[s->order[i]] - mx);

@@ -165,9 +165,10 @@ static int reader_need(stream_reader *sr, size_t want) {
             sr->end -= sr->start;
             sr->start = 0;
         }
-        size_t need_cap = want + ZSTD_DStreamOutSize();
-        if (sr->cap < need_cap) {
-            while (sr->cap < need_cap) sr->cap *= 2;
+        /* Grow with the data actually decompressed, not with want: a
+         * truncated record claiming 200 MB must not allocate 200 MB. */
+        if (sr->cap - sr->end < ZSTD_DStreamOutSize()) {
+            sr->cap *= 2;
             sr->out = xrealloc(sr->out, sr->cap);
         }
         if (sr->zin.pos == sr->zin.size && !sr->out_full) {

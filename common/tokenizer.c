@@ -48,13 +48,14 @@ struct tokenizer {
 
 enum { DEC_KNOWN = 1, DEC_SPECIAL = 2 };
 
-void token_ids_push(token_ids *v, uint32_t id) {
-    if (v->n == v->cap) {
-        v->cap = v->cap ? v->cap * 2 : 256;
-        v->ids = xrealloc(v->ids, v->cap * sizeof *v->ids);
-    }
-    v->ids[v->n++] = id;
+void token_ids_grow(token_ids *v, size_t extra) {
+    size_t cap = v->cap ? v->cap : 256;
+    while (cap < v->n + extra) cap *= 2;
+    v->ids = xrealloc(v->ids, cap * sizeof *v->ids);
+    v->cap = cap;
 }
+
+void token_ids_push(token_ids *v, uint32_t id) { ids_append(v, &id, 1); }
 
 void token_ids_free(token_ids *v) {
     free(v->ids);
@@ -262,7 +263,9 @@ static int string_member(const cJSON *obj, const char *name, const char **out) {
 }
 
 /* Added tokens get their ids the way Hugging Face assigns them (the vocabulary's
- * id for a token it has, else the next free id); the file's ids must agree. */
+ * id for a token it has, else the next free id); the file's ids must agree.
+ * Hugging Face would let a token listed twice take the settings of the last
+ * listing; such a file is refused rather than half-followed. */
 static int load_added_tokens(tokenizer *t, const cJSON *root, load_ctx *c) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     str_map_init(&t->added_ids, 64);
@@ -285,8 +288,9 @@ static int load_added_tokens(tokenizer *t, const cJSON *root, load_ctx *c) {
         if (utf8_valid_prefix(content, len) != len) return fail(c, "added_tokens[%d] is not valid UTF-8", i - 1);
         if (flag(e, "single_word", 0) || flag(e, "lstrip", 0) || flag(e, "rstrip", 0))
             return fail(c, "added token \"%s\": single_word, lstrip and rstrip are not supported", content);
-        long id = str_map_get(&t->added_ids, content, len);
-        if (id < 0) id = str_map_get(&t->vocab, content, len);
+        if (str_map_get(&t->added_ids, content, len) >= 0)
+            return fail(c, "added token \"%s\" is listed twice", content);
+        long id = str_map_get(&t->vocab, content, len);
         if (id < 0) id = next_id++;
         if ((double)id != id_item->valuedouble)
             return fail(c, "added token \"%s\" has id %g, but Hugging Face would give it %ld", content,
@@ -323,7 +327,7 @@ static void build_decoder(tokenizer *t, const cJSON *root) {
     size_t *token_len = xcalloc(t->id_limit, sizeof *token_len);
     for (uint32_t j = 0; j <= t->vocab.mask; j++) {
         const str_slot *e = &t->vocab.slots[j];
-        if (!e->used) continue;
+        if (!e->len) continue;
         token_str[e->id] = t->vocab.blob + e->off;
         token_len[e->id] = e->len;
     }
@@ -468,11 +472,12 @@ static void encode_words(tokenizer *t, const unsigned char *s, size_t n, token_i
         bpe_encode_word(&t->bpe, s, n, out);
         return;
     }
-    for (size_t i = 0; i < n;) {
-        size_t end = gpt2_piece_end(s, n, i);
-        bpe_encode_word(&t->bpe, s + i, end - i, out);
-        i = end;
-    }
+    size_t ends[256];
+    for (size_t i = 0, k; (k = gpt2_split(s, n, i, ends, 256)) > 0;)
+        for (size_t j = 0; j < k; j++) {
+            bpe_encode_word(&t->bpe, s + i, ends[j] - i, out);
+            i = ends[j];
+        }
 }
 
 /* Splits s[0..n) around the tokens of trie; calls piece_fn on the text in

@@ -12,8 +12,6 @@
 
 #define NO_RANK UINT32_MAX
 #define SCAN_MAX 64            /* longest word merged by scanning */
-#define CACHE_SLOTS (1u << 17)   /* emptied when half full */
-#define CACHE_MAX_WORD 256       /* longer words are not cached */
 #define CACHE_MAX_ARENA (16u << 20)
 
 struct bpe_merge {
@@ -24,7 +22,6 @@ struct bpe_merge {
  * so that looking up a pair that has no merge, as most lookups do, reads only
  * the small tag array instead of the 16-byte slots. */
 static inline uint64_t pair_hash(uint64_t pair) { return pair * 0x9E3779B97F4A7C15ull; }
-static inline uint8_t pair_tag(uint64_t h) { return (uint8_t)(0x80 | (h >> 57)); }
 
 static void merges_alloc(bpe_model *m, uint32_t size) {
     m->merges = xmalloc(size * sizeof *m->merges);
@@ -34,11 +31,10 @@ static void merges_alloc(bpe_model *m, uint32_t size) {
 
 void bpe_init(bpe_model *m, size_t n_merges) {
     *m = (bpe_model){0};
-    uint32_t size = 16;
-    while (size < n_merges * 2) size *= 2;
+    uint32_t size = 16; /* filled to at most 7/8: the tags keep probing cheap */
+    while ((size_t)size * 7 < n_merges * 8) size *= 2;
     merges_alloc(m, size);
     m->cache = xcalloc(CACHE_SLOTS, sizeof *m->cache);
-    m->cache_tag = xcalloc(CACHE_SLOTS, 1);
 }
 
 static void merge_insert(bpe_model *m, const merge_slot *e) {
@@ -47,12 +43,12 @@ static void merge_insert(bpe_model *m, const merge_slot *e) {
     for (; m->merge_tag[j]; j = (j + 1) & m->merge_mask)
         if (m->merges[j].pair == e->pair) break;
     if (!m->merge_tag[j]) m->n_merges++;
-    m->merge_tag[j] = pair_tag(h);
+    m->merge_tag[j] = hash_tag(h);
     m->merges[j] = *e;
 }
 
 void bpe_add_merge(bpe_model *m, uint32_t left, uint32_t right, uint32_t rank, uint32_t id) {
-    if ((m->n_merges + 1) * 2 > m->merge_mask + 1) {
+    if (((size_t)m->n_merges + 1) * 8 > ((size_t)m->merge_mask + 1) * 7) {
         merge_slot *old = m->merges;
         uint8_t *old_tag = m->merge_tag;
         uint32_t old_size = m->merge_mask + 1;
@@ -69,7 +65,7 @@ void bpe_add_merge(bpe_model *m, uint32_t left, uint32_t right, uint32_t rank, u
 
 static inline const merge_slot *find_merge(const bpe_model *m, uint32_t left, uint32_t right) {
     uint64_t pair = (uint64_t)left << 32 | right, h = pair_hash(pair);
-    uint8_t tag = pair_tag(h);
+    uint8_t tag = hash_tag(h);
     for (uint32_t j = (uint32_t)(h >> 32) & m->merge_mask; m->merge_tag[j]; j = (j + 1) & m->merge_mask)
         if (m->merge_tag[j] == tag && m->merges[j].pair == pair) return &m->merges[j];
     return NULL;
@@ -186,73 +182,37 @@ static size_t merge_by_queue(bpe_model *m, size_t n) {
 
 /* ---- the cache of encoded words ---------------------------------------------- */
 static void cache_clear(bpe_model *m) {
-    memset(m->cache_tag, 0, CACHE_SLOTS);
+    memset(m->cache, 0, CACHE_SLOTS * sizeof *m->cache);
     m->cache_count = 0;
     m->cache_arena_len = 0;
 }
 
-/* memcmp(a, b, n) == 0 for the short keys of the cache, without a call. */
-static inline int same_bytes(const unsigned char *a, const unsigned char *b, size_t n) {
-    uint64_t x, y;
-    for (; n >= 8; a += 8, b += 8, n -= 8) {
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        if (x != y) return 0;
-    }
-    for (; n > 0; n--)
-        if (*a++ != *b++) return 0;
-    return 1;
-}
-
-/* The slot holding w, or (returning NULL) the empty slot where it would go. */
-static const cache_slot *cache_find(const bpe_model *m, const unsigned char *w, size_t n, uint64_t h,
-                                    uint32_t *slot) {
-    uint8_t tag = pair_tag(h);
-    uint32_t j = (uint32_t)h & (CACHE_SLOTS - 1);
-    for (; m->cache_tag[j]; j = (j + 1) & (CACHE_SLOTS - 1)) {
-        const cache_slot *e = &m->cache[j];
-        if (m->cache_tag[j] == tag && e->key_len == n && same_bytes(m->cache_arena + e->off, w, n)) return e;
-    }
-    *slot = j;
-    return NULL;
-}
-
-static void cache_store(bpe_model *m, const unsigned char *w, size_t n, uint64_t h, const uint32_t *ids,
-                        size_t n_ids) {
-    size_t need = n + 3 + n_ids * sizeof *ids;
-    if (m->cache_count + 1 > CACHE_SLOTS / 2 || m->cache_arena_len + need > CACHE_MAX_ARENA) cache_clear(m);
+static void cache_store(bpe_model *m, const unsigned char *w, size_t n, uint64_t h, uint64_t head,
+                        const uint32_t *ids, size_t n_ids) {
+    size_t tail = n > 8 ? n - 8 : 0, need = tail + 3 + n_ids * sizeof *ids;
+    if ((m->cache_count + 1) * 8 > CACHE_SLOTS * 7 || m->cache_arena_len + need > CACHE_MAX_ARENA) cache_clear(m);
     uint32_t slot;
-    cache_find(m, w, n, h, &slot);
-    if (m->cache_arena_len + need > m->cache_arena_cap) {
-        m->cache_arena_cap = m->cache_arena_cap ? m->cache_arena_cap * 2 : 1u << 18;
-        m->cache_arena = xrealloc(m->cache_arena, m->cache_arena_cap);
+    if (bpe_cache_find(m, w, n, h, head, &slot)) return;
+    cache_slot e = {.head = head, .tag = hash_tag(h), .key_len = (uint8_t)n, .n_ids = (uint16_t)n_ids};
+    if (inline_ids(&e)) {
+        e.data = ids[0];
+    } else {
+        if (m->cache_arena_len + need > m->cache_arena_cap) {
+            m->cache_arena_cap = m->cache_arena_cap ? m->cache_arena_cap * 2 : 1u << 18;
+            m->cache_arena = xrealloc(m->cache_arena, m->cache_arena_cap);
+        }
+        size_t off = m->cache_arena_len, id_off = (off + tail + 3) & ~(size_t)3;
+        memcpy(m->cache_arena + off, w + 8 * (tail > 0), tail);
+        memcpy(m->cache_arena + id_off, ids, n_ids * sizeof *ids);
+        e.data = (uint32_t)off;
+        m->cache_arena_len = id_off + n_ids * sizeof *ids;
     }
-    size_t off = m->cache_arena_len;
-    memcpy(m->cache_arena + off, w, n);
-    memcpy(m->cache_arena + ((off + n + 3) & ~(size_t)3), ids, n_ids * sizeof *ids);
-    m->cache[slot] = (cache_slot){.off = (uint32_t)off, .key_len = (uint16_t)n, .n_ids = (uint16_t)n_ids};
-    m->cache_tag[slot] = pair_tag(h);
-    m->cache_arena_len = ((off + n + 3) & ~(size_t)3) + n_ids * sizeof *ids;
+    m->cache[slot] = e;
     m->cache_count++;
 }
 
-static void append_ids(token_ids *out, const void *ids, size_t n) {
-    if (out->n + n > out->cap) {
-        size_t cap = out->cap ? out->cap : 256;
-        while (cap < out->n + n) cap *= 2;
-        out->ids = xrealloc(out->ids, cap * sizeof *out->ids);
-        out->cap = cap;
-    }
-    memcpy(out->ids + out->n, ids, n * sizeof *out->ids);
-    out->n += n;
-}
-
-void bpe_encode_word(bpe_model *m, const unsigned char *w, size_t n, token_ids *out) {
-    if (n == 1) {
-        token_ids_push(out, m->byte_id[w[0]]);
-        return;
-    }
-    if (m->whole_words) {
+void bpe_encode_uncached(bpe_model *m, const unsigned char *w, size_t n, token_ids *out) {
+    if (m->whole_words) { /* ignore_merges: the vocabulary first, then the cache */
         m->spelling.len = 0;
         for (size_t i = 0; i < n; i++) utf8_buf_append(&m->spelling, m->byte_char[w[i]], m->byte_char_len[w[i]]);
         long id = str_map_get(m->whole_words, m->spelling.data, m->spelling.len);
@@ -260,29 +220,22 @@ void bpe_encode_word(bpe_model *m, const unsigned char *w, size_t n, token_ids *
             token_ids_push(out, (uint32_t)id);
             return;
         }
-    }
-    uint64_t h = 0;
-    if (n <= CACHE_MAX_WORD) {
-        uint32_t slot;
-        h = tok_hash(w, n);
-        const cache_slot *hit = cache_find(m, w, n, h, &slot);
-        if (hit) {
-            append_ids(out, m->cache_arena + ((hit->off + n + 3) & ~(size_t)3), hit->n_ids);
-            return;
-        }
+        if (bpe_encode_cached(m, w, n, out)) return;
     }
     scratch_reserve(m, n);
     for (size_t i = 0; i < n; i++) m->sym[i] = m->byte_id[w[i]];
     size_t left = n <= SCAN_MAX && !m->queue_only ? merge_by_scan(m, n) : merge_by_queue(m, n);
-    append_ids(out, m->sym, left);
-    if (n <= CACHE_MAX_WORD) cache_store(m, w, n, h, m->sym, left);
+    ids_append(out, m->sym, left);
+    if (n <= CACHE_MAX_WORD) {
+        uint64_t head = word_head(w, n);
+        cache_store(m, w, n, word_hash(w, n, head), head, m->sym, left);
+    }
 }
 
 void bpe_free(bpe_model *m) {
     free(m->merges);
     free(m->merge_tag);
     free(m->cache);
-    free(m->cache_tag);
     free(m->cache_arena);
     free(m->sym);
     free(m->rank);

@@ -14,7 +14,7 @@
 static inline enum char_class class_at(const unsigned char *s, size_t i, size_t *len) {
     if (s[i] < 0x80) {
         *len = 1;
-        return (enum char_class)ascii_class[s[i]];
+        return (enum char_class)byte_class[s[i]];
     }
     uint32_t cp;
     *len = utf8_decode(s + i, &cp);
@@ -37,7 +37,7 @@ static int is_contraction(const unsigned char *s, size_t n, size_t i, size_t *le
     return 0;
 }
 
-size_t gpt2_piece_end(const unsigned char *s, size_t n, size_t i) {
+static inline size_t piece_end(const unsigned char *s, size_t n, size_t i) {
     size_t len;
     if (s[i] == '\'' && is_contraction(s, n, i, &len)) return i + len;
     enum char_class cls = class_at(s, i, &len);
@@ -51,16 +51,11 @@ size_t gpt2_piece_end(const unsigned char *s, size_t n, size_t i) {
         }
     }
     if (cls != CC_SPACE) {
-        while (run < n) {
-            if (s[run] < 0x80) {
-                if (ascii_class[s[run]] != cls) break;
-                run++;
-            } else {
-                if (class_at(s, run, &len) != cls) break;
-                run += len;
-            }
+        for (;;) {
+            while (run < n && byte_class[s[run]] == cls) run++;
+            if (run == n || s[run] < 0x80 || class_at(s, run, &len) != cls) return run;
+            run += len;
         }
-        return run;
     }
     size_t last = i; /* start of the run's last character */
     while (run < n && class_at(s, run, &len) == CC_SPACE) {
@@ -69,4 +64,10 @@ size_t gpt2_piece_end(const unsigned char *s, size_t n, size_t i) {
     }
     if (run == n || last == i) return run; /* at the end, or a single one: \s+ */
     return last;
+}
+
+size_t gpt2_split(const unsigned char *s, size_t n, size_t start, size_t *ends, size_t max) {
+    size_t k = 0;
+    for (size_t i = start; i < n && k < max; i = ends[k++]) ends[k] = piece_end(s, n, i);
+    return k;
 }

@@ -26,8 +26,8 @@
 
 /* The forward pass over a pack, filling every activation model_backward
  * needs and a->logits at the loss rows. Equals model_forward sequence by
- * sequence. */
-void train_forward(const neox_model *m, train_acts *a, const train_pack *pack);
+ * sequence (with g NULL: fp32 products; else g's bf16 weights). */
+void train_forward(const neox_model *m, const model_gemm *g, train_acts *a, const train_pack *pack);
 
 typedef struct {
     neox_model *model;
@@ -38,6 +38,9 @@ typedef struct {
     adamw_hparams adam;
     double clip;                    /* max global norm; <= 0: none */
     int pack_tokens;
+    int bf16;                       /* products in bf16 (trainer_use_bf16) */
+    int bf16_stale;                 /* weights changed since the last pack */
+    model_gemm gemm;
     long step;                      /* optimizer steps taken */
     /* seconds spent, cumulative (for benchmarks) */
     double time_forward, time_backward, time_optimizer;
@@ -51,6 +54,10 @@ typedef struct {
 /* Takes over nothing: model stays the caller's. Moments start at zero. */
 void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip);
 void trainer_free(trainer *t);
+/* Computes the linear layers' products in bf16 with fp32 accumulation
+ * (gemm.h: AMX where the CPU has it), as Hugging Face's bf16=True autocast
+ * does; weights, gradients and AdamW stay fp32. Faster, not bit-exact. */
+void trainer_use_bf16(trainer *t);
 
 typedef struct {
     double loss;        /* mean CE over the step's target tokens */

@@ -4,7 +4,7 @@
  * tables are Unicode 16.0; Debian 12's utf8proc 2.8 has Unicode 15.0. The
  * letters and digits assigned in Unicode 15.1 and 16.0 are listed below so
  * that text using them splits as it does in tokenizers 0.23 (found by
- * classifying every code point with both; see bench/bpe_hf_unicode.js). They
+ * classifying every code point with both; see bench/bpe_hf.js). They
  * only apply to code points utf8proc calls unassigned, so a newer utf8proc
  * agrees with them. \s is Unicode White_Space in both, which is stable. */
 #include "utf8_class.h"
@@ -15,8 +15,10 @@
 #define L CC_LETTER
 #define N CC_NUMBER
 #define S CC_SPACE
-const unsigned char ascii_class[128] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, S, S, S, S, S, 0, 0, /* \t \n \v \f \r */
+#define X CC_NOT_ASCII
+#define X16 X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X
+const unsigned char byte_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, S, S, S, S, S, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     S, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     N, N, N, N, N, N, N, N, N, N, 0, 0, 0, 0, 0, 0,
@@ -24,7 +26,10 @@ const unsigned char ascii_class[128] = {
     L, L, L, L, L, L, L, L, L, L, L, 0, 0, 0, 0, 0,
     0, L, L, L, L, L, L, L, L, L, L, L, L, L, L, L,
     L, L, L, L, L, L, L, L, L, L, L, 0, 0, 0, 0, 0,
+    X16, X16, X16, X16, X16, X16, X16, X16,
 };
+#undef X16
+#undef X
 #undef L
 #undef N
 #undef S

@@ -7,13 +7,12 @@
 
 enum char_class { CC_OTHER = 0, CC_LETTER, CC_NUMBER, CC_SPACE };
 
-/* The class of a code point beyond ASCII (see ascii_class for ASCII). */
+/* The class of a code point beyond ASCII (see byte_class for ASCII). */
 enum char_class unicode_class(uint32_t cp);
 
-extern const unsigned char ascii_class[128];
-
-static inline enum char_class char_class_of(uint32_t cp) {
-    return cp < 128 ? (enum char_class)ascii_class[cp] : unicode_class(cp);
-}
+/* The class of each byte below 0x80 (an ASCII character), CC_NOT_ASCII for
+ * the others. */
+#define CC_NOT_ASCII 4
+extern const unsigned char byte_class[256];
 
 #endif

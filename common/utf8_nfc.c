@@ -12,7 +12,7 @@
  * canonical composition (Dives Akuru U+11935 U+11930 -> U+11938, Unicode 13)
  * is not applied; utf8proc 2.8 knows both. These characters, listed below
  * (found by normalizing probes around every code point with both; see
- * bench/bpe_hf_unicode.js), are treated as starters that compose with nothing,
+ * bench/bpe_hf.js), are treated as starters that compose with nothing,
  * which is what they are to tokenizers 0.23. */
 #include "utf8_nfc.h"
 #include "cli.h"
@@ -54,14 +54,11 @@ static int decompose(uint32_t cp, utf8proc_int32_t *d) {
     return (int)n;
 }
 
-static int nfc_keeps(uint32_t cp) {
-    utf8proc_uint8_t in[4], *out = NULL;
-    utf8proc_ssize_t n = utf8proc_encode_char((utf8proc_int32_t)cp, in);
-    utf8proc_ssize_t m = utf8proc_map(in, n, &out, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (m < 0) die("utf8proc: %s", utf8proc_errmsg(m));
-    int same = m == n && memcmp(in, out, (size_t)n) == 0;
-    free(out);
-    return same;
+/* Whether NFC keeps cp, whose canonical decomposition d[0..n) is given: it
+ * is a primary composite (not a singleton, not excluded). */
+static int nfc_keeps(uint32_t cp, utf8proc_int32_t *d, int n) {
+    utf8proc_ssize_t m = utf8proc_normalize_utf32(d, n, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    return m == 1 && d[0] == (utf8proc_int32_t)cp;
 }
 
 /* Whether cp has a canonical decomposition (utf8proc keeps compatibility ones
@@ -73,25 +70,30 @@ static int decomposes(uint32_t cp, const utf8proc_property_t *p) {
 static void build_tables(void) {
     /* Characters that may compose with something before them: every
      * non-initial character of a canonical decomposition (a superset). */
-    static uint64_t composes_back[CP_COUNT / 64];
+    static uint64_t composes_back[CP_COUNT / 64], has_decomposition[CP_COUNT / 64];
     utf8proc_int32_t d[8];
     for (uint32_t cp = 0; cp < CP_COUNT; cp++) {
         if (cp >= 0xD800 && cp <= 0xDFFF) continue;
-        if (!decomposes(cp, utf8proc_get_property((utf8proc_int32_t)cp))) continue;
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+        if (!decomposes(cp, p)) {
+            if (p->combining_class == 0) set_bit(inert, cp); /* for now; see below */
+            continue;
+        }
+        set_bit(has_decomposition, cp);
         int n = decompose(cp, d);
         for (int i = 1; i < n; i++) set_bit(composes_back, (uint32_t)d[i]);
     }
+    for (size_t w = 0; w < CP_COUNT / 64; w++) inert[w] &= ~composes_back[w];
     for (uint32_t cp = 0; cp < CP_COUNT; cp++) {
-        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
-        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
-        if (p->combining_class != 0 || bit(composes_back, cp)) continue;
-        if (decomposes(cp, p)) {
-            decompose(cp, d);
-            if (bit(composes_back, (uint32_t)d[0]) || utf8proc_get_property(d[0])->combining_class != 0) continue;
-            if (!nfc_keeps(cp)) continue;
-        }
-        set_bit(inert, cp);
+        if (!bit(has_decomposition, cp) || bit(composes_back, cp)) continue;
+        if (utf8proc_get_property((utf8proc_int32_t)cp)->combining_class != 0) continue;
+        int n = decompose(cp, d);
+        if (bit(composes_back, (uint32_t)d[0]) || utf8proc_get_property(d[0])->combining_class != 0) continue;
+        if (nfc_keeps(cp, d, n)) set_bit(inert, cp);
     }
+    /* utf8_nfc skips code points below U+0300 unseen: they must be inert. */
+    for (uint32_t cp = 0; cp < 0x300; cp++)
+        if (!bit(inert, cp)) die("utf8proc's U+%04X changes under NFC: tables not as expected", (unsigned)cp);
     for (size_t i = 0; i < sizeof unknown_to_hf / sizeof unknown_to_hf[0]; i++)
         for (uint32_t cp = unknown_to_hf[i].first; cp <= unknown_to_hf[i].last; cp++) {
             set_bit(opaque, cp);
@@ -101,41 +103,55 @@ static void build_tables(void) {
 
 /* Appends NFC of the segment s[0..n) and reports whether it changed. */
 static int normalize_segment(const char *s, size_t n, utf8_buf *out) {
-    utf8proc_uint8_t *norm = NULL;
-    utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &norm,
-                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (m < 0) die("utf8proc: %s", utf8proc_errmsg(m));
-    int changed = (size_t)m != n || memcmp(norm, s, n) != 0;
-    utf8_buf_append(out, norm, (size_t)m);
-    free(norm);
-    return changed;
+    const utf8proc_option_t nfc = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
+    utf8proc_int32_t stack[64], *cps = stack;
+    utf8proc_ssize_t cap = 64, len;
+    while ((len = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, cps, cap, nfc)) > cap) {
+        cap = len;
+        cps = cps == stack ? xmalloc((size_t)cap * sizeof *cps) : xrealloc(cps, (size_t)cap * sizeof *cps);
+    }
+    if (len < 0) die("utf8proc: %s", utf8proc_errmsg(len));
+    len = utf8proc_normalize_utf32(cps, len, nfc);
+    size_t start = out->len;
+    utf8_buf_reserve(out, (size_t)len * 4);
+    for (utf8proc_ssize_t i = 0; i < len; i++) out->len += utf8_encode((uint32_t)cps[i], out->data + out->len);
+    if (cps != stack) free(cps);
+    return out->len - start != n || memcmp(out->data + start, s, n) != 0;
+}
+
+/* From the character boundary i, the first byte at or above 0xCC: the lead
+ * byte of the first character at or above U+0300 (n: none). */
+static size_t skip_below_u0300(const unsigned char *s, size_t n, size_t i) {
+    for (uint64_t w; i + 8 <= n && (memcpy(&w, s + i, 8), !(w & 0x8080808080808080ull));) i += 8; /* ASCII */
+    while (i < n && s[i] < 0xCC) i++;
+    return i;
+}
+
+/* Start of the character that ends just before i. */
+static size_t char_before(const unsigned char *s, size_t i) {
+    do i--;
+    while (i > 0 && (s[i] & 0xC0) == 0x80);
+    return i;
 }
 
 int utf8_nfc(const char *str, size_t n, utf8_buf *out) {
     const unsigned char *s = (const unsigned char *)str;
-    /* Code points below U+0300 (lead bytes below 0xCC) are all inert. */
-    size_t i = 0;
-    for (uint64_t w; i + 8 <= n && (memcpy(&w, s + i, 8), !(w & 0x8080808080808080ull));) i += 8; /* ASCII */
-    while (i < n && s[i] < 0xCC) i++;
+    size_t i = skip_below_u0300(s, n, 0);
     if (i == n) return 0;
     pthread_once(&tables_once, build_tables);
 
     size_t start = out->len;
     size_t copied = 0;    /* input before this is in out */
-    size_t seg = 0;       /* where the current segment begins */
+    size_t seg = 0;       /* where the current segment begins: the last inert character */
     int changed = 0;
-    /* s[i] is a lead byte; everything before it is inert, so the segment
-     * open at i begins at the character just before it. */
-    if (i > 0) {
-        seg = i - 1;
-        while (seg > 0 && (s[seg] & 0xC0) == 0x80) seg--;
-    }
+    if (i > 0) seg = char_before(s, i);
     while (i < n) {
         uint32_t cp;
         size_t len = utf8_decode(s + i, &cp);
-        if (cp < 0x300 || bit(inert, cp)) {
-            seg = i;
-            i += len;
+        if (bit(inert, cp)) {
+            size_t next = skip_below_u0300(s, n, i + len);
+            seg = next > i + len ? char_before(s, next) : i;
+            i = next;
             continue;
         }
         /* A segment that needs utf8proc: from seg to the next inert or opaque

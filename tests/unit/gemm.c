@@ -9,9 +9,12 @@
  *   - against the product of the fp32 inputs in double: 2^-7 S, the worst
  *     case of rounding both factors to bf16 (relative error 2^-8 each).
  * The fp32 path must meet 1e-5 S against the fp32 inputs. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "gemm.h"
 #include "tap.h"
@@ -27,6 +30,20 @@ static float *random_array(size_t n) {
     float *x = malloc(n * sizeof *x);
     for (size_t i = 0; i < n; i++) x[i] = uniform();
     return x;
+}
+
+#define GUARD 2048
+#define GUARD_VALUE 12345.0f
+/* x[0..n) followed by GUARD guard values (x is reallocated). */
+static float *guarded(float *x, size_t n) {
+    x = realloc(x, (n + GUARD) * sizeof *x);
+    for (size_t i = n; i < n + GUARD; i++) x[i] = GUARD_VALUE;
+    return x;
+}
+static int guard_intact(const float *x, size_t n) {
+    for (size_t i = n; i < n + GUARD; i++)
+        if (x[i] != GUARD_VALUE) return 0;
+    return 1;
 }
 
 static double as_input(float x, int rounded) { return rounded ? gemm_bf16_to_fp32(gemm_fp32_to_bf16(x)) : x; }
@@ -49,8 +66,11 @@ static void check_shape(int T, int C, int OC) {
     const char *path = gemm_path_name(gemm_current_path());
     float *w = random_array((size_t)OC * C), *inp = random_array((size_t)T * C);
     float *bias = random_array(OC), *dout = random_array((size_t)T * OC);
-    float *out = malloc((size_t)T * OC * sizeof *out);
-    float *dinp = random_array((size_t)T * C), *dw = random_array((size_t)OC * C);
+    /* Outputs are followed by guard values: the AMX tile stores are
+     * invisible to AddressSanitizer. */
+    float *out = guarded(random_array((size_t)T * OC), (size_t)T * OC);
+    float *dinp = guarded(random_array((size_t)T * C), (size_t)T * C);
+    float *dw = guarded(random_array((size_t)OC * C), (size_t)OC * C);
     float *dbias = random_array(OC);
     size_t most = (size_t)OC * C > (size_t)T * OC ? (size_t)OC * C : (size_t)T * OC;
     if ((size_t)T * C > most) most = (size_t)T * C;
@@ -129,6 +149,9 @@ static void check_shape(int T, int C, int OC) {
            within(dw, ref[0], scale, (size_t)OC * C, bf16 ? loose : tight, "backward weight vs fp32"),
        "%s backward weight T=%d C=%d OC=%d", path, T, C, OC);
     ok(within(dbias, dbias_ref, dbias_scale, OC, tight, "dbias"), "%s backward bias (fp32) OC=%d", path, OC);
+    ok(guard_intact(out, (size_t)T * OC) && guard_intact(dinp, (size_t)T * C) &&
+           guard_intact(dw, (size_t)OC * C),
+       "%s writes nothing past the outputs", path);
 
     gemm_weight_free(&gw);
     free(w), free(inp), free(bias), free(dout), free(out), free(dinp), free(dw), free(dbias);
@@ -146,10 +169,40 @@ static void check_conversion(void) {
     ok(gemm_fp32_to_bf16(INFINITY) == 0x7f80, "infinity stays infinity");
 }
 
+/* The path a fresh process picks with TUNEPIPE_GEMM=value (read once, at
+ * the first call, hence a child per value; its warning is discarded). */
+static int path_chosen_with(const char *value) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) dup2(null, 2);
+        setenv("TUNEPIPE_GEMM", value, 1);
+        _exit((int)gemm_current_path());
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+}
+
+static void check_selection(void) {
+    gemm_path best = GEMM_AMX;
+    while (!gemm_path_supported(best)) best--;
+    for (int p = GEMM_FP32; p <= GEMM_AMX; p++) {
+        const char *name = gemm_path_name((gemm_path)p);
+        int expect = p <= (int)best ? p : (int)best;  /* a missing one falls back */
+        ok(path_chosen_with(name) == expect, "TUNEPIPE_GEMM=%s selects %s", name,
+           gemm_path_name((gemm_path)expect));
+    }
+    ok(path_chosen_with("AMX") == (int)best, "names are case-blind");
+    ok(path_chosen_with("nonsense") == (int)best, "an unknown name selects the fastest (%s)",
+       gemm_path_name(best));
+}
+
 int main(void) {
-    /* The variable is read at the first call. */
+    check_selection();
     setenv("TUNEPIPE_GEMM", "fp32", 1);
-    ok(gemm_current_path() == GEMM_FP32, "TUNEPIPE_GEMM=fp32 selects the fp32 path");
+    ok(gemm_current_path() == GEMM_FP32, "TUNEPIPE_GEMM=fp32 selects the fp32 path here too");
     ok(gemm_threads() >= 1, "%d threads", gemm_threads());
     check_conversion();
 

@@ -158,6 +158,40 @@ int main(void) {
     acts_free(&a2);
     model_free(&sm);
 
+    /* Greedy tokens: recomputing the whole sequence each step, and the
+     * cached decoder, both give Hugging Face's gen.greedy. */
+    {
+        int np, ng;
+        uint32_t *prompt = ref_ids(&ref, "gen.prompt", &np), *greedy = ref_ids(&ref, "gen.greedy", &ng);
+        uint32_t seqbuf[64];
+        memcpy(seqbuf, prompt, (size_t)np * sizeof *prompt);
+        int same_full = 1, same_cached = 1;
+        for (int t = 0; t < ng; t++) {
+            float *lg = full_logits(&m, seqbuf, np + t);
+            const float *row = lg + (size_t)(np + t - 1) * V;
+            int best = 0;
+            for (int i = 1; i < V; i++) best = row[i] > row[best] ? i : best;
+            seqbuf[np + t] = (uint32_t)best;
+            same_full &= (uint32_t)best == greedy[t];
+            free(lg);
+        }
+        decoder_init(&d, &m, 1, 0, 16);
+        int s0 = 0, one = 1;
+        decoder_prefill(&d, 0, prompt, np, last);
+        for (int t = 0; t < ng; t++) {
+            int best = 0;
+            for (int i = 1; i < V; i++) best = last[i] > last[best] ? i : best;
+            same_cached &= (uint32_t)best == greedy[t];
+            uint32_t tok = (uint32_t)best;
+            decoder_step(&d, 1, &s0, &one, &tok, last, 0);
+        }
+        decoder_free(&d);
+        ok(same_full, "greedy by recomputing the full sequence: gen.greedy");
+        ok(same_cached, "greedy with the KV cache: gen.greedy");
+        free(prompt);
+        free(greedy);
+    }
+
     free(c);
     free(b);
     free(want);

@@ -254,6 +254,49 @@ static void configs(void) {
     ok(!config_parse("[1,2", &a, err, sizeof err), "broken JSON is refused: %s", err);
 }
 
+/* tie_word_embeddings: no embed_out tensor, the logits use embed_in; a
+ * checkpoint that still stores embed_out loads (HF ignores it too). */
+static void tied_embeddings(const neox_model *m) {
+    neox_config cfg = m->cfg;
+    cfg.tie_word_embeddings = 1;
+    neox_model t;
+    model_build(&t, &cfg);
+    ok(!model_find_tensor(&t, "embed_out.weight") && t.p.lm_head == t.p.wte &&
+       t.num_params == m->num_params - (size_t)cfg.vocab_size * cfg.hidden_size,
+       "tied: no embed_out tensor, lm_head is embed_in");
+    memcpy(t.params, m->params, t.num_params * sizeof(float)); /* same layout up to embed_out */
+    uint32_t ids[3] = {7, 300, 12};
+    neox_acts a;
+    acts_alloc(&a, &cfg, 3);
+    model_forward(&t, &a, ids, 3);
+    double want = 0; /* logit of token 5 at position 2 = lnf · embed_in row 5 */
+    for (int i = 0; i < cfg.hidden_size; i++) want += (double)a.lnf[2 * cfg.hidden_size + i] * t.p.wte[5 * cfg.hidden_size + i];
+    ok(fabs(a.logits[2 * cfg.vocab_size + 5] - want) < 1e-5, "tied: logits come from embed_in");
+    acts_free(&a);
+    tmpdir[0] = '\0';
+    snprintf(tmpdir, sizeof tmpdir, "%s/tunepipe-tied.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmpdir)) { printf("Bail out! mkdtemp\n"); exit(1); }
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/config.json", tmpdir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"vocab_size\":%d,\"hidden_size\":%d,\"num_hidden_layers\":%d,\"num_attention_heads\":%d,"
+               "\"intermediate_size\":%d,\"rotary_pct\":0.25,\"tie_word_embeddings\":true}\n",
+            cfg.vocab_size, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
+    write_safetensors(m, path, NULL, NULL, 0, m->num_tensors); /* with embed_out */
+    neox_model l;
+    int loaded = model_load(&l, tmpdir, err, sizeof err);
+    ok(loaded && l.cfg.tie_word_embeddings && l.num_params == t.num_params &&
+       memcmp(l.params, t.params, t.num_params * sizeof(float)) == 0,
+       "tied: a checkpoint that also stores embed_out loads%s%s", loaded ? "" : ": ", loaded ? "" : err);
+    if (loaded) model_free(&l);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) diag("cannot remove %s", tmpdir);
+    model_free(&t);
+}
+
 int main(void) {
     char err[512];
     if (!st_open(&ref, DATA "/reference.safetensors", err, sizeof err)) {
@@ -316,6 +359,8 @@ int main(void) {
     ok(memcmp(rnd.params, rnd2.params, rnd.num_params * 4) == 0, "random init is deterministic for a seed");
     model_free(&rnd);
     model_free(&rnd2);
+
+    tied_embeddings(&m);
 
     model_free(&m);
     st_close(&ref);

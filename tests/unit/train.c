@@ -15,6 +15,8 @@
 #include "dataset.h"
 #include "model.h"
 #include "optim.h"
+#include "parallel.h"
+#include "rng.h"
 #include "safetensors.h"
 #include "stream.h"
 #include "tap.h"
@@ -222,7 +224,7 @@ static void test_packed_forward(void) {
     seq_start[3] = pos;
     train_pack pack = {.T = pos, .nseq = 3, .seq_start = seq_start, .ids = ids, .nrows = rows,
                        .row_pos = row_pos, .row_target = targets};
-    train_forward(&m, &t.acts, &pack);
+    train_forward(&m, NULL, &t.acts, &pack);
     double worst = 0;
     int V = m.cfg.vocab_size, row = 0;
     for (int s = 0; s < 3; s++) {
@@ -260,6 +262,33 @@ static void test_packing_invariance(void) {
     ok(fabs(a.loss - b.loss) < 1e-6 * a.loss && diff < 1e-5,
        "one pack or one example per pack: same loss (%.8f, %.8f) and gradients (rel diff %.2e)",
        a.loss, b.loss, diff);
+    free(g1);
+    trainer_free(&t);
+    dataset_free(&d);
+    model_free(&m);
+}
+
+/* The thread count changes no bit of the loss or the gradients (so a run
+ * resumed with other --threads continues exactly). */
+static void test_thread_invariance(void) {
+    neox_model m;
+    load_model(&m);
+    dataset d;
+    load_examples(&d, LOSS_ANSWER);
+    trainer t;
+    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    size_t ex[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    int threads = parallel_threads();
+    parallel_set_threads(1);
+    step_result a = trainer_gradients(&t, &d, ex, 8);
+    float *g1 = xmalloc(m.num_params * sizeof(float));
+    memcpy(g1, t.grad, m.num_params * sizeof(float));
+    memset(t.grad, 0, m.num_params * sizeof(float));
+    parallel_set_threads(3);
+    step_result b = trainer_gradients(&t, &d, ex, 8);
+    parallel_set_threads(threads);
+    ok(a.loss == b.loss && a.grad_norm == b.grad_norm && memcmp(g1, t.grad, m.num_params * sizeof(float)) == 0,
+       "1 and 3 threads give the same loss, norm and gradients, bit for bit");
     free(g1);
     trainer_free(&t);
     dataset_free(&d);
@@ -350,6 +379,68 @@ static void test_schedules(void) {
        clip_factor(4.0, 0) == 1.0, "clip factor as clip_grad_norm_");
 }
 
+/* AdamW over odd-sized spans (vector body and scalar tail) against torch's
+ * formula in double; the thread count changes nothing. */
+static void test_adamw(void) {
+    enum { N = 100003 };
+    param_span spans[2] = {{0, 40001, 1}, {40001, N - 40001, 0}};
+    float *p[2], *g[2], *m[2], *v[2];
+    double *want = xmalloc(N * sizeof *want);
+    rng_state r;
+    rng_seed(&r, 5);
+    for (int k = 0; k < 2; k++) {
+        p[k] = xmalloc(N * sizeof(float));
+        g[k] = xmalloc(N * sizeof(float));
+        m[k] = xmalloc(N * sizeof(float));
+        v[k] = xmalloc(N * sizeof(float));
+    }
+    for (int i = 0; i < N; i++) {
+        p[0][i] = (float)rng_normal(&r);
+        g[0][i] = (float)(rng_normal(&r) * 0.01);
+        m[0][i] = (float)(rng_normal(&r) * 0.001);
+        v[0][i] = (float)(rng_uniform(&r) * 1e-5);
+    }
+    for (int k = 1; k < 2; k++) {
+        memcpy(p[k], p[0], N * sizeof(float));
+        memcpy(g[k], g[0], N * sizeof(float));
+        memcpy(m[k], m[0], N * sizeof(float));
+        memcpy(v[k], v[0], N * sizeof(float));
+    }
+    adamw_hparams h = ADAMW_DEFAULTS;
+    h.weight_decay = 0.1;
+    double lr = 1e-3, factor = 0.5;
+    long t = 3;
+    for (int i = 0; i < N; i++) {
+        double gi = g[0][i] * factor, pi = p[0][i] * (i < 40001 ? 1 - lr * 0.1 : 1);
+        double mi = 0.9 * m[0][i] + 0.1 * gi, vi = 0.999 * v[0][i] + 0.001 * gi * gi;
+        double mh = mi / (1 - pow(0.9, t)), vh = vi / (1 - pow(0.999, t));
+        want[i] = pi - lr * mh / (sqrt(vh) + 1e-8);
+    }
+    int threads = parallel_threads();
+    parallel_set_threads(1);
+    adamw_step(p[0], g[0], m[0], v[0], spans, 2, &h, lr, t, (float)factor);
+    parallel_set_threads(threads > 1 ? threads : 2);
+    adamw_step(p[1], g[1], m[1], v[1], spans, 2, &h, lr, t, (float)factor);
+    parallel_set_threads(threads);
+    double worst = 0;
+    int zeroed = 1;
+    for (int i = 0; i < N; i++) {
+        worst = fmax(worst, fabs(p[0][i] - want[i]) / fmax(fabs(want[i]), 1e-3));
+        zeroed &= g[0][i] == 0.0f;
+    }
+    ok(worst < 1e-5, "AdamW matches torch's formula (worst relative %.2e)", worst);
+    ok(zeroed, "AdamW leaves the gradient zeroed");
+    ok(memcmp(p[0], p[1], N * sizeof(float)) == 0 && memcmp(v[0], v[1], N * sizeof(float)) == 0,
+       "AdamW gives the same bits on 1 and %d threads", threads > 1 ? threads : 2);
+    for (int k = 0; k < 2; k++) {
+        free(p[k]);
+        free(g[k]);
+        free(m[k]);
+        free(v[k]);
+    }
+    free(want);
+}
+
 int main(void) {
     char err[256];
     if (!st_open(&ref, DATA "/reference.safetensors", err, sizeof err)) {
@@ -357,10 +448,12 @@ int main(void) {
         return 1;
     }
     test_schedules();
+    test_adamw();
     test_losses();
     test_grad0_and_trajectory();
     test_packed_forward();
     test_packing_invariance();
+    test_thread_invariance();
     test_padding_invariance();
     st_close(&ref);
     return done_testing();

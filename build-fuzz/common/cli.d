@@ -1,0 +1,3 @@
+build-fuzz/common/cli.o: common/cli.c common/cli.h
+
+common/cli.h:

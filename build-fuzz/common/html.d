@@ -1,0 +1,3 @@
+build-fuzz/common/html.o: common/html.c common/html.h
+
+common/html.h:

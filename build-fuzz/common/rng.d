@@ -1,0 +1,3 @@
+build-fuzz/common/rng.o: common/rng.c common/rng.h
+
+common/rng.h:

@@ -1,0 +1,6 @@
+build-fuzz/tests/fuzz/support.o: tests/fuzz/support.c tests/fuzz/fuzz.h \
+  common/cli.h
+
+tests/fuzz/fuzz.h:
+
+common/cli.h:

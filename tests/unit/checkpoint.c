@@ -1,0 +1,145 @@
+/* checkpoint.c — the safetensors writer read back by the strict reader,
+ * dtype rounding as torch does it, the resumable state, config.json's
+ * dtype, atomic replacement. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "io.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tap.h"
+
+#define TINY "tests/data/tiny-neox/tiny-f32"
+
+static char dir[256];
+
+static char *path_in(const char *name) {
+    static char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+/* Bits of the stored 16-bit value of x after a round trip through dtype. */
+static uint16_t stored_half(float x, st_dtype dtype) {
+    st_out_tensor t = {"x", 1, {1, 0}, &x, 1};
+    st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0);
+    st_file f;
+    char err[200];
+    if (!st_open(&f, path_in("half.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+    const st_tensor *st = st_find(&f, "x");
+    uint16_t h;
+    memcpy(&h, f.data + st->begin, 2);
+    st_close(&f);
+    return h;
+}
+
+static void test_rounding(void) {
+    ok(stored_half(1.0f, ST_BF16) == 0x3f80 && stored_half(-2.0f, ST_BF16) == 0xc000, "bf16 of 1 and -2");
+    /* 1 + 2^-8 is half-way between two bf16 values: to even (down);
+     * 1 + 3·2^-8 is half-way too: to even (up). */
+    ok(stored_half(1.00390625f, ST_BF16) == 0x3f80 && stored_half(1.01171875f, ST_BF16) == 0x3f82,
+       "bf16 rounds half-way cases to even, as torch");
+    ok(stored_half(1.0f / 3, ST_BF16) == 0x3eab, "bf16 of 1/3 rounds to nearest");
+    uint16_t nan = stored_half(NAN, ST_BF16);
+    ok((nan & 0x7f80) == 0x7f80 && (nan & 0x7f), "bf16 keeps NaN a NaN");
+    ok(stored_half(1.0f, ST_F16) == 0x3c00 && stored_half(65504.0f, ST_F16) == 0x7bff && stored_half(1e6f, ST_F16) == 0x7c00,
+       "f16 of 1, the largest finite, and overflow to infinity");
+    ok(stored_half(1.0f + 1.0f / 2048, ST_F16) == 0x3c00, "f16 rounds half-way to even");
+}
+
+/* model_save then model_load gives the same parameters (exactly in f32,
+ * to bf16/f16 precision otherwise), and config.json says the dtype. */
+static void test_model_round_trip(void) {
+    neox_model m, back;
+    char err[256];
+    if (!model_load(&m, TINY, err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+    char *cfg_text = read_file(TINY "/config.json", NULL);
+    st_dtype dtypes[3] = {ST_F32, ST_F16, ST_BF16};
+    /* Relative rounding error bounds; f16 values below its smallest normal
+     * (2^-14) are compared as if they were that large. */
+    double tolerance[3] = {0, 1.0 / 2048, 1.0 / 256}, floor_[3] = {1e-30, 0x1p-14, 1e-30};
+    for (int k = 0; k < 3; k++) {
+        char *cfg = config_with_dtype(cfg_text, dtypes[k]);
+        atomic_write_file(path_in("config.json"), cfg, strlen(cfg));
+        model_save(path_in("model.safetensors"), &m, dtypes[k]);
+        int loaded = model_load(&back, dir, err, sizeof err);
+        double worst = 0;
+        for (size_t i = 0; loaded && i < m.num_params; i++)
+            worst = fmax(worst, fabs(back.params[i] - m.params[i]) / fmax(fabs(m.params[i]), floor_[k]));
+        ok(loaded && worst <= tolerance[k], "%s: model_save, model_load round trip (worst relative %.2e)",
+           st_dtype_name(dtypes[k]), worst);
+        ok(config_torch_dtype(cfg) == dtypes[k], "%s: config.json names the dtype", st_dtype_name(dtypes[k]));
+        if (loaded) model_free(&back);
+        free(cfg);
+    }
+    free(cfg_text);
+    model_free(&m);
+}
+
+static void test_state_round_trip(void) {
+    neox_model m;
+    char err[256];
+    if (!model_load(&m, TINY, err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+    size_t n = m.num_params;
+    float *am = xmalloc(n * sizeof(float)), *av = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        am[i] = (float)i * 1e-3f;
+        av[i] = 1.0f / (float)(i + 1);
+    }
+    float *params = xmalloc(n * sizeof(float));
+    memcpy(params, m.params, n * sizeof(float));
+    state_save(path_in("state.safetensors"), &m, am, av, "{\"step\":7}");
+    float *bm = xcalloc(n, sizeof(float)), *bv = xcalloc(n, sizeof(float));
+    memset(m.params, 0, n * sizeof(float));
+    char *json = state_load(path_in("state.safetensors"), &m, bm, bv);
+    ok(memcmp(params, m.params, n * sizeof(float)) == 0 && memcmp(am, bm, n * sizeof(float)) == 0 &&
+       memcmp(av, bv, n * sizeof(float)) == 0 && strcmp(json, "{\"step\":7}") == 0,
+       "state_save, state_load: parameters, moments and JSON come back exactly");
+    free(json);
+    free(am);
+    free(av);
+    free(bm);
+    free(bv);
+    free(params);
+    model_free(&m);
+}
+
+static void test_atomic(void) {
+    atomic_write_file(path_in("a.txt"), "old\n", 4);
+    atomic_file af;
+    atomic_open(&af, path_in("a.txt"));
+    atomic_write(&af, "new, not committed\n", 19);
+    size_t len;
+    char *text = read_file(path_in("a.txt"), &len);
+    ok(len == 4 && memcmp(text, "old\n", 4) == 0, "until commit the old file stays in place");
+    free(text);
+    atomic_commit(&af);
+    text = read_file(path_in("a.txt"), &len);
+    ok(len == 19 && memcmp(text, "new, not committed\n", 19) == 0, "commit replaces it");
+    free(text);
+    struct stat st;
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path_in("a.txt"), (long)getpid());
+    ok(stat(tmp, &st) != 0, "no temporary file remains");
+}
+
+int main(void) {
+    cli_init("checkpoint.t");
+    snprintf(dir, sizeof dir, "%s/tunepipe-ckpt.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(dir)) { printf("Bail out! mkdtemp\n"); return 1; }
+    test_rounding();
+    test_model_round_trip();
+    test_state_round_trip();
+    test_atomic();
+    const char *files[] = {"half.safetensors", "config.json", "model.safetensors", "state.safetensors", "a.txt"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(path_in(files[i]));
+    rmdir(dir);
+    return done_testing();
+}
