@@ -5,15 +5,19 @@
  *   build/bench/train_bench CONFIG STREAM [STEPS [fp32|bf16]]
  *
  * CONFIG is a config.json (data/pythia-410m.config.json for the issue's
- * figure), STREAM a token stream (bpe-encode, pad-trunc -q1000 -a100 of
- * lamini_docs); bf16 times neox-train --bf16. Prints each step and the medians: tokens/s, seconds per
- * optimizer step, the forward / backward / optimizer split, and peak RSS.
+ * figure), STREAM a token stream, for the issue's figure
+ *   bin/bpe-encode data/lamini_docs.jsonl | bin/pad-trunc -q1000 -a100 >lamini.tok
+ * bf16 times neox-train --bf16. Prints each step and the medians: tokens/s,
+ * seconds per optimizer step, the forward / backward / optimizer split, and
+ * peak RSS.
  * The first step is reported but left out of the medians (page faults of
- * fresh buffers). */
+ * fresh buffers). On a shared machine wall time also measures the other
+ * processes: each step also shows its CPU time, and "cpu-bound tok/s" =
+ * tokens / (CPU seconds / threads), what the step would take with the
+ * cores to itself if it kept them all busy. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cblas.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -26,6 +30,13 @@
 #include "model.h"
 #include "parallel.h"
 #include "trainer.h"
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -65,16 +76,19 @@ int main(int argc, char **argv) {
            gemm_path_name(gemm_current_path()), parallel_threads());
     double *tps = xmalloc((size_t)steps * sizeof *tps), *sec = xmalloc((size_t)steps * sizeof *sec);
     double *fw = xmalloc((size_t)steps * sizeof *fw), *bw = xmalloc((size_t)steps * sizeof *bw);
-    double *op = xmalloc((size_t)steps * sizeof *op);
+    double *op = xmalloc((size_t)steps * sizeof *op), *cpu_tps = xmalloc((size_t)steps * sizeof *cpu_tps);
+    int threads = parallel_threads();
     for (int s = 0; s < steps; s++) {
         size_t ex[4];
         for (int j = 0; j < 4; j++) ex[j] = order_at(&order, (uint64_t)s * 4 + (uint64_t)j);
         double f0 = t.time_forward, b0 = t.time_backward, o0 = t.time_optimizer, t0 = now_seconds();
+        double c0 = cpu_seconds();
         step_result r = trainer_step(&t, &d, ex, 4, 1e-6);
-        double dt = now_seconds() - t0;
-        printf("step %d: %zu tokens, %.2f s, %.1f tok/s (forward %.2f, backward %.2f, optimizer %.2f), loss %.4f\n",
+        double dt = now_seconds() - t0, cpu = cpu_seconds() - c0;
+        printf("step %d: %zu tokens, %.2f s, %.1f tok/s (forward %.2f, backward %.2f, optimizer %.2f), "
+               "CPU %.2f s, cpu-bound %.1f tok/s, loss %.4f\n",
                s + 1, r.tokens, dt, (double)r.tokens / dt, t.time_forward - f0, t.time_backward - b0,
-               t.time_optimizer - o0, r.loss);
+               t.time_optimizer - o0, cpu, (double)r.tokens * threads / cpu, r.loss);
         fflush(stdout);
         if (s == 0) continue;
         tps[s - 1] = (double)r.tokens / dt;
@@ -82,12 +96,14 @@ int main(int argc, char **argv) {
         fw[s - 1] = t.time_forward - f0;
         bw[s - 1] = t.time_backward - b0;
         op[s - 1] = t.time_optimizer - o0;
+        cpu_tps[s - 1] = (double)r.tokens * threads / cpu;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     int n = steps - 1;
-    printf("median of %d steps: %.1f tokens/s, %.2f s/step (forward %.2f, backward %.2f, optimizer %.2f); peak RSS %.2f GB\n",
+    printf("median of %d steps: %.1f tokens/s, %.2f s/step (forward %.2f, backward %.2f, optimizer %.2f), "
+           "cpu-bound %.1f tokens/s; peak RSS %.2f GB\n",
            n, median(tps, n), median(sec, n), median(fw, n), median(bw, n), median(op, n),
-           ru.ru_maxrss / 1048576.0);
+           median(cpu_tps, n), ru.ru_maxrss / 1048576.0);
     return 0;
 }

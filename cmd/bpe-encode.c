@@ -295,6 +295,7 @@ static void flush_stdout(void *unused) { checked_fflush(stdout); }
 
 static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int skip_special, int quiet) {
     stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
+    long eos_id = tokenizer_token_id(tok, "<|endoftext|>");
     io_set_idle_hook(flush_stdout, NULL); /* answer each record as it comes */
     record r = {0};
     utf8_buf out = {0}, text = {0};
@@ -303,9 +304,14 @@ static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int s
         out.len = 0;
         char num[32];
         utf8_buf_append(&out, num, (size_t)snprintf(num, sizeof num, "{\"id\":%llu", (unsigned long long)r.id));
+        const char *stop = NULL;
         for (int s = 0; s < r.nseg; s++) {
             uint32_t n;
             const uint32_t *ids = segment_content(&r.seg[s], &n);
+            /* Whether the model stopped by itself shows as a final EOS
+             * (neox-gen emits it; strip-prompt keeps it). */
+            if (strcmp(r.seg[s].name, SEG_GENERATED) == 0)
+                stop = n && eos_id >= 0 && ids[n - 1] == (uint32_t)eos_id ? "eos" : "length";
             utf8_buf_append(&out, ",\"", 2);
             utf8_buf_append(&out, r.seg[s].name, strlen(r.seg[s].name));
             utf8_buf_append(&out, "\":", 2);
@@ -319,6 +325,11 @@ static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int s
                 unknown += tokenizer_decode(tok, ids, n, skip_special, &text);
                 put_json_string(&out, text.data ? text.data : "", text.len);
             }
+        }
+        if (stop) {
+            utf8_buf_append(&out, ",\"stop\":\"", 9);
+            utf8_buf_append(&out, stop, strlen(stop));
+            utf8_buf_append(&out, "\"", 1);
         }
         utf8_buf_append(&out, "}\n", 2);
         if (fwrite(out.data, 1, out.len, stdout) != out.len) checked_fflush(stdout);

@@ -45,7 +45,8 @@ static void write_record(FILE *f, const line_rec *r) {
     }
     const char *brace = strchr(r->text, '{'); /* validated: an object */
     const char *after = brace + 1;
-    while (*after == ' ' || *after == '\t' || *after == '\r' || *after == '\n') after++;
+    /* Whitespace as cJSON accepted it: any byte up to ' ', control bytes too. */
+    while (*after && (unsigned char)*after <= ' ') after++;
     fprintf(f, "%.*s{\"id\":%llu%s%s\n", (int)(brace - r->text), r->text,
             (unsigned long long)r->line, *after == '}' ? "" : ",", brace + 1);
 }
@@ -118,7 +119,7 @@ int main(int argc, char **argv) {
             continue;
         }
         if (n == cap) recs = xrealloc(recs, (cap = cap ? cap * 2 : 1024) * sizeof *recs);
-        recs[n] = (line_rec){xstrdup(line), lineno, cJSON_HasObjectItem(obj, "id"), 0};
+        recs[n] = (line_rec){xstrdup(line), lineno, cJSON_GetObjectItemCaseSensitive(obj, "id") != NULL, 0};
         n++;
         cJSON_Delete(obj);
     }

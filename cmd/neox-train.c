@@ -187,7 +187,8 @@ static void parse_args(int argc, char **argv, options *o) {
         case OPT_VERSION: print_version_and_exit();
         default: usage_error("unknown option");
         }
-        if (fixed && !o->fixed_option) o->fixed_option = argv[optind - 1];
+        for (int i = 0; fixed && !o->fixed_option && opts[i].name; i++)
+            if (opts[i].val == c) o->fixed_option = opts[i].name;
     }
     if (argc - optind > 1) usage_error("at most one input file");
     o->input = optind < argc ? argv[optind] : "-";
@@ -195,7 +196,7 @@ static void parse_args(int argc, char **argv, options *o) {
         if (o->model_dir || o->init_config)
             usage_error("--resume continues from OUT's state; -m and --init do not apply");
         if (o->fixed_option)
-            usage_error("%s: a resumed run keeps its settings (only --steps, --epochs, --eval, "
+            usage_error("--%s: a resumed run keeps its settings (only --steps, --epochs, --eval, "
                         "--eval-every, --save-every and the running options may be given)", o->fixed_option);
         if (o->out_dir && strcmp(o->out_dir, o->resume_dir) != 0)
             usage_error("--resume writes to the directory it resumes; -o must name it or be left out");
@@ -603,6 +604,15 @@ int main(int argc, char **argv) {
     }
     make_dirs(o.out_dir);
     remove_stale_temporaries(o.out_dir);
+    if (!o.resume_dir) {
+        /* What a previous run left must not be resumed or kept as best. */
+        const char *old_run[] = {STATE_FILE, BEST_FILE};
+        for (size_t i = 0; i < sizeof old_run / sizeof *old_run; i++) {
+            char *p = out_path(o.out_dir, old_run[i]);
+            unlink(p);
+            free(p);
+        }
+    }
     open_log(&r, o.resume_dir != NULL);
     if (!o.resume_dir) copy_tokenizer(&o, o.out_dir);
     if (!train) {

@@ -21,10 +21,31 @@ void cli_init(const char *name) {
     signal(SIGPIPE, SIG_DFL);
 }
 
+/* Longest message printed; longer ones (a message quoting a huge token,
+ * say) end in "...". */
+#define MESSAGE_MAX 1024
+
 static void vmessage(const char *fmt, va_list ap) {
     progress_done();
+    char msg[MESSAGE_MAX];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t len = strlen(msg);
+    if (n >= (int)sizeof msg) /* cut: don't leave half a UTF-8 character */
+        while (len > 0 && ((unsigned char)msg[len - 1] & 0xC0) == 0x80) len--;
+    if (n >= (int)sizeof msg && len > 0 && (unsigned char)msg[len - 1] >= 0xC0) len--;
+    /* One line, whatever the input held: control characters a message
+     * quotes from a file (a newline in a JSON string, a terminal escape)
+     * are written as \n, \r, \t or \xHH. */
     fprintf(stderr, "%s: ", prog_name);
-    vfprintf(stderr, fmt, ap);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        if (c == '\n') fputs("\\n", stderr);
+        else if (c == '\r') fputs("\\r", stderr);
+        else if (c == '\t') fputs("\\t", stderr);
+        else if (c < 0x20 || c == 0x7F) fprintf(stderr, "\\x%02x", c);
+        else fputc(c, stderr);
+    }
+    if (n >= (int)sizeof msg) fputs("...", stderr);
     fputc('\n', stderr);
 }
 

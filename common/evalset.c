@@ -115,7 +115,7 @@ static void load_results(eval_input *in) {
     }
     line_reader_close(lr);
     if (fd != STDIN_FILENO) close(fd);
-    qsort(in->recs, in->n, sizeof *in->recs, by_id);
+    if (in->n) qsort(in->recs, in->n, sizeof *in->recs, by_id); /* recs is NULL when empty */
     for (size_t i = 1; i < in->n; i++)
         if (in->recs[i].id == in->recs[i - 1].id)
             die("%s: line %llu: id %llu already appeared on line %llu", in->path,

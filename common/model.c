@@ -149,6 +149,9 @@ static int fail(char *err, int errlen, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err, (size_t)errlen, fmt, ap);
     va_end(ap);
+    /* Names and strings come from the file: keep the message one line. */
+    for (char *c = err; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     return 0;
 }
 

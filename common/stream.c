@@ -41,6 +41,7 @@ void segment_push(segment *s, uint32_t id) {
 }
 
 void segment_append(segment *s, const uint32_t *ids, uint32_t n) {
+    if (n == 0) return; /* ids may be NULL then */
     segment_reserve(s, s->n + n);
     memcpy(s->ids + s->n, ids, (size_t)n * sizeof *ids);
     s->n += n;

@@ -10,6 +10,11 @@
 #define MARGIN_TOP 16
 #define MARGIN_BOTTOM 48
 #define TARGET_TICKS 6
+/* Points beyond this magnitude are skipped like non-finite ones: no loss
+ * or step is that large, and their differences would overflow. */
+#define PLOT_LIMIT 1e150
+
+static int plottable(double x, double y) { return fabs(x) <= PLOT_LIMIT && fabs(y) <= PLOT_LIMIT; }
 
 /* A round tick spacing (1, 2 or 5 times a power of ten) giving about
  * TARGET_TICKS ticks over range. */
@@ -23,9 +28,14 @@ typedef struct {
 } axis;
 
 static axis make_axis(double lo, double hi) {
-    if (!(hi > lo)) { /* one value: centre it in a unit range */
-        lo -= 0.5;
-        hi += 0.5;
+    /* One value, or values too close together to space ticks between at
+     * their magnitude (a few ulps apart, or subnormal): centre them in a
+     * range around them (a unit range for ordinary values). */
+    double mag = fmax(fabs(lo), fabs(hi));
+    if (!(hi - lo > mag * 1e-9 + 1e-100)) {
+        double mid = lo / 2 + hi / 2, half = fmax(0.5, fabs(mid) * 1e-3);
+        lo = mid - half;
+        hi = mid + half;
     }
     axis a;
     a.step = tick_step(hi - lo);
@@ -45,7 +55,7 @@ void svg_line_plot(FILE *f, const plot_series *series, size_t nseries, const cha
     for (size_t s = 0; s < nseries; s++)
         for (size_t i = 0; i < series[s].n; i++) {
             double x = series[s].x[i], y = series[s].y[i];
-            if (!isfinite(x) || !isfinite(y)) continue;
+            if (!plottable(x, y)) continue;
             xlo = fmin(xlo, x), xhi = fmax(xhi, x), ylo = fmin(ylo, y), yhi = fmax(yhi, y);
         }
     int empty = !(xlo <= xhi);
@@ -86,11 +96,11 @@ void svg_line_plot(FILE *f, const plot_series *series, size_t nseries, const cha
         const plot_series *ps = &series[s];
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", ps->color);
         for (size_t i = 0; i < ps->n; i++)
-            if (isfinite(ps->x[i]) && isfinite(ps->y[i])) fprintf(f, "%.1f,%.1f ", PX(ps->x[i]), PY(ps->y[i]));
+            if (plottable(ps->x[i], ps->y[i])) fprintf(f, "%.1f,%.1f ", PX(ps->x[i]), PY(ps->y[i]));
         fputs("\"/>\n", f);
         if (ps->dots || ps->n == 1)
             for (size_t i = 0; i < ps->n; i++)
-                if (isfinite(ps->x[i]) && isfinite(ps->y[i]))
+                if (plottable(ps->x[i], ps->y[i]))
                     fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>", PX(ps->x[i]), PY(ps->y[i]),
                             ps->color);
         /* legend, top right of the plot area */

@@ -14,7 +14,7 @@ typedef struct {
 
 /* Writes an <svg> element width x height pixels: axes with round-number
  * ticks spanning all finite points, grid lines, one polyline per series and
- * a legend. Non-finite points are skipped. */
+ * a legend. Points that are not finite or beyond +-1e150 are skipped. */
 void svg_line_plot(FILE *f, const plot_series *series, size_t nseries, const char *xlabel, const char *ylabel,
                    int width, int height);
 

@@ -170,20 +170,34 @@ static int check_model_options(tokenizer *t, const cJSON *model, load_ctx *c) {
     return 0;
 }
 
+#define MERGE_BATCH 16 /* entries whose hash-table slots are fetched together */
+
 static int load_vocab(tokenizer *t, const cJSON *model, load_ctx *c) {
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     if (!cJSON_IsObject(vocab)) return fail(c, "model.vocab is not an object");
     str_map_init(&t->vocab, (size_t)cJSON_GetArraySize(vocab));
-    const cJSON *e;
-    cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > MAX_TOKEN_ID ||
-            e->valuedouble != (double)(uint32_t)e->valuedouble)
-            return fail(c, "model.vocab: bad id for token \"%s\"", e->string);
-        uint32_t id = (uint32_t)e->valuedouble;
-        size_t len = strlen(e->string);
-        if (utf8_valid_prefix(e->string, len) != len) return fail(c, "model.vocab: a token is not valid UTF-8");
-        str_map_put(&t->vocab, e->string, len, id);
-        if (id >= t->id_limit) t->id_limit = id + 1;
+    /* A batch at a time, prefetching the slots, as in load_merges. */
+    const cJSON *e = vocab->child;
+    while (e) {
+        const cJSON *batch[MERGE_BATCH];
+        size_t len[MERGE_BATCH];
+        uint64_t hash[MERGE_BATCH];
+        int n = 0;
+        for (; e && n < MERGE_BATCH; e = e->next, n++) {
+            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > MAX_TOKEN_ID ||
+                e->valuedouble != (double)(uint32_t)e->valuedouble)
+                return fail(c, "model.vocab: bad id for token \"%s\"", e->string);
+            len[n] = strlen(e->string);
+            if (utf8_valid_prefix(e->string, len[n]) != len[n]) return fail(c, "model.vocab: a token is not valid UTF-8");
+            batch[n] = e;
+            hash[n] = tok_hash(e->string, len[n]);
+            str_map_prefetch(&t->vocab, hash[n]);
+        }
+        for (int i = 0; i < n; i++) {
+            uint32_t id = (uint32_t)batch[i]->valuedouble;
+            str_map_put_hashed(&t->vocab, batch[i]->string, len[i], hash[i], id);
+            if (id >= t->id_limit) t->id_limit = id + 1;
+        }
     }
     for (unsigned b = 0; b < 256; b++) {
         char ch[4];
@@ -220,35 +234,52 @@ static int merge_parts(const cJSON *m, const char **a, size_t *na, const char **
     return -1;
 }
 
+/* Merges are resolved a batch at a time: the hash-table slots of a batch's
+ * tokens are prefetched before any is looked up, so the cache misses overlap. */
 static int load_merges(tokenizer *t, const cJSON *model, load_ctx *c) {
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     if (!cJSON_IsArray(merges)) return fail(c, "model.merges is not an array");
     /* Token ids made by merges, to notice one made twice. */
     unsigned char *made = xcalloc(t->id_limit, 1);
+    struct {
+        const char *part[2];
+        size_t len[2], joined_off;
+        uint64_t hash[3];    /* left, right, joined */
+    } batch[MERGE_BATCH];
     utf8_buf joined = {0};
     uint32_t rank = 0;
     int rc = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, merges) {
-        const char *a, *b;
-        size_t na, nb;
-        if (merge_parts(m, &a, &na, &b, &nb)) {
-            rc = fail(c, "model.merges[%u] is not a pair of tokens", rank);
-            break;
-        }
-        long left = str_map_get(&t->vocab, a, na), right = str_map_get(&t->vocab, b, nb);
+    const cJSON *m = merges->child;
+    while (m && !rc) {
+        int n = 0;
         joined.len = 0;
-        utf8_buf_append(&joined, a, na);
-        utf8_buf_append(&joined, b, nb);
-        long id = str_map_get(&t->vocab, joined.data, joined.len);
-        if (left < 0 || right < 0 || id < 0) {
-            rc = fail(c, "model.merges[%u]: \"%.*s\" + \"%.*s\": a token missing from the vocabulary", rank,
-                      (int)na, a, (int)nb, b);
-            break;
+        for (; m && n < MERGE_BATCH; m = m->next, n++) {
+            if (merge_parts(m, &batch[n].part[0], &batch[n].len[0], &batch[n].part[1], &batch[n].len[1])) {
+                rc = fail(c, "model.merges[%u] is not a pair of tokens", rank + (uint32_t)n);
+                break;
+            }
+            batch[n].joined_off = joined.len;
+            for (int k = 0; k < 2; k++) utf8_buf_append(&joined, batch[n].part[k], batch[n].len[k]);
         }
-        if (made[id]) t->bpe.queue_only = 1;
-        made[id] = 1;
-        bpe_add_merge(&t->bpe, (uint32_t)left, (uint32_t)right, rank++, (uint32_t)id);
+        for (int i = 0; i < n; i++) {
+            for (int k = 0; k < 2; k++) batch[i].hash[k] = tok_hash(batch[i].part[k], batch[i].len[k]);
+            batch[i].hash[2] = tok_hash(joined.data + batch[i].joined_off, batch[i].len[0] + batch[i].len[1]);
+            for (int k = 0; k < 3; k++) str_map_prefetch(&t->vocab, batch[i].hash[k]);
+        }
+        for (int i = 0; i < n && !rc; i++, rank++) {
+            long left = str_map_get_hashed(&t->vocab, batch[i].part[0], batch[i].len[0], batch[i].hash[0]);
+            long right = str_map_get_hashed(&t->vocab, batch[i].part[1], batch[i].len[1], batch[i].hash[1]);
+            long id = str_map_get_hashed(&t->vocab, joined.data + batch[i].joined_off, batch[i].len[0] + batch[i].len[1],
+                                         batch[i].hash[2]);
+            if (left < 0 || right < 0 || id < 0) {
+                rc = fail(c, "model.merges[%u]: \"%.*s\" + \"%.*s\": a token missing from the vocabulary", rank,
+                          (int)batch[i].len[0], batch[i].part[0], (int)batch[i].len[1], batch[i].part[1]);
+                break;
+            }
+            if (made[id]) t->bpe.queue_only = 1;
+            made[id] = 1;
+            bpe_add_merge(&t->bpe, (uint32_t)left, (uint32_t)right, rank, (uint32_t)id);
+        }
     }
     free(made);
     utf8_buf_free(&joined);

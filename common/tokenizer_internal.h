@@ -61,6 +61,12 @@ void str_map_init(str_map *m, size_t expected);
 /* Maps s to id; a key already present keeps its first id, returns 0. */
 int str_map_put(str_map *m, const char *s, size_t n, uint32_t id);
 long str_map_get(const str_map *m, const char *s, size_t n);
+/* The same with the key's tok_hash given; and a hint that a key will be
+ * looked up or added soon (loading does so for many keys, each a likely cache
+ * miss). */
+long str_map_get_hashed(const str_map *m, const char *s, size_t n, uint64_t h);
+int str_map_put_hashed(str_map *m, const char *s, size_t n, uint64_t h, uint32_t id);
+void str_map_prefetch(const str_map *m, uint64_t h);
 void str_map_free(str_map *m);
 
 /* ---- added tokens: leftmost-longest matching ------------------------------ */
@@ -226,7 +232,8 @@ static inline __attribute__((always_inline)) int bpe_encode_cached(const bpe_mod
 }
 
 /* Appends the tokens of the word w (raw bytes, n >= 1). */
-static inline void bpe_encode_word(bpe_model *m, const unsigned char *w, size_t n, token_ids *out) {
+static inline __attribute__((always_inline)) void bpe_encode_word(bpe_model *m, const unsigned char *w, size_t n,
+                                                                   token_ids *out) {
     if (n == 1) {
         ids_append(out, &m->byte_id[w[0]], 1);
         return;

@@ -52,10 +52,11 @@ static void str_map_grow(str_map *m) {
     free(old);
 }
 
-int str_map_put(str_map *m, const char *s, size_t n, uint32_t id) {
+int str_map_put(str_map *m, const char *s, size_t n, uint32_t id) { return str_map_put_hashed(m, s, n, tok_hash(s, n), id); }
+
+int str_map_put_hashed(str_map *m, const char *s, size_t n, uint64_t h, uint32_t id) {
     if (n == 0) die("empty key in the vocabulary map");
     if (too_full(m->count + 1, m->mask + 1)) str_map_grow(m);
-    uint64_t h = tok_hash(s, n);
     int found;
     uint32_t j = str_map_slot(m, s, n, h, &found);
     if (found) return 0;
@@ -71,11 +72,15 @@ int str_map_put(str_map *m, const char *s, size_t n, uint32_t id) {
     return 1;
 }
 
-long str_map_get(const str_map *m, const char *s, size_t n) {
+long str_map_get_hashed(const str_map *m, const char *s, size_t n, uint64_t h) {
     int found;
-    uint32_t j = str_map_slot(m, s, n, tok_hash(s, n), &found);
+    uint32_t j = str_map_slot(m, s, n, h, &found);
     return found ? (long)m->slots[j].id : -1;
 }
+
+long str_map_get(const str_map *m, const char *s, size_t n) { return str_map_get_hashed(m, s, n, tok_hash(s, n)); }
+
+void str_map_prefetch(const str_map *m, uint64_t h) { __builtin_prefetch(&m->slots[(uint32_t)h & m->mask]); }
 
 void str_map_free(str_map *m) {
     free(m->slots);

@@ -51,7 +51,9 @@ typedef struct {
     size_t cap_seq, cap_tokens, cap_rows;
 } trainer;
 
-/* Takes over nothing: model stays the caller's. Moments start at zero. */
+/* The model stays the caller's; moments start at zero. Moves OpenBLAS's
+ * threads into the worker pool (parallel_take_blas_threads): from then on
+ * OpenBLAS runs single-threaded in this process. */
 void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip);
 void trainer_free(trainer *t);
 /* Computes the linear layers' products in bf16 with fp32 accumulation

@@ -23,22 +23,26 @@ FUZZ_REPLAY = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%-replay)
 FUZZ_BUILD = build-fuzz
 FUZZ_CC = clang
 FUZZ_CFLAGS = -O1 -g $(ARCH) -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
-              -fno-sanitize-recover=undefined
+              -fno-sanitize-recover=undefined -DFUZZ_TRACK_ALLOCS
+# tests/fuzz/support.c records the allocations of a main() that may die
+# (fuzz_track_begin in fuzz.h).
+FUZZ_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free
 FUZZ_TOTAL_SECONDS ?= 600
 FUZZ_SECONDS ?= $(shell echo $$(( $(FUZZ_TOTAL_SECONDS) / $(words $(FUZZ_TARGETS)) )))
 # -close_fd_mask=2: the harnesses' rejected inputs each print a message;
 # libFuzzer and the sanitizers still report on their own descriptor.
 FUZZ_RUN_FLAGS = -close_fd_mask=2 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+# More libFuzzer flags, e.g. FUZZ_EXTRA='-fork=1 -ignore_crashes=1' to keep
+# going past findings and collect them all.
+FUZZ_EXTRA ?=
 FUZZ_DICT = tests/fuzz/json.dict
-# Per-target flags. The harnesses that call a tool's main() cannot free
-# what it allocated before die() jumped out of it, so leak checking there
-# would only report those; the replay under check-asan checks their leaks.
+# Per-target flags.
 FUZZ_FLAGS_config = -dict=$(FUZZ_DICT)
 FUZZ_FLAGS_safetensors = -dict=$(FUZZ_DICT) -max_len=8192
 FUZZ_FLAGS_tokenizer_json = -dict=$(FUZZ_DICT) -max_len=16384
 FUZZ_FLAGS_jsonl = -dict=$(FUZZ_DICT)
-FUZZ_FLAGS_jsonl_split = -dict=$(FUZZ_DICT) -detect_leaks=0
-FUZZ_FLAGS_eval = -dict=$(FUZZ_DICT) -detect_leaks=0
+FUZZ_FLAGS_jsonl_split = -dict=$(FUZZ_DICT)
+FUZZ_FLAGS_eval = -dict=$(FUZZ_DICT)
 
 .PHONY: fuzz fuzz-build fuzz-regress $(FUZZ_TARGETS:%=fuzz-%)
 
@@ -53,7 +57,7 @@ $(BUILD)/fuzz/%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/support
 
 $(BUILD)/fuzz/%-fuzz: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/support.o $(BUILD)/libtunepipe.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_WRAP) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 fuzz-regress: $(FUZZ_REPLAY)
 	@for t in $(FUZZ_TARGETS); do \
@@ -74,7 +78,7 @@ $(FUZZ_TARGETS:%=fuzz-%): fuzz-%: fuzz-build
 
 fuzz-run-%:
 	@mkdir -p $(FUZZ_BUILD)/corpus/$* $(FUZZ_BUILD)/findings/$*
-	$(FUZZ_BUILD)/fuzz/$*-fuzz $(FUZZ_RUN_FLAGS) $(FUZZ_FLAGS_$*) -max_total_time=$(FUZZ_SECONDS) \
+	$(FUZZ_BUILD)/fuzz/$*-fuzz $(FUZZ_RUN_FLAGS) $(FUZZ_FLAGS_$*) $(FUZZ_EXTRA) -max_total_time=$(FUZZ_SECONDS) \
 	  -artifact_prefix=$(FUZZ_BUILD)/findings/$*/ $(FUZZ_BUILD)/corpus/$* \
 	  $$(ls -d tests/fuzz/corpus/$* tests/fuzz/regress/$* 2>/dev/null)
 

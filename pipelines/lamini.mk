@@ -73,9 +73,9 @@ $(FT)/model.safetensors: $(OUT)/train.tok $(OUT)/test.tok $(MODEL)/config.json
 
 generate: $(OUT)/base.answers.jsonl $(OUT)/finetuned.answers.jsonl
 $(OUT)/base.answers.jsonl: $(OUT)/test.tok $(MODEL)/config.json
-	$(T)/neox-gen -m $(MODEL) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d >$@
+	$(T)/neox-gen -m $(MODEL) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
 $(OUT)/finetuned.answers.jsonl: $(OUT)/test.tok $(FT)/model.safetensors
-	$(T)/neox-gen -m $(FT) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d >$@
+	$(T)/neox-gen -m $(FT) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
 
 score: $(OUT)/base.score.jsonl $(OUT)/finetuned.score.jsonl
 $(OUT)/base.score.jsonl: $(OUT)/test.tok $(MODEL)/config.json

@@ -46,7 +46,7 @@ printf '{"question":[5,6],"generated":[7,8,0,9,9]}\n{"question":[5],"generated":
 bpe-encode --no-eos --fields question,generated <"$TMP/gen.jsonl" >"$TMP/gen.tok" 2>"$TMP/err" || true
 if bpe-encode -d --ids <"$TMP/gen.tok" 2>/dev/null | grep -q generated; then
 	check "strip-prompt drops the prompt and cuts after the first EOS" \
-		"strip-prompt <'$TMP/gen.tok' | bpe-encode -d --ids | tr -d ' ' | head -1 | grep -qx '{\"id\":1,\"generated\":\\[7,8,0\\]}'"
+		"strip-prompt <'$TMP/gen.tok' | bpe-encode -d --ids | tr -d ' ' | head -1 | grep -qx '{\"id\":1,\"generated\":\\[7,8,0\\],\"stop\":\"eos\"}'"
 	check "cut tokens are counted as truncation" \
 		"strip-prompt <'$TMP/gen.tok' >'$TMP/s.tok' && bytes '$TMP/s.tok' | grep -q '$(seg generated 0 2 3 0 2 7 8 0)'"
 	check "--drop-eos drops the EOS too" \
@@ -54,7 +54,9 @@ if bpe-encode -d --ids <"$TMP/gen.tok" 2>/dev/null | grep -q generated; then
 	check "--cut-repeats 3 cuts where a 3-gram comes again" \
 		"strip-prompt -r 3 <'$TMP/gen.tok' | bpe-encode -d --ids | tr -d ' ' | sed -n 2p | grep -q '\"generated\":\\[1,2,3\\]'"
 	check "-k keeps the prompt; records without a generation pass unchanged" \
-		"strip-prompt -k <'$TMP/gen.tok' | bpe-encode -d --ids | tr -d ' ' | sed -n '1p;3p' | tr '\n' ' ' | grep -qx '{\"id\":1,\"question\":\\[5,6\\],\"generated\":\\[7,8,0\\]} {\"id\":3,\"question\":\\[4\\],\"answer\":\\[3\\]} '"
+		"strip-prompt -k <'$TMP/gen.tok' | bpe-encode -d --ids | tr -d ' ' | sed -n '1p;3p' | tr '\n' ' ' | grep -qx '{\"id\":1,\"question\":\\[5,6\\],\"generated\":\\[7,8,0\\],\"stop\":\"eos\"} {\"id\":3,\"question\":\\[4\\],\"answer\":\\[3\\]} '"
+	check "decoding tells an EOS stop from a length stop" \
+		"strip-prompt <'$TMP/gen.tok' | bpe-encode -d --skip-special | head -2 | sed 's/.*\"stop\"://' | tr '\n' ' ' | grep -qx '\"eos\"} \"length\"} '"
 else
 	ok "strip-prompt tests need bpe-encode --fields question,generated" false
 fi

@@ -44,7 +44,7 @@ check "--fields instruction,response; an array of ids passes through" \
 check "the template goes around pre-tokenized ids" \
 	"printf '{\"question\":[7],\"answer\":\"x\"}\n' | bpe-encode --template 'Q: {question}!' | bpe-encode -d --ids | grep -q '\"question\":\\[50,27,209,7,2\\]'"
 check "a member named generated gives a generated segment" \
-	"printf '{\"question\":\"a\",\"answer\":\"b\",\"generated\":[9]}\n' | bpe-encode | bpe-encode -d --ids | grep -qx '{\"id\":1,\"question\":\\[66\\],\"answer\":\\[67,0\\],\"generated\":\\[9\\]}'"
+	"printf '{\"question\":\"a\",\"answer\":\"b\",\"generated\":[9]}\n' | bpe-encode | bpe-encode -d --ids | grep -qx '{\"id\":1,\"question\":\\[66\\],\"answer\":\\[67,0\\],\"generated\":\\[9\\],\"stop\":\"length\"}'"
 check "an integer id member is the record id; blank lines count" \
 	"printf '{\"id\":41,\"question\":\"a\",\"answer\":\"b\"}\n\n{\"question\":\"a\",\"answer\":\"b\"}\n' | bpe-encode | bpe-encode -d --ids | cut -c1-8 | tr '\n' ' ' | grep -qx '{\"id\":41 {\"id\":3, '"
 check "a \\\\u0000 escape is a character, not the end of the text" \
@@ -57,6 +57,8 @@ check "a missing member is an error naming the line" \
 	"sed -n 3p '$TMP/bad.jsonl' | bpe-encode 2>&1 >/dev/null | grep -qx 'bpe-encode: line 1: no \"answer\" member'"
 check "invalid UTF-8 in a string is an error naming the line" \
 	"sed -n 4p '$TMP/bad.jsonl' | bpe-encode 2>&1 >/dev/null | grep -qx 'bpe-encode: line 1: \"question\" is not valid UTF-8 (byte 1)'"
+check "--text: invalid UTF-8 is an error naming the line" \
+	"printf 'ok\\nab\\377c\\n' | bpe-encode --text 2>&1 >/dev/null | grep -qx 'bpe-encode: line 2: not valid UTF-8 (byte 3)'"
 check "an array that is not token ids is an error" \
 	"sed -n 5p '$TMP/bad.jsonl' | bpe-encode 2>&1 >/dev/null | grep -q '^bpe-encode: line 1: \"answer\": not an array of token ids'"
 check "--skip-bad skips and counts, keeps the good lines" \
@@ -74,5 +76,6 @@ check "a missing tokenizer is an error" "bpe-encode -t /no/such.json <'$TMP/line
 check "-f writes the stream even to a terminal" \
 	"command -v script >/dev/null || exit 0; script -qec '$BIN/bpe-encode -f --text </dev/null' /dev/null | grep -q NEOXTOKS"
 check "--ids without -d is a usage error" "bpe-encode --ids </dev/null >/dev/null 2>&1; test \$? -eq 2"
+check "-d with an encoding option is a usage error" "bpe-encode -d --no-eos </dev/null >/dev/null 2>&1; test \$? -eq 2"
 
 done_testing

@@ -25,6 +25,18 @@ extern jmp_buf fuzz_die_jump;
 extern int fuzz_die_exits;  /* set by the replay driver */
 void fuzz_catch_die(void);
 
+/* A tool's main() that dies leaves its allocations and open files behind,
+ * which under libFuzzer would pile up input after input. Between
+ * fuzz_track_begin() and fuzz_track_end(1) every malloc, calloc and realloc
+ * of the code under test (and of cJSON) is recorded, and fuzz_track_end(1)
+ * frees what is still allocated and closes the files opened meanwhile;
+ * fuzz_track_end(0) only stops recording, so a leak on a path that returns
+ * is still reported. Under libFuzzer the link wraps malloc and friends
+ * (FUZZ_TRACK_ALLOCS); in the replay driver, which forks per input, both
+ * do nothing. */
+void fuzz_track_begin(void);
+void fuzz_track_end(int release);
+
 /* For parsers that report failure instead of dying: the replay driver
  * dies with the reason (so reject-* regression inputs are checked like a
  * tool's exit 1); under libFuzzer it does nothing. */

@@ -3,6 +3,8 @@
 
 #include "cli.h"
 
+#include <cJSON.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,3 +71,107 @@ void fuzz_fail(const char *file, int line, const char *cond, const char *fmt, ..
     fputc('\n', stderr);
     abort();
 }
+
+#ifdef FUZZ_TRACK_ALLOCS
+/* Linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free:
+ * the code under test calls these, which record live blocks in an
+ * open-addressing set while tracking is on. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t count, size_t size);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+
+#define MAX_TRACKED_FD 1024
+static int tracking;
+static void **live;               /* the set: NULL is an empty slot */
+static size_t live_cap, live_n;   /* cap is a power of two */
+static unsigned char open_before[MAX_TRACKED_FD];
+
+static size_t slot_of(const void *p) { return ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15u & (live_cap - 1); }
+
+static void live_add(void *p) {
+    if (!p) return;
+    if (2 * (live_n + 1) > live_cap) {
+        void **old = live;
+        size_t old_cap = live_cap;
+        live_cap = live_cap ? 2 * live_cap : 1024;
+        live = __real_calloc(live_cap, sizeof *live);
+        if (!live) abort();
+        live_n = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i]) live_add(old[i]);
+        __real_free(old);
+    }
+    size_t i = slot_of(p);
+    while (live[i]) i = (i + 1) & (live_cap - 1);
+    live[i] = p;
+    live_n++;
+}
+
+static void live_remove(void *p) {
+    if (!p || !live_n) return;
+    size_t i = slot_of(p);
+    while (live[i] && live[i] != p) i = (i + 1) & (live_cap - 1);
+    if (!live[i]) return;
+    live[i] = NULL;
+    live_n--;
+    /* Backward-shift deletion keeps every probe chain unbroken. */
+    for (size_t j = (i + 1) & (live_cap - 1); live[j]; j = (j + 1) & (live_cap - 1)) {
+        void *q = live[j];
+        live[j] = NULL;
+        live_n--;
+        live_add(q);
+    }
+}
+
+void *__wrap_malloc(size_t n) {
+    void *p = __real_malloc(n);
+    if (tracking) live_add(p);
+    return p;
+}
+
+void *__wrap_calloc(size_t count, size_t size) {
+    void *p = __real_calloc(count, size);
+    if (tracking) live_add(p);
+    return p;
+}
+
+void *__wrap_realloc(void *p, size_t n) {
+    void *q = __real_realloc(p, n);
+    if (tracking && q) {
+        live_remove(p);
+        live_add(q);
+    }
+    return q;
+}
+
+void __wrap_free(void *p) {
+    if (tracking) live_remove(p);
+    __real_free(p);
+}
+
+void fuzz_track_begin(void) {
+    static int hooked;
+    if (!hooked) { /* cJSON allocates through its hooks, outside the wrap */
+        cJSON_InitHooks(&(cJSON_Hooks){__wrap_malloc, __wrap_free});
+        hooked = 1;
+    }
+    for (int fd = 0; fd < MAX_TRACKED_FD; fd++) open_before[fd] = fcntl(fd, F_GETFD) != -1;
+    tracking = 1;
+}
+
+void fuzz_track_end(int release) {
+    tracking = 0;
+    for (size_t i = 0; i < live_cap; i++) {
+        if (live[i] && release) __real_free(live[i]);
+        live[i] = NULL;
+    }
+    live_n = 0;
+    if (release)
+        for (int fd = 0; fd < MAX_TRACKED_FD; fd++)
+            if (!open_before[fd] && fcntl(fd, F_GETFD) != -1) close(fd);
+}
+#else
+void fuzz_track_begin(void) {}
+void fuzz_track_end(int release) {}
+#endif

@@ -215,6 +215,9 @@ static void check_refusals(void) {
     ok(refused("\"lstrip\": false", "\"lstrip\": true", "lstrip"), "lstrip on an added token is refused");
     ok(refused("\"truncation\": null", "\"truncation\": {\"max_length\": 5}", "truncation"), "truncation is refused");
     ok(refused("\"dropout\": null", "\"dropout\": 0.1", "dropout"), "BPE dropout is refused");
+    ok(refused("\"content\": \"<|padding|>\"", "\"content\": \"<|endoftext|>\"", "listed twice"),
+       "an added token listed twice is refused");
+    ok(refused("\"id\": 1,", "\"id\": 7,", "would give it"), "an added token id Hugging Face would not give is refused");
     char err[256];
     ok(!tokenizer_open("/no/such/tokenizer.json", err, sizeof err) && strstr(err, "No such file"),
        "a missing file is an error");

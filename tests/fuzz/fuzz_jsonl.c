@@ -1,0 +1,118 @@
+/* fuzz_jsonl.c — bpe-encode's JSONL records: cJSON parsing, the member to
+ * segment mapping, "\u0000" recovery (common/utf8_json.h), the template and
+ * tokenizing, and the JSON string writer of bpe-encode -d.
+ *
+ * That logic is static in cmd/bpe-encode.c, so the file is compiled into
+ * this harness with its main() renamed.
+ *
+ * Input: a flag byte, then lines. Flag bit 0: --text (plain lines); bit 1:
+ * --template "Q: {question}\nA:"; bit 2: --no-eos; bit 3: --fields
+ * prompt,completion.
+ *
+ * Properties: a line is either refused with a reason or becomes a
+ * record whose segments decode back to text that bpe-encode -d writes as a
+ * JSON string cJSON reads back unchanged; the record id is the line's "id"
+ * when that is a non-negative integer, else the line number. */
+#include "fuzz.h"
+
+#define main bpe_encode_main
+#include "../../cmd/bpe-encode.c"
+#undef main
+
+static encode_opts plain, templated;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    char *path = data_file("tokenizer.json");
+    tokenizer *tok = tokenizer_load(path);
+    free(path);
+    long eos = tokenizer_token_id(tok, "<|endoftext|>");
+    if (eos < 0) die("the tokenizer has no <|endoftext|>");
+    plain = (encode_opts){.tok = tok, .eos = 1, .eos_id = (uint32_t)eos};
+    templated = plain;
+    set_template(&templated, "Q: {question}\\nA:");
+    return 0;
+}
+
+/* What bpe-encode -d writes for a segment must read back as its text. */
+static void check_decoded(encode_opts *o, const segment *s) {
+    uint32_t n;
+    const uint32_t *ids = segment_content(s, &n);
+    utf8_buf text = {0}, json = {0};
+    tokenizer_decode(o->tok, ids, n, 0, &text);
+    utf8_buf_append(&json, "{\"s\":", 5);
+    put_json_string(&json, text.data ? text.data : "", text.len);
+    utf8_buf_append(&json, "}", 1);
+    cJSON *back = cJSON_ParseWithLength(json.data, json.len);
+    FUZZ_CHECK(back != NULL, "bpe-encode -d wrote invalid JSON for a segment of %zu bytes", text.len);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(back, "s");
+    if (text.len && !memchr(text.data, 0, text.len)) /* cJSON's strings end at U+0000 */
+        FUZZ_CHECK(cJSON_IsString(v) && strlen(v->valuestring) == text.len &&
+                       memcmp(v->valuestring, text.data, text.len) == 0,
+                   "bpe-encode -d's JSON string does not read back as the text");
+    cJSON_Delete(back);
+    utf8_buf_free(&text);
+    utf8_buf_free(&json);
+}
+
+static void check_record(encode_opts *o, const char *line, size_t len, uint64_t lineno, const record *r) {
+    if (!o->text_mode) {
+        cJSON *obj = cJSON_ParseWithLength(line, len);
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+        int usable = cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= 9007199254740991.0 &&
+                     id->valuedouble == floor(id->valuedouble);
+        FUZZ_CHECK(r->id == (usable ? (uint64_t)id->valuedouble : lineno), "record id %llu on line %llu",
+                   (unsigned long long)r->id, (unsigned long long)lineno);
+        if (json_has_nul_escape(line, len)) { /* the recovered text extends cJSON's */
+            const cJSON *q = cJSON_GetObjectItemCaseSensitive(obj, o->sources[QUESTION].member);
+            utf8_buf exact = {0};
+            if (cJSON_IsString(q) && json_member_string(line, len, o->sources[QUESTION].member, &exact) == 0) {
+                size_t cut = strlen(q->valuestring);
+                FUZZ_CHECK(exact.len >= cut && memcmp(exact.data, q->valuestring, cut) == 0,
+                           "the \\u0000 recovery disagrees with cJSON");
+            }
+            utf8_buf_free(&exact);
+        }
+        cJSON_Delete(obj);
+    }
+    FUZZ_CHECK(record_find((record *)r, SEG_QUESTION) != NULL, "no question segment");
+    for (int i = 0; i < r->nseg; i++) check_decoded(o, &r->seg[i]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    encode_opts *o = data[0] & 2 ? &templated : &plain;
+    o->text_mode = data[0] & 1;
+    o->eos = !(data[0] & 4);
+    set_fields(o, data[0] & 8 ? "prompt,completion" : "question,answer");
+    char *text = fuzz_cstr(data + 1, size - 1);
+    record r = {0};
+    char err[256];
+    uint64_t lineno = 0;
+    for (char *line = text, *end = text + (size - 1); line <= end; lineno++) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (!nl && len == 0) break;
+        if (memchr(line, '\0', len)) { /* the line reader refuses these before bpe-encode sees them */
+            line += len + 1;
+            continue;
+        }
+        char *copy = fuzz_cstr((const uint8_t *)line, len); /* exact size, so ASan sees over-reads */
+        int rc = -2;
+        memset(err, 0x55, sizeof err);
+        if (o->text_mode) rc = encode_text_line(o, copy, len, lineno + 1, &r, err, sizeof err);
+        else if (strspn(copy, " \t\r") != len) rc = encode_json_line(o, copy, len, lineno + 1, &r, err, sizeof err);
+        if (rc == 0) check_record(o, copy, len, lineno + 1, &r);
+        if (rc == -1) {
+            size_t n = strnlen(err, sizeof err);
+            FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated"); /* die() makes it one line */
+            char msg[300];
+            snprintf(msg, sizeof msg, "line %llu: %s", (unsigned long long)lineno + 1, err);
+            fuzz_reject(msg); /* bpe-encode without --skip-bad stops here */
+        }
+        free(copy);
+        line += len + 1;
+    }
+    record_free(&r);
+    free(text);
+    return 0;
+}
