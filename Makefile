@@ -89,6 +89,11 @@ install: all
 	install -m 644 man/man5/*.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 data/* $(DESTDIR)$(DATADIR)
 
+# Speed of each stage on this machine: one table, medians (scripts/bench.sh).
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench.sh
+
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man1/$(TOOLS:%=%.1) \
 	  $(DESTDIR)$(MANDIR)/man5/neox-stream.5

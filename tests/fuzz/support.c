@@ -81,7 +81,7 @@ void *__real_calloc(size_t count, size_t size);
 void *__real_realloc(void *p, size_t n);
 void __real_free(void *p);
 
-#define MAX_TRACKED_FD 1024
+#define MAX_TRACKED_FD 128
 static int tracking;
 static void **live;               /* the set: NULL is an empty slot */
 static size_t live_cap, live_n;   /* cap is a power of two */

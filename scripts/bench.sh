@@ -1,0 +1,59 @@
+#!/bin/sh
+# bench.sh — run by `make bench`: the speed of each stage on this machine,
+# printed as one table at the end (each figure a median of several runs; the
+# full output of every benchmark is kept in $OUT/bench/).
+#
+#   BENCH_CONFIG  model shape (default data/pythia-410m.config.json)
+#   BENCH_STEPS   optimizer steps timed for training (default 6)
+#   BENCH_DTYPES  training products to time (default "fp32 bf16")
+#   OUT           output directory (default out)
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+config=${BENCH_CONFIG:-data/pythia-410m.config.json}
+steps=${BENCH_STEPS:-6}
+dtypes=${BENCH_DTYPES:-fp32 bf16}
+dir=${OUT:-out}/bench
+mkdir -p "$dir"
+export TUNEPIPE_DATA="$top/data"
+
+row() { printf '| %-34s | %-34s | %s |\n' "$1" "$2" "$3" >>"$dir/table.md"; }
+: >"$dir/table.md"
+threads=$(nproc)
+core=${OPENBLAS_CORETYPE:-auto (SkylakeX on AVX-512)}
+
+echo "bench: tokenizer (single thread)..." >&2
+build/bench/bpe_bench >"$dir/bpe.txt"
+for corpus in lamini code+multilingual; do
+	line=$(grep "^$corpus:" "$dir/bpe.txt")
+	row "bpe-encode, $corpus text" "$(echo "$line" | grep -o '[0-9.]* MB/s'), $(echo "$line" | grep -o '[0-9.]* M tokens/s')" "1 thread"
+done
+row "tokenizer load" "$(sed -n 's/^load: \([0-9.]* ms\).*peak memory \([0-9.]* MB\).*/\1, \2 peak/p' "$dir/bpe.txt")" "whole process"
+
+echo "bench: generation ($config)..." >&2
+build/bench/gen_bench -c "$config" >"$dir/gen.txt"
+for b in 1 8; do
+	line=$(grep "^batch $b:" "$dir/gen.txt" || true)
+	[ -n "$line" ] || continue
+	row "neox-gen batch $b, $(basename "$config" .config.json)" \
+		"$(echo "$line" | sed 's/^batch [0-9]*: \([^(]*\) (.*/\1/')" "fp32, $threads threads, BLAS $core"
+done
+row "neox-gen peak RSS" "$(sed -n 's/^peak RSS: //p' "$dir/gen.txt")" "fp32 weights"
+
+echo "bench: training ($config, $steps steps)..." >&2
+bin/jsonl-split --part train data/lamini_docs.jsonl | bin/bpe-encode --template '### Question:\n{question}\n\n### Answer:' |
+	bin/pad-trunc -q 1000 -a 100 >"$dir/train.tok"
+for dtype in $dtypes; do
+	build/bench/train_bench "$config" "$dir/train.tok" "$steps" "$dtype" >"$dir/train-$dtype.txt"
+	line=$(grep '^median' "$dir/train-$dtype.txt")
+	row "neox-train $dtype, $(basename "$config" .config.json)" \
+		"$(echo "$line" | sed 's/^median of [0-9]* steps: \([0-9.]* tokens\/s\), \([0-9.]* s\/step\).*peak RSS \(.*\)$/\1, \2, peak RSS \3/')" \
+		"seed recipe (batch 1 x accum 4), -q1000 -a100 input, $threads threads"
+done
+
+{
+	echo
+	echo "| what | figure | configuration |"
+	echo "|---|---|---|"
+	cat "$dir/table.md"
+} | tee "$dir/summary.md"
