@@ -1,3 +1,0 @@
-build-fuzz/common/blas.o: common/blas.c common/blas.h
-
-common/blas.h:

@@ -1,3 +1,0 @@
-build-fuzz/common/cli.o: common/cli.c common/cli.h
-
-common/cli.h:

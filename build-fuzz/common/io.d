@@ -1,5 +1,0 @@
-build-fuzz/common/io.o: common/io.c common/io.h common/cli.h
-
-common/io.h:
-
-common/cli.h:

@@ -1,8 +1,0 @@
-build-fuzz/common/optim.o: common/optim.c common/optim.h common/cli.h \
-  common/parallel.h
-
-common/optim.h:
-
-common/cli.h:
-
-common/parallel.h:

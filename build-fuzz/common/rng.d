@@ -1,3 +1,0 @@
-build-fuzz/common/rng.o: common/rng.c common/rng.h
-
-common/rng.h:

@@ -1,8 +1,0 @@
-build-fuzz/common/sampler.o: common/sampler.c common/sampler.h \
-  common/rng.h common/cli.h
-
-common/sampler.h:
-
-common/rng.h:
-
-common/cli.h:

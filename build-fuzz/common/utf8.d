@@ -1,5 +1,0 @@
-build-fuzz/common/utf8.o: common/utf8.c common/utf8.h common/cli.h
-
-common/utf8.h:
-
-common/cli.h:
