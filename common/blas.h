@@ -10,7 +10,10 @@
 #define TUNEPIPE_BLAS_H
 
 /* Call right after cli_init(), before reading any input. Returns only when
- * no re-exec is needed or it failed (the tool then runs as it is). */
+ * no re-exec is needed or it failed (the tool then runs as it is). Under an
+ * address-space limit (ulimit -v) it also has OpenBLAS take its work buffer
+ * at once, or dies saying the limit is too low: OpenBLAS itself would retry
+ * the allocation forever. */
 void blas_setup(char **argv);
 
 /* The decision blas_setup() makes: 1 when the tool should re-execute with

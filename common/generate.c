@@ -57,13 +57,15 @@ static void leave(generator *g, gen_seq *s) {
 
 void generator_add(generator *g, gen_seq *s, const uint32_t *prompt, int n, uint64_t key) {
     memset(s, 0, sizeof *s);
-    s->cap = n + (g->o.max_new > 0 ? g->o.max_new : 0) + 1;
+    long final_len = (long)n + (g->o.max_new > 0 ? g->o.max_new : 0);
+    if (final_len > g->dec.capacity) final_len = g->dec.capacity > n ? g->dec.capacity : n;
+    s->cap = (int)final_len + 1;
     s->ids = xmalloc((size_t)s->cap * sizeof *s->ids);
     memcpy(s->ids, prompt, (size_t)n * sizeof *prompt);
     s->n = s->prompt_len = n;
     s->slot = -1;
     rng_seed(&s->rng, g->o.seed ^ (key * 0x9e3779b97f4a7c15ull));
-    if (g->o.max_new <= 0 || n >= g->dec.capacity) {
+    if (g->o.max_new <= 0) {
         s->done = 1;
         return;
     }
@@ -73,6 +75,7 @@ void generator_add(generator *g, gen_seq *s, const uint32_t *prompt, int n, uint
     s->slot = slot;
     g->num_active++;
     decoder_reset(&g->dec, slot);
+    decoder_reserve(&g->dec, slot, (int)final_len);
     decoder_prefill(&g->dec, slot, prompt, n, g->logits);
     take_token(g, s, g->logits);
     if (s->done) leave(g, s);

@@ -17,12 +17,10 @@ void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capac
     d->num_slots = num_slots;
     d->capacity = capacity > 0 && capacity < c->max_positions ? capacity : c->max_positions;
     d->max_rows = max_rows;
-    size_t per_slot = (size_t)c->num_layers * c->num_heads * d->capacity * c->head_dim;
     d->len = xcalloc((size_t)num_slots, sizeof(int));
-    /* calloc of this size maps fresh zero pages: only the positions written
-     * ever become resident. */
-    d->k = xcalloc(per_slot * num_slots, sizeof(float));
-    d->v = xcalloc(per_slot * num_slots, sizeof(float));
+    d->room = xcalloc((size_t)num_slots, sizeof(int));
+    d->k = xcalloc((size_t)num_slots, sizeof(float *));
+    d->v = xcalloc((size_t)num_slots, sizeof(float *));
     size_t R = (size_t)max_rows, C = (size_t)c->hidden_size;
     d->x = xmalloc(R * C * sizeof(float));
     d->ln = xmalloc(R * C * sizeof(float));
@@ -34,7 +32,12 @@ void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capac
 }
 
 void decoder_free(neox_decoder *d) {
+    for (int i = 0; i < d->num_slots; i++) {
+        free(d->k[i]);
+        free(d->v[i]);
+    }
     free(d->len);
+    free(d->room);
     free(d->k);
     free(d->v);
     free(d->x);
@@ -49,10 +52,33 @@ void decoder_free(neox_decoder *d) {
 
 void decoder_reset(neox_decoder *d, int slot) { d->len[slot] = 0; }
 
-/* The cache of one slot, layer and head: [capacity, hd]. */
+/* The cache of one slot, layer and head: [room, hd]. */
 static size_t cache_offset(const neox_decoder *d, int slot, int l, int h) {
     const neox_config *c = &d->m->cfg;
-    return (((size_t)slot * c->num_layers + l) * c->num_heads + h) * d->capacity * c->head_dim;
+    return ((size_t)l * c->num_heads + h) * d->room[slot] * c->head_dim;
+}
+
+/* Moves one of a slot's caches (keys or values) to a larger room. */
+static float *regrow(const neox_decoder *d, const float *old, int old_room, int len, int room) {
+    const neox_config *c = &d->m->cfg;
+    size_t hd = (size_t)c->head_dim, heads = (size_t)c->num_layers * c->num_heads;
+    float *fresh = xmalloc(heads * room * hd * sizeof(float));
+    for (size_t i = 0; i < heads && len > 0; i++)
+        memcpy(fresh + i * room * hd, old + i * old_room * hd, (size_t)len * hd * sizeof(float));
+    return fresh;
+}
+
+void decoder_reserve(neox_decoder *d, int slot, int n) {
+    if (n <= d->room[slot]) return;
+    int room = d->room[slot] * 2 > n ? d->room[slot] * 2 : n;
+    if (room > d->capacity) room = d->capacity;
+    float *k = regrow(d, d->k[slot], d->room[slot], d->len[slot], room);
+    float *v = regrow(d, d->v[slot], d->room[slot], d->len[slot], room);
+    free(d->k[slot]);
+    free(d->v[slot]);
+    d->k[slot] = k;
+    d->v[slot] = v;
+    d->room[slot] = room;
 }
 
 /* Attention of n new rows of one sequence, positions p0..p0+n-1, over its
@@ -64,7 +90,7 @@ static void cached_attention(neox_decoder *d, int slot, int l, const float *qkv,
     const int NH = c->num_heads, hd = c->head_dim, C = c->hidden_size, C3 = 3 * C, P = p0 + n;
     const float scale = 1.0f / sqrtf((float)hd);
     for (int h = 0; h < NH; h++) {
-        const float *K = d->k + cache_offset(d, slot, l, h), *V = d->v + cache_offset(d, slot, l, h);
+        const float *K = d->k[slot] + cache_offset(d, slot, l, h), *V = d->v[slot] + cache_offset(d, slot, l, h);
         const float *q = qkv + (size_t)h * 3 * hd;
         float *o = out + (size_t)h * hd, *s = d->scores;
         /* One query (decoding): no OpenBLAS call, whose threads would then
@@ -104,7 +130,7 @@ static void store_kv(neox_decoder *d, int slot, int l, float *qkv, int p0, int n
     const int NH = m->cfg.num_heads, hd = m->cfg.head_dim;
     rotary_forward(qkv, m->rope_cos, m->rope_sin, p0, n, NH, hd, m->cfg.rotary_ndims);
     for (int h = 0; h < NH; h++) {
-        float *K = d->k + cache_offset(d, slot, l, h), *V = d->v + cache_offset(d, slot, l, h);
+        float *K = d->k[slot] + cache_offset(d, slot, l, h), *V = d->v[slot] + cache_offset(d, slot, l, h);
         for (int i = 0; i < n; i++) {
             const float *src = qkv + ((size_t)i * NH + h) * 3 * hd;
             memcpy(K + (size_t)(p0 + i) * hd, src + hd, (size_t)hd * sizeof(float));
@@ -120,7 +146,10 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
     const int C = c->hidden_size, F = c->intermediate_size;
     const float eps = (float)c->layer_norm_eps;
     int R = 0;
-    for (int b = 0; b < nseq; b++) R += count[b];
+    for (int b = 0; b < nseq; b++) {
+        R += count[b];
+        decoder_reserve(d, slot[b], d->len[slot[b]] + count[b]);
+    }
     for (int r = 0; r < R; r++)
         memcpy(d->x + (size_t)r * C, m->p.wte + (size_t)tokens[r] * C, (size_t)C * sizeof(float));
     for (int l = 0; l < c->num_layers; l++) {

@@ -20,19 +20,23 @@
 typedef struct {
     const neox_model *m;
     int num_slots;          /* sequences held at once */
-    int capacity;           /* positions per sequence (<= max_positions) */
+    int capacity;           /* positions per sequence at most (<= max_positions) */
     int max_rows;           /* tokens per step, all sequences together */
     int *len;               /* [num_slots] positions cached */
-    float *k, *v;           /* [num_slots, L, NH, capacity, hd], rotated keys */
+    int *room;              /* [num_slots] positions allocated, grown on demand */
+    float **k, **v;         /* [num_slots] each [L, NH, room, hd]; keys rotated */
     /* scratch for one step, max_rows rows each */
     float *x, *ln, *qkv, *atty, *branch, *fch, *scores;
 } neox_decoder;
 
-/* capacity 0 means max_positions. Cache memory is touched only as it fills. */
+/* capacity 0 means max_positions. A slot's cache grows as its sequence does. */
 void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows);
 void decoder_free(neox_decoder *d);
 /* Empties a slot for a new sequence. */
 void decoder_reset(neox_decoder *d, int slot);
+/* Makes room for n positions in a slot (n <= capacity) at once, so a
+ * sequence whose final length is known grows its cache only once. */
+void decoder_reserve(neox_decoder *d, int slot, int n);
 
 /* Appends tokens to sequences: sequence b is slot[b] and takes the next
  * count[b] >= 1 ids of tokens. Needs sum(count) <= max_rows and

@@ -12,8 +12,8 @@
 # A finding is saved as build-fuzz/findings/NAME/crash-* (or leak-, timeout-,
 # oom-); once fixed, copy it to tests/fuzz/regress/NAME/. New inputs the
 # fuzzer finds go to build-fuzz/corpus/NAME/, not into the repository.
-# Needs clang and its runtime (Debian: clang, libclang-rt-14-dev on bookworm
-# comes with clang-14).
+# Needs clang and its libFuzzer runtime (Debian 12: apt-get install clang,
+# which brings libclang-rt-14-dev). make test needs neither.
 
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS = $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
@@ -26,7 +26,8 @@ FUZZ_CFLAGS = -O1 -g $(ARCH) -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,a
               -fno-sanitize-recover=undefined -DFUZZ_TRACK_ALLOCS
 # tests/fuzz/support.c records the allocations of a main() that may die
 # (fuzz_track_begin in fuzz.h).
-FUZZ_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free
+FUZZ_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=ZSTD_createDCtx,--wrap=ZSTD_freeDCtx \
+            -Wl,--wrap=ZSTD_createCCtx,--wrap=ZSTD_freeCCtx
 FUZZ_TOTAL_SECONDS ?= 600
 FUZZ_SECONDS ?= $(shell echo $$(( $(FUZZ_TOTAL_SECONDS) / $(words $(FUZZ_TARGETS)) )))
 # -close_fd_mask=2: the harnesses' rejected inputs each print a message;
@@ -71,7 +72,8 @@ fuzz-build:
 
 fuzz: fuzz-build
 	@echo "fuzz: $(words $(FUZZ_TARGETS)) targets, $(FUZZ_SECONDS) s each"
-	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-run-$$t || exit 1; done
+	@failed=; for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-run-$$t || failed="$$failed $$t"; done; \
+	  if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed (see $(FUZZ_BUILD)/findings/)"; exit 1; fi
 
 $(FUZZ_TARGETS:%=fuzz-%): fuzz-%: fuzz-build
 	@$(MAKE) --no-print-directory fuzz-run-$*

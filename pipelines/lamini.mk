@@ -14,7 +14,7 @@
 #   OUT      output directory (out)
 #   DATA     question/answer JSONL (data/lamini_docs.jsonl)
 #   STEPS LR BATCH ACCUM WARMUP EVAL_EVERY   training (neox-train(1))
-#   MAXNEW   tokens generated per answer (neox-gen --max-new)
+#   MAXNEW GEN_BATCH   tokens generated per answer, answers decoded together
 #   EXAMPLES side-by-side answers in the report
 #   TEMPLATE the prompt wrapped around each question
 
@@ -24,6 +24,7 @@ INIT ?= data/pythia-14m.config.json
 MODEL ?= $(if $(wildcard models/pythia-410m/config.json),models/pythia-410m,$(OUT)/base)
 TEMPLATE ?= \#\#\# Question:\n{question}\n\n\#\#\# Answer:
 MAXNEW ?= 100
+GEN_BATCH ?= 8
 EXAMPLES ?= 20
 # The seed's recipe (lr 1e-6, 100 steps) moves a pretrained pythia-410m; a
 # randomly initialized small model needs a larger rate and more steps.
@@ -40,7 +41,8 @@ BATCH ?= 1
 ACCUM ?= 4
 EVAL_EVERY ?= 50
 
-T := $(CURDIR)/bin
+# The tools the recipes run (the sanitizer build sets its own).
+T ?= $(abspath $(BIN))
 FT := $(OUT)/finetuned
 
 .PHONY: demo split encode finetune generate score evaluate report
@@ -73,9 +75,9 @@ $(FT)/model.safetensors: $(OUT)/train.tok $(OUT)/test.tok $(MODEL)/config.json
 
 generate: $(OUT)/base.answers.jsonl $(OUT)/finetuned.answers.jsonl
 $(OUT)/base.answers.jsonl: $(OUT)/test.tok $(MODEL)/config.json
-	$(T)/neox-gen -m $(MODEL) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
+	$(T)/neox-gen -m $(MODEL) --batch $(GEN_BATCH) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
 $(OUT)/finetuned.answers.jsonl: $(OUT)/test.tok $(FT)/model.safetensors
-	$(T)/neox-gen -m $(FT) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
+	$(T)/neox-gen -m $(FT) --batch $(GEN_BATCH) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
 
 score: $(OUT)/base.score.jsonl $(OUT)/finetuned.score.jsonl
 $(OUT)/base.score.jsonl: $(OUT)/test.tok $(MODEL)/config.json

@@ -34,6 +34,16 @@ check "--score writes one JSON line per record" \
 check "--score ignores answer padding" \
 	"pad-trunc -q 30 -a 9 <'$TMP/q.tok' | neox-gen -m '$TINY' --score | cmp - '$TMP/score.jsonl'"
 
+# A question as long as max_position_embeddings (2048) leaves room for one token; a longer one is bad input.
+ids_json() { seq 1 "$1" | awk '{ printf "%s%d", (NR > 1 ? "," : ""), ($1 * 7) % 512 } END { print "" }'; }
+printf '{"question":[%s]}\n' "$(ids_json 2048)" | bpe-encode --fields question >"$TMP/q2048.tok"
+printf '{"question":[%s]}\n' "$(ids_json 2049)" | bpe-encode --fields question >"$TMP/q2049.tok"
+check "a 2048-token question gets one token" \
+	"test \$(neox-gen -m '$TINY' -n 20 --eos-id -1 <'$TMP/q2048.tok' | bpe-encode -d --ids | grep -o '\"generated\":\[[0-9]*\]' | wc -l) -eq 1"
+check "a 2049-token question: exit 1, one line" \
+	"neox-gen -m '$TINY' <'$TMP/q2049.tok' >/dev/null 2>'$TMP/err.long'; test \$? -eq 1 && test \$(wc -l <'$TMP/err.long') -eq 1 &&
+	 grep -q 'record 1: question of 2049 tokens, more than the model.s 2048 positions' '$TMP/err.long'"
+
 # Answers come out while the input is still open: one question in, its
 # answer out, before the input ends.
 answer_before_eof() {
@@ -64,6 +74,17 @@ check "pytorch_model.bin only: told to convert to safetensors" "grep -q 'convert
 check "no -m is a usage error" "neox-gen <'$TMP/q.tok' >/dev/null 2>&1; test \$? -eq 2"
 check "bad stream input: exit 1, one line naming the record" \
 	"printf 'not a stream' | neox-gen -m '$TINY' >/dev/null 2>'$TMP/err'; test \$? -eq 1 && test \$(wc -l <'$TMP/err') -eq 1 && grep -q '^neox-gen: record 1: ' '$TMP/err'"
+
+# OpenBLAS retries a failed buffer allocation forever: under an
+# address-space limit neox-gen must still finish, or fail in one line.
+# (The sanitizers need more address space than any such limit allows.)
+if [ -z "${TUNEPIPE_SANITIZE:-}" ]; then
+	check "under ulimit -v 250000 the tiny model generates" \
+		"(ulimit -v 250000; timeout 60 neox-gen -m '$TINY' -n 3 --batch 2 <'$TMP/q.tok' >/dev/null)"
+	check "ulimit -v too low for OpenBLAS: exit 1, one line, no hang" \
+		"(ulimit -v 100000; timeout 60 neox-gen -m '$TINY' -n 3 <'$TMP/q.tok' >/dev/null 2>'$TMP/err.ulimit'; test \$? -eq 1) &&
+		 test \$(wc -l <'$TMP/err.ulimit') -eq 1"
+fi
 
 # -i with a Pythia-vocabulary model (random weights, 14m shape).
 if neox-train --init "$TOP/data/pythia-14m.config.json" --steps 0 -o "$TMP/m14" </dev/null >/dev/null 2>&1; then

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Faults: a reader that goes away (SIGPIPE), a full disk (/dev/full) for
 # every writer, truncated outputs that must never pass for complete ones,
-# kill -9 while neox-train writes a checkpoint, and SIGINT/SIGTERM during
-# training (a clean stop that keeps the checkpoint and says how to resume).
+# messages that quote hostile input, kill -9 while neox-train writes a
+# checkpoint, and SIGINT/SIGTERM during training (a clean stop that keeps
+# the checkpoint and says how to resume).
 . "$(dirname "$0")/lib.sh"
 tiny=$TOP/tests/data/tiny-neox/tiny-f32
 sanitized=${TUNEPIPE_SANITIZE:-}
@@ -88,6 +89,18 @@ for cut in 7 100 $((msize / 2)) $((msize - 1)); do
 		 neox-gen -m '$TMP/cutmodel' -n 1 '$TMP/tiny.tok' >/dev/null 2>'$TMP/cut.err'; test \$? -eq 1 &&
 		 test \$(wc -l <'$TMP/cut.err') -eq 1"
 done
+
+# ---- messages quoting the input stay one line ------------------------------------
+# A file name holding a newline and a terminal escape, and one of 3000
+# bytes: the message is one line, the control characters written as \n and
+# \x1b, the long one cut.
+check "a newline and an escape in a quoted name stay on one line" \
+	"pad-trunc -q 4 \"\$(printf 'no\\nsuch\\033[31m')\" 2>'$TMP/err'; test \$? -eq 1 && test \$(wc -l <'$TMP/err') -eq 1 &&
+	 grep -q 'no\\\\nsuch\\\\x1b\\[31m' '$TMP/err'"
+long=$(awk 'BEGIN { for (i = 0; i < 3000; i++) printf "x" }')
+check "a 3000-byte name quoted in a message is cut" \
+	"pad-trunc -q 4 '$long' 2>'$TMP/err'; test \$? -eq 1 && test \$(wc -l <'$TMP/err') -eq 1 &&
+	 test \$(wc -c <'$TMP/err') -le 1100 && grep -q '\\.\\.\\.\$' '$TMP/err'"
 
 # ---- neox-train: kill -9 while a checkpoint is being written ---------------------
 # Every step writes a checkpoint (atomically: NAME.tmp.PID, then rename);

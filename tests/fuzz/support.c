@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <cJSON.h>
+#include <zstd.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,7 +76,9 @@ void fuzz_fail(const char *file, int line, const char *cond, const char *fmt, ..
 #ifdef FUZZ_TRACK_ALLOCS
 /* Linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free:
  * the code under test calls these, which record live blocks in an
- * open-addressing set while tracking is on. */
+ * open-addressing set while tracking is on. zstd's contexts are allocated
+ * inside libzstd, so their constructors are wrapped too (--wrap=ZSTD_...)
+ * and recorded with their destructors. */
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t count, size_t size);
 void *__real_realloc(void *p, size_t n);
@@ -150,6 +153,55 @@ void __wrap_free(void *p) {
     __real_free(p);
 }
 
+#define MAX_CONTEXTS 16
+static struct {
+    void *ctx;
+    int compress;
+} contexts[MAX_CONTEXTS];
+
+ZSTD_DCtx *__real_ZSTD_createDCtx(void);
+size_t __real_ZSTD_freeDCtx(ZSTD_DCtx *d);
+ZSTD_CCtx *__real_ZSTD_createCCtx(void);
+size_t __real_ZSTD_freeCCtx(ZSTD_CCtx *c);
+
+static void context_add(void *ctx, int compress) {
+    if (!tracking || !ctx) return;
+    for (int i = 0; i < MAX_CONTEXTS; i++)
+        if (!contexts[i].ctx) {
+            contexts[i].ctx = ctx;
+            contexts[i].compress = compress;
+            return;
+        }
+    abort(); /* more live contexts than any tool makes */
+}
+
+static void context_remove(void *ctx) {
+    for (int i = 0; i < MAX_CONTEXTS; i++)
+        if (contexts[i].ctx == ctx) contexts[i].ctx = NULL;
+}
+
+ZSTD_DCtx *__wrap_ZSTD_createDCtx(void) {
+    ZSTD_DCtx *d = __real_ZSTD_createDCtx();
+    context_add(d, 0);
+    return d;
+}
+
+size_t __wrap_ZSTD_freeDCtx(ZSTD_DCtx *d) {
+    context_remove(d);
+    return __real_ZSTD_freeDCtx(d);
+}
+
+ZSTD_CCtx *__wrap_ZSTD_createCCtx(void) {
+    ZSTD_CCtx *c = __real_ZSTD_createCCtx();
+    context_add(c, 1);
+    return c;
+}
+
+size_t __wrap_ZSTD_freeCCtx(ZSTD_CCtx *c) {
+    context_remove(c);
+    return __real_ZSTD_freeCCtx(c);
+}
+
 void fuzz_track_begin(void) {
     static int hooked;
     if (!hooked) { /* cJSON allocates through its hooks, outside the wrap */
@@ -167,6 +219,13 @@ void fuzz_track_end(int release) {
         live[i] = NULL;
     }
     live_n = 0;
+    for (int i = 0; i < MAX_CONTEXTS; i++) {
+        if (contexts[i].ctx && release) {
+            if (contexts[i].compress) __real_ZSTD_freeCCtx(contexts[i].ctx);
+            else __real_ZSTD_freeDCtx(contexts[i].ctx);
+        }
+        contexts[i].ctx = NULL;
+    }
     if (release)
         for (int fd = 0; fd < MAX_TRACKED_FD; fd++)
             if (!open_before[fd] && fcntl(fd, F_GETFD) != -1) close(fd);
