@@ -72,12 +72,8 @@ static inline void dot_tile(const float *const *x, int NX, const float *w, size_
 }
 #endif
 
-/* Weight rows [j0, j1) for every input row. Weight rows go in blocks of 16
- * that stay in L2 while each group of 4 input rows passes over them, and
- * the sums run over slices of KC columns so that a group's slice of the
- * inputs stays in L1 (long rows, as in dense_4h_to_h, would not). */
-#define KC 1024
-
+/* Weight rows [j0, j1) for every input row. Weight rows go in blocks that
+ * stay in L2 while every group of 4 input rows passes over them. */
 static void gemv_slice(const gemv_job *jb, int j0, int j1) {
     const int C = jb->C, OC = jb->OC, N = jb->N;
     const int block = 16;
@@ -85,32 +81,27 @@ static void gemv_slice(const gemv_job *jb, int j0, int j1) {
         int jend = jblk + block < j1 ? jblk + block : j1;
         for (int n0 = 0; n0 < N; n0 += 4) {
             int nx = N - n0 < 4 ? N - n0 : 4;
-            float sums[4][16] = {{0}};
-            for (int k0 = 0; k0 < C; k0 += KC) {
-                int kl = C - k0 < KC ? C - k0 : KC;
-                const float *x[4];
-                for (int a = 0; a < 4; a++) x[a] = jb->inp + (size_t)(n0 + (a < nx ? a : 0)) * C + k0;
-                for (int j = jblk; j < jend; j += 4) {
-                    int nw = jend - j < 4 ? jend - j : 4;
-                    float res[16];
-                    const float *w = jb->w + (size_t)j * C + k0;
-                    if (nw == 4) {
-                        switch (nx) {
-                        case 1: dot_tile(x, 1, w, (size_t)C, 4, kl, res); break;
-                        case 2: dot_tile(x, 2, w, (size_t)C, 4, kl, res); break;
-                        case 3: dot_tile(x, 3, w, (size_t)C, 4, kl, res); break;
-                        default: dot_tile(x, 4, w, (size_t)C, 4, kl, res); break;
-                        }
-                    } else {
-                        for (int b = 0; b < nw; b++) dot_tile(x, 4, w + (size_t)b * C, (size_t)C, 1, kl, res + b);
+            const float *x[4];
+            for (int a = 0; a < 4; a++) x[a] = jb->inp + (size_t)(n0 + (a < nx ? a : 0)) * C;
+            for (int j = jblk; j < jend; j += 4) {
+                int nw = jend - j < 4 ? jend - j : 4;
+                float res[16];
+                const float *w = jb->w + (size_t)j * C;
+                if (nw == 4) {
+                    switch (nx) {
+                    case 1: dot_tile(x, 1, w, (size_t)C, 4, C, res); break;
+                    case 2: dot_tile(x, 2, w, (size_t)C, 4, C, res); break;
+                    case 3: dot_tile(x, 3, w, (size_t)C, 4, C, res); break;
+                    default: dot_tile(x, 4, w, (size_t)C, 4, C, res); break;
                     }
-                    for (int a = 0; a < nx; a++)
-                        for (int b = 0; b < nw; b++) sums[a][j - jblk + b] += res[a * 4 + b];
+                } else {
+                    for (int b = 0; b < nw; b++) dot_tile(x, 4, w + (size_t)b * C, (size_t)C, 1, C, res + b);
                 }
+                for (int a = 0; a < nx; a++)
+                    for (int b = 0; b < nw; b++)
+                        jb->out[(size_t)(n0 + a) * OC + j + b] =
+                            res[a * 4 + b] + (jb->bias ? jb->bias[j + b] : 0.0f);
             }
-            for (int a = 0; a < nx; a++)
-                for (int j = jblk; j < jend; j++)
-                    jb->out[(size_t)(n0 + a) * OC + j] = sums[a][j - jblk] + (jb->bias ? jb->bias[j] : 0.0f);
         }
     }
 }
