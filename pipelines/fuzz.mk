@@ -4,6 +4,8 @@
 #                       libFuzzer, AddressSanitizer and UBSan into build-fuzz/ and
 #                       run each for FUZZ_SECONDS (all together about 10 minutes)
 #   make fuzz-NAME      fuzz one target
+#   make fuzz-merge     add to tests/fuzz/corpus/NAME/ the inputs of the last
+#                       runs (build-fuzz/corpus/NAME/) that reach new coverage
 #   make fuzz-regress   replay the seed corpus tests/fuzz/corpus/NAME/ and the
 #                       regression inputs tests/fuzz/regress/NAME/ through each
 #                       harness built with $(CC), without libFuzzer (make test
@@ -45,7 +47,7 @@ FUZZ_FLAGS_jsonl = -dict=$(FUZZ_DICT)
 FUZZ_FLAGS_jsonl_split = -dict=$(FUZZ_DICT)
 FUZZ_FLAGS_eval = -dict=$(FUZZ_DICT)
 
-.PHONY: fuzz fuzz-build fuzz-regress $(FUZZ_TARGETS:%=fuzz-%)
+.PHONY: fuzz fuzz-build fuzz-merge fuzz-regress $(FUZZ_TARGETS:%=fuzz-%)
 
 all: $(FUZZ_REPLAY)
 # Keep the harness objects make would otherwise delete as intermediates.
@@ -74,6 +76,15 @@ fuzz: fuzz-build
 	@echo "fuzz: $(words $(FUZZ_TARGETS)) targets, $(FUZZ_SECONDS) s each"
 	@failed=; for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-run-$$t || failed="$$failed $$t"; done; \
 	  if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed (see $(FUZZ_BUILD)/findings/)"; exit 1; fi
+
+fuzz-merge: fuzz-build
+	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-merge-$$t || exit 1; done
+
+fuzz-merge-%:
+	@mkdir -p tests/fuzz/corpus/$*
+	@if [ -d $(FUZZ_BUILD)/corpus/$* ]; then \
+	  $(FUZZ_BUILD)/fuzz/$*-fuzz -merge=1 -close_fd_mask=2 $(FUZZ_FLAGS_$*) tests/fuzz/corpus/$* \
+	    $(FUZZ_BUILD)/corpus/$* 2>&1 | sed -n 's/^MERGE-OUTER: \([0-9]*\) new files.*/$*: \1 new inputs/p'; fi
 
 $(FUZZ_TARGETS:%=fuzz-%): fuzz-%: fuzz-build
 	@$(MAKE) --no-print-directory fuzz-run-$*

@@ -15,18 +15,24 @@ for src in "$F"/fuzz_*.c; do
 	name=${src##*/fuzz_}
 	name=${name%.c}
 	replay=$BUILD/fuzz/$name-replay
-	dirs=
-	for d in "$F/corpus/$name" "$F/regress/$name"; do
-		[ -d "$d" ] && dirs="$dirs $d"
-	done
-	[ -n "$dirs" ] || continue
+	[ -d "$F/corpus/$name" ] || [ -d "$F/regress/$name" ] || continue
 	found=1
 	if [ ! -x "$replay" ]; then
 		ok "$name: replay driver built" false
 		continue
 	fi
-	n=$(ls $dirs | grep -vc '^$\|:$')
-	check "$name: $n corpus and regression inputs end cleanly" "'$replay' $dirs >'$TMP/out'"
+	# Under the sanitizers: every regression input and hand-made seed, but
+	# only a quarter of the fuzzer's corpus (the whole takes a minute there).
+	inputs=
+	[ -d "$F/regress/$name" ] && inputs="$F/regress/$name"
+	if [ -d "$F/corpus/$name" ]; then
+		if [ -n "${TUNEPIPE_SANITIZE:-}" ]; then
+			inputs="$inputs $(ls "$F/corpus/$name" | awk -v d="$F/corpus/$name" 'length($0) != 40 || NR % 4 == 1 { printf "%s/%s ", d, $0 }')"
+		else
+			inputs="$inputs $F/corpus/$name"
+		fi
+	fi
+	check "$name: corpus and regression inputs end cleanly" "'$replay' $inputs >'$TMP/out'"
 done
 [ $found -eq 1 ] || skip_all "no fuzz harness with stored inputs"
 done_testing
