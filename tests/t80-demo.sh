@@ -1,8 +1,8 @@
 #!/bin/sh
 # The main job on a shortened run: a random pythia-14m-shaped model, a
-# 300-record slice of lamini_docs, 60 steps at a high learning rate. The fine-tuned model
-# must beat the base one on ROUGE-L and perplexity, and the report must hold
-# the table, the answers and the loss plot.
+# 300-record slice of lamini_docs, 60 steps at a high learning rate. The
+# fine-tuned model must beat the base one on ROUGE-L and perplexity, and the
+# report must hold the table, the answers and the loss plot.
 . "$(dirname "$0")/lib.sh"
 
 head -300 "$TOP/data/lamini_docs.jsonl" >"$TMP/docs.jsonl"
