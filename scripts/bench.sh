@@ -7,6 +7,7 @@
 #   BENCH_STEPS   optimizer steps timed for training (default 6)
 #   BENCH_DTYPES  training products to time (default "fp32 bf16")
 #   OUT           output directory (default out)
+#   NODE_PATH     where the npm package tokenizers is, for the HF comparison
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -26,8 +27,16 @@ echo "bench: tokenizer (single thread)..." >&2
 build/bench/bpe_bench >"$dir/bpe.txt"
 for corpus in lamini code+multilingual; do
 	line=$(grep "^$corpus:" "$dir/bpe.txt")
-	row "bpe-encode, $corpus text" "$(echo "$line" | grep -o '[0-9.]* MB/s'), $(echo "$line" | grep -o '[0-9.]* M tokens/s')" "1 thread"
+	row "bpe-encode, $corpus text" "$(echo "$line" | grep -o ': [0-9.]* MB/s' | cut -c3-), $(echo "$line" | grep -o '[0-9.]* M tokens/s')" "1 thread"
 done
+# Hugging Face tokenizers through its Node binding, when installed (never a
+# dependency: npm install tokenizers somewhere and set NODE_PATH).
+if command -v node >/dev/null && node -e "require('tokenizers')" 2>/dev/null; then
+	build/bench/bpe_bench --dump lamini >"$dir/lamini.texts.jsonl"
+	hf=$(RAYON_NUM_THREADS=1 node bench/bpe_hf.js speed <"$dir/lamini.texts.jsonl" | grep -o '[0-9.]* MB/s' | cut -d' ' -f1)
+	ours=$(grep '^lamini:' "$dir/bpe.txt" | grep -o ': [0-9.]* MB/s' | cut -d' ' -f2)
+	row "HF tokenizers (npm), lamini text" "$hf MB/s (bpe-encode: $(awk "BEGIN { printf \"%.0f\", $ours / $hf }")x)" "1 thread, same run"
+fi
 row "tokenizer load" "$(sed -n 's/^load: \([0-9.]* ms\).*peak memory \([0-9.]* MB\).*/\1, \2 peak/p' "$dir/bpe.txt")" "whole process"
 
 echo "bench: generation ($config)..." >&2
