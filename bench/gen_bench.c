@@ -13,8 +13,10 @@
 #include "cli.h"
 #include "io.h"
 #include "config.h"
+#include "gemm.h"
 #include "kvcache.h"
 #include "model.h"
+#include "parallel.h"
 
 static const char usage[] =
     "Usage: gen_bench [OPTION]...\n"
@@ -27,7 +29,9 @@ static const char usage[] =
     "      --prefill-rows N  tokens per prefill step (default as neox-gen)\n"
     "  -s, --save DIR      write the random weights as a checkpoint (config.json,\n"
     "                      model.safetensors) to DIR and exit\n"
-    "      --dtype D       dtype of --save: f32 (default), f16 or bf16\n"
+    "      --dtype D       products in fp32 (default, exact) or bf16 (bf16 copies\n"
+    "                      of the linear weights, fp32 accumulation)\n"
+    "      --save-dtype D  dtype of --save: f32 (default), f16 or bf16\n"
     "  -h, --help\n";
 
 /* Writes m with the config file it was built from as a Hugging Face
@@ -66,11 +70,11 @@ static double median(double *x, int n) {
 /* Prefills `batch` prompts of `prompt` tokens (one after another, as
  * neox-gen does), then decodes `decode` steps of all of them together.
  * Returns prefill and decode tokens/s. */
-static void run_once(const neox_model *m, int batch, int prompt, int decode, int rows,
+static void run_once(const neox_model *m, const decoder_bf16 *bf16, int batch, int prompt, int decode, int rows,
                      double *prefill_tps, double *decode_tps) {
     int V = m->cfg.vocab_size;
     neox_decoder d;
-    decoder_init(&d, m, batch, prompt + decode + 1, batch > rows ? batch : rows);
+    decoder_init(&d, m, bf16, batch, prompt + decode + 1, batch > rows ? batch : rows);
     uint32_t *ids = xmalloc((size_t)prompt * sizeof *ids);
     float *logits = xmalloc((size_t)batch * V * sizeof(float));
     int *slots = xmalloc((size_t)batch * sizeof(int)), *counts = xmalloc((size_t)batch * sizeof(int));
@@ -111,12 +115,13 @@ int main(int argc, char **argv) {
     blas_setup(argv);
     const char *config = NULL, *dir = NULL, *save = NULL;
     st_dtype save_dtype = ST_F32;
-    int prompt = 128, decode = 32, batch = 8, runs = 3, rows = DECODER_PREFILL_ROWS;
+    int prompt = 128, decode = 32, batch = 8, runs = 3, rows = DECODER_PREFILL_ROWS, use_bf16 = 0;
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"model", required_argument, 0, 'm'},
         {"prompt", required_argument, 0, 'p'}, {"decode", required_argument, 0, 'd'},
         {"batch", required_argument, 0, 'b'},  {"runs", required_argument, 0, 'r'},
-        {"prefill-rows", required_argument, 0, 'R'}, {"save", required_argument, 0, 's'},   {"dtype", required_argument, 0, 'D'},
+        {"prefill-rows", required_argument, 0, 'R'}, {"save", required_argument, 0, 's'},
+        {"save-dtype", required_argument, 0, 'S'}, {"dtype", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:m:p:d:b:r:s:h", opts, NULL)) != -1) {
@@ -129,8 +134,12 @@ int main(int argc, char **argv) {
         case 'r': runs = (int)parse_long("--runs", optarg, 1, 100); break;
         case 'R': rows = (int)parse_long("--prefill-rows", optarg, 1, 1 << 14); break;
         case 's': save = optarg; break;
+        case 'S':
+            if (!save_dtype_parse(optarg, &save_dtype)) usage_error("--save-dtype: f32, f16 or bf16");
+            break;
         case 'D':
-            if (!save_dtype_parse(optarg, &save_dtype)) usage_error("--dtype: f32, f16 or bf16");
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16")) usage_error("--dtype: fp32 or bf16");
+            use_bf16 = optarg[0] == 'b';
             break;
         case 'h': print_help_and_exit(usage);
         default: usage_error("unknown option");
@@ -156,18 +165,23 @@ int main(int argc, char **argv) {
         free(path);
     }
     if (prompt + decode >= m.cfg.max_positions) die("prompt + decode exceed max_position_embeddings");
+    decoder_bf16 w16, *bf16 = use_bf16 ? &w16 : NULL;
+    if (bf16) decoder_bf16_init(bf16, &m);
     printf("model: %s, %zu parameters (%.2f GB fp32), ready in %.1f s; BLAS core %s\n",
            dir ? dir : "random", m.num_params, m.num_params * 4e-9, now_seconds() - t0, blas_core_name());
+    printf("dtype %s (products: %s), %d threads\n", use_bf16 ? "bf16" : "fp32",
+           use_bf16 ? gemm_path_name(gemm_current_path()) : "fp32", parallel_threads());
     int batches[2] = {1, batch};
     for (int k = 0; k < (batch > 1 ? 2 : 1); k++) {
         double pre[100], dec[100];
-        for (int r = 0; r < runs; r++) run_once(&m, batches[k], prompt, decode, rows, &pre[r], &dec[r]);
+        for (int r = 0; r < runs; r++) run_once(&m, bf16, batches[k], prompt, decode, rows, &pre[r], &dec[r]);
         printf("batch %d: prefill %.1f tok/s, decode %.2f tok/s (medians of %d; prompt %d, %d decode steps)\n",
                batches[k], median(pre, runs), median(dec, runs), runs, prompt, decode);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("peak RSS: %.0f MB\n", ru.ru_maxrss / 1024.0);
+    if (bf16) decoder_bf16_free(bf16);
     model_free(&m);
     return 0;
 }

@@ -7,7 +7,7 @@
  * CONFIG is a config.json (data/pythia-410m.config.json for the issue's
  * figure), STREAM a token stream, for the issue's figure
  *   bin/bpe-encode data/lamini_docs.jsonl | bin/pad-trunc -q1000 -a100 >lamini.tok
- * bf16 times neox-train --bf16. Prints each step and the medians: tokens/s,
+ * bf16 times neox-train --dtype bf16. Prints each step and the medians: tokens/s,
  * seconds per optimizer step, the forward / backward / optimizer split, and
  * peak RSS.
  * The first step is reported but left out of the medians (page faults of

@@ -9,6 +9,7 @@
 
 #include <cJSON.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,8 @@ static const char usage[] =
     "      --version         show the version and exit\n"
     "\n"
     "A record's id is the line's \"id\" member when it is a non-negative integer,\n"
-    "else its line number. Blank JSONL lines are skipped but counted.\n";
+    "else its line number. Blank JSONL lines are skipped but counted. Of members\n"
+    "with the same name the last counts, as in Python's json.\n";
 
 /* Where each segment of a record comes from. */
 enum { QUESTION, ANSWER, GENERATED, N_SEGMENTS };
@@ -150,10 +152,26 @@ static int append_id_array(const cJSON *arr, segment *seg, const char *what, cha
     return 0;
 }
 
+/* The member of obj called name; of several, the last, as Python's json
+ * takes it. cJSON cuts member names at a \u0000 escape, so when the line
+ * has one (exact) its own names decide, and *at is where the value starts. */
+static const cJSON *find_member(const cJSON *obj, const char *line, size_t len, int exact, const char *name,
+                                size_t *at) {
+    if (exact) {
+        long i = json_last_member(line, len, name, at);
+        return i < 0 || i > INT_MAX ? NULL : cJSON_GetArrayItem(obj, (int)i);
+    }
+    const cJSON *last = NULL;
+    for (const cJSON *e = obj->child; e; e = e->next)
+        if (strcmp(e->string, name) == 0) last = e;
+    return last;
+}
+
 /* One member into its segment: text (wrapped in the template when it is the
- * question) or an array of ids. */
-static int encode_member(encode_opts *o, const char *line, size_t len, const cJSON *v, const char *name,
-                         int templated, segment *seg, char *err, size_t errlen) {
+ * question) or an array of ids. With exact, the text is decoded again from
+ * the line at at, as cJSON's string stops at the first U+0000. */
+static int encode_member(encode_opts *o, const char *line, size_t len, int exact, size_t at, const cJSON *v,
+                         const char *name, int templated, segment *seg, char *err, size_t errlen) {
     char what[128];
     snprintf(what, sizeof what, "\"%s\"", name);
     if (cJSON_IsArray(v)) {
@@ -170,8 +188,8 @@ static int encode_member(encode_opts *o, const char *line, size_t len, const cJS
     text->len = 0;
     size_t start = 0;
     if (templated) utf8_buf_append(text, o->prefix, start = strlen(o->prefix));
-    if (json_has_nul_escape(line, len)) { /* cJSON's string stops at the first U+0000 */
-        if (json_member_string(line, len, name, text)) {
+    if (exact) {
+        if (json_string_at(line, len, at, text)) {
             snprintf(err, errlen, "%s: cannot decode the string", what);
             return -1;
         }
@@ -197,20 +215,27 @@ static int encode_json_line(encode_opts *o, const char *line, size_t len, uint64
         goto done;
     }
     record_clear(r);
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+    int exact = json_has_nul_escape(line, len);
+    if (exact < 0) {
+        snprintf(err, errlen, "a \\u escape without four hex digits");
+        goto done;
+    }
+    size_t at = 0;
+    const cJSON *id = find_member(obj, line, len, exact, "id", &at);
     int id_ok = cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < 9007199254740992.0 &&
                 id->valuedouble == floor(id->valuedouble);
     r->id = id_ok ? (uint64_t)id->valuedouble : lineno;
     for (int k = 0; k < N_SEGMENTS; k++) {
         const source *src = &o->sources[k];
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, src->member);
+        const cJSON *v = find_member(obj, line, len, exact, src->member, &at);
         if (!v) {
             if (!src->required) continue;
             snprintf(err, errlen, "no \"%s\" member", src->member);
             goto done;
         }
         segment *seg = record_segment(r, segment_names[k]);
-        if (encode_member(o, line, len, v, src->member, k == QUESTION && o->prefix, seg, err, errlen)) goto done;
+        if (encode_member(o, line, len, exact, at, v, src->member, k == QUESTION && o->prefix, seg, err, errlen))
+            goto done;
         if (k == ANSWER && o->eos) segment_push(seg, o->eos_id);
     }
     rc = 0;

@@ -25,6 +25,10 @@ static const char usage[] =
     "  -m, --model DIR           the model directory (required)\n"
     "  -n, --max-new N           generate at most N tokens per record (default 100)\n"
     "  -b, --batch B             decode B records together (default 1)\n"
+    "      --dtype fp32|bf16     fp32: exact products (default); bf16: the linear\n"
+    "                            layers' weights in bf16 with fp32 accumulation\n"
+    "                            (AMX or AVX-512 BF16): half the bytes read per\n"
+    "                            decoding step; close to, not equal to, fp32\n"
     "      --eos-id ID           stop after emitting ID (default: the config's\n"
     "                            eos_token_id); -1 never stops early\n"
     "      --repetition-penalty R  penalize tokens already in the prompt or\n"
@@ -54,7 +58,7 @@ static const char usage[] =
 
 typedef struct {
     const char *model_dir, *template, *tokenizer;
-    int score, interactive, force;
+    int score, interactive, force, bf16;
     gen_opts gen;
 } options;
 
@@ -143,9 +147,9 @@ static void flush_stdout(void *unused) {
     checked_fflush(stdout);
 }
 
-static void run_score(const neox_model *m, stream_reader *sr) {
+static void run_score(const neox_model *m, const options *o, stream_reader *sr) {
     neox_decoder dec;
-    decoder_init(&dec, m, 1, 0, DECODER_PREFILL_ROWS);
+    decoder_init(&dec, m, o->gen.bf16, 1, 0, DECODER_PREFILL_ROWS);
     float *logits = xmalloc((size_t)dec.max_rows * m->cfg.vocab_size * sizeof(float));
     io_set_idle_hook(flush_stdout, NULL);
     record r = {0};
@@ -283,10 +287,11 @@ int main(int argc, char **argv) {
                          .sampling = {.temperature = 1.0, .top_p = 1.0, .repetition_penalty = 1.0}}};
     int progress_forced = 0, quiet = 0, temperature_set = 0;
     enum { OPT_EOS = 256, OPT_REP, OPT_NGRAM, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_SCORE,
-           OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION };
+           OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION, OPT_DTYPE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"max-new", required_argument, 0, 'n'},
         {"batch", required_argument, 0, 'b'},        {"eos-id", required_argument, 0, OPT_EOS},
+        {"dtype", required_argument, 0, OPT_DTYPE},
         {"repetition-penalty", required_argument, 0, OPT_REP},
         {"no-repeat-ngram", required_argument, 0, OPT_NGRAM},
         {"temperature", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
@@ -304,6 +309,10 @@ int main(int argc, char **argv) {
         case 'm': o.model_dir = optarg; break;
         case 'n': o.gen.max_new = (int)parse_long("--max-new", optarg, 0, 1 << 20); break;
         case 'b': o.gen.batch = (int)parse_long("--batch", optarg, 1, 256); break;
+        case OPT_DTYPE:
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16")) usage_error("--dtype: fp32 or bf16");
+            o.bf16 = optarg[0] == 'b';
+            break;
         case OPT_EOS: o.gen.eos_id = parse_long("--eos-id", optarg, -1, UINT32_MAX); break;
         case OPT_REP: so->repetition_penalty = parse_double("--repetition-penalty", optarg, 1e-6, 1e6); break;
         case OPT_NGRAM: so->no_repeat_ngram = (int)parse_long("--no-repeat-ngram", optarg, 0, 1 << 20); break;
@@ -337,6 +346,12 @@ int main(int argc, char **argv) {
     char err[512];
     if (!model_load(&m, o.model_dir, err, sizeof err)) die("%s", err);
     if (o.gen.eos_id == -2) o.gen.eos_id = m.cfg.eos_token_id;
+    decoder_bf16 w16;
+    if (o.bf16) {
+        if (gemm_current_path() == GEMM_FP32) warn("--dtype bf16: this CPU has no bf16 products, using fp32");
+        decoder_bf16_init(&w16, &m);
+        o.gen.bf16 = &w16;
+    }
 
     if (o.interactive) {
         run_interactive(&m, &o);
@@ -345,13 +360,14 @@ int main(int argc, char **argv) {
         stream_writer *sw = o.score ? NULL : stream_writer_open(STDOUT_FILENO, o.force);
         stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
         if (o.score) {
-            run_score(&m, sr);
+            run_score(&m, &o, sr);
         } else {
             run_generate(&m, &o, sr, sw);
             stream_writer_close(sw);
         }
         stream_reader_close(sr);
     }
+    if (o.gen.bf16) decoder_bf16_free(&w16);
     model_free(&m);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +60,10 @@ static const char usage[] =
     "                           all: on question and answer tokens\n"
     "      --seed N             shuffling (and --init) seed (default 42)\n"
     "      --no-shuffle         keep the input order every epoch\n"
-    "      --bf16               linear layers' products in bf16 with fp32 accumulation\n"
-    "                           (AMX where available), as Hugging Face's bf16=True:\n"
-    "                           faster, not bit-exact; weights and AdamW stay fp32\n"
+    "      --dtype TYPE         fp32 (default): the exact reference; bf16: linear\n"
+    "                           layers' products in bf16 with fp32 accumulation (AMX\n"
+    "                           where available), as Hugging Face's bf16=True: faster,\n"
+    "                           not bit-exact; weights and AdamW stay fp32\n"
     "Evaluation and saving:\n"
     "      --eval FILE          token stream whose loss is computed at the end\n"
     "      --eval-every N       ... and every N steps (default 0: end only)\n"
@@ -77,7 +79,10 @@ static const char usage[] =
     "\n"
     "The step loss is the cross-entropy summed over every target token of the\n"
     "step's batch x grad-accum examples, divided by their number. Padding is\n"
-    "dropped before the math and costs nothing.\n";
+    "dropped before the math and costs nothing.\n"
+    "\n"
+    "SIGINT or SIGTERM stops the run at the end of the current step, keeping (or\n"
+    "writing) a checkpoint --resume continues from; exit status 130 or 143.\n";
 
 #define STATE_FILE "training_state.safetensors"
 #define BEST_FILE "best.safetensors"
@@ -120,7 +125,7 @@ static void parse_args(int argc, char **argv, options *o) {
     enum { OPT_INIT = 256, OPT_RESUME, OPT_OVERWRITE, OPT_TOKENIZER, OPT_SAVE_DTYPE, OPT_STEPS,
            OPT_EPOCHS, OPT_BATCH, OPT_GRAD_ACCUM, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_WD,
            OPT_CLIP, OPT_LOSS, OPT_SEED, OPT_NO_SHUFFLE, OPT_EVAL, OPT_EVAL_EVERY, OPT_KEEP_BEST,
-           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_BF16, OPT_VERSION };
+           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_DTYPE, OPT_VERSION };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"init", required_argument, 0, OPT_INIT},
         {"output", required_argument, 0, 'o'}, {"resume", required_argument, 0, OPT_RESUME},
@@ -132,7 +137,7 @@ static void parse_args(int argc, char **argv, options *o) {
         {"weight-decay", required_argument, 0, OPT_WD}, {"clip", required_argument, 0, OPT_CLIP},
         {"loss", required_argument, 0, OPT_LOSS}, {"seed", required_argument, 0, OPT_SEED},
         {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE}, {"eval", required_argument, 0, OPT_EVAL},
-        {"bf16", no_argument, 0, OPT_BF16},
+        {"dtype", required_argument, 0, OPT_DTYPE},
         {"eval-every", required_argument, 0, OPT_EVAL_EVERY}, {"keep-best", no_argument, 0, OPT_KEEP_BEST},
         {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"threads", required_argument, 0, OPT_THREADS},
         {"progress", no_argument, 0, OPT_PROGRESS}, {"quiet", no_argument, 0, 'q'},
@@ -175,7 +180,11 @@ static void parse_args(int argc, char **argv, options *o) {
             break;
         case OPT_SEED: s->seed = (uint64_t)parse_long("--seed", optarg, 0, (1L << 62)); break;
         case OPT_NO_SHUFFLE: s->shuffle = 0; break;
-        case OPT_BF16: s->bf16 = 1; break;
+        case OPT_DTYPE:
+            if (strcmp(optarg, "fp32") != 0 && strcmp(optarg, "bf16") != 0)
+                usage_error("--dtype: expected fp32 or bf16, not '%s'", optarg);
+            s->bf16 = optarg[0] == 'b';
+            break;
         case OPT_EVAL: s->eval_path = optarg; fixed = 0; break;
         case OPT_EVAL_EVERY: s->eval_every = parse_long("--eval-every", optarg, 0, 1L << 40); o->given_eval_every = 1; fixed = 0; break;
         case OPT_KEEP_BEST: s->keep_best = 1; break;
@@ -377,6 +386,28 @@ static void copy_tokenizer(const options *o, const char *out) {
     }
 }
 
+/* ---- stopping on a signal ------------------------------------------------------ */
+
+/* The first SIGINT or SIGTERM: the run stops at the next step boundary.
+ * Later ones change nothing, so a second ^C cannot cut the checkpoint
+ * being written (the writes are atomic anyway). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    if (!stop_signal) stop_signal = sig;
+}
+
+/* A signal ignored at start stays ignored: a shell starts a background job
+ * with SIGINT ignored, and the job's owner did not mean ^C for it. */
+static void catch_stop_signals(void) {
+    const int sigs[] = {SIGINT, SIGTERM};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old, sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 /* ---- the run --------------------------------------------------------------- */
 
 typedef struct {
@@ -390,6 +421,7 @@ typedef struct {
     example_order order;
     int log_fd;
     char *config_json;
+    long saved_step;        /* step of OUT's resumable checkpoint; -1: none */
 } run;
 
 static void open_log(run *r, int resume) {
@@ -430,9 +462,10 @@ static double eval_loss(run *r) {
     return sum / (double)targets;
 }
 
-/* config.json, the model, then the state: after a crash between any two renames,
- * each file is whole and the state is self-contained. */
-static void save_checkpoint(run *r) {
+/* config.json, the model, then (when resumable) the state: after a crash
+ * between any two renames, each file is whole and the state is
+ * self-contained. */
+static void save_checkpoint(run *r, int resumable) {
     const char *out = r->o->out_dir;
     if (fsync(r->log_fd) != 0) die("%s/log.jsonl: %s", out, strerror(errno));
     char *path = out_path(out, "config.json");
@@ -443,14 +476,15 @@ static void save_checkpoint(run *r) {
     path = out_path(out, "model.safetensors");
     model_save(path, &r->model, r->s.save_dtype);
     free(path);
-    /* Before the first step there is nothing to resume: -m OUT starts
-     * from this checkpoint just as well. */
-    if (r->p.step == 0) return;
+    /* Without training there is nothing to resume: -m OUT starts from
+     * this checkpoint just as well. */
+    if (!resumable) return;
     path = out_path(out, STATE_FILE);
     char *json = state_json(&r->s, &r->p);
     state_save(path, &r->model, r->t.adam_m, r->t.adam_v, json);
     free(json);
     free(path);
+    r->saved_step = r->p.step;
 }
 
 static void format_eta(char *buf, size_t n, double seconds) {
@@ -465,7 +499,7 @@ static void train_loop(run *r) {
     size_t *ex = xmalloc((size_t)per_step * sizeof *ex);
     double tokens_done = 0, seconds_done = 0;
     long steps_done = 0;
-    while (r->p.step < s->steps) {
+    while (r->p.step < s->steps && !stop_signal) {
         long step = r->p.step;
         for (long j = 0; j < per_step; j++) ex[j] = order_at(&r->order, (uint64_t)step * per_step + j);
         double lr = lr_at_step(s->schedule, s->lr, step, s->warmup, s->steps);
@@ -489,7 +523,7 @@ static void train_loop(run *r) {
             }
         }
         log_step(r, &res, lr, dt, ev);
-        if (last || (s->save_every && r->p.step % s->save_every == 0)) save_checkpoint(r);
+        if (last || (s->save_every && r->p.step % s->save_every == 0)) save_checkpoint(r, 1);
         steps_done++;
         char eta[32];
         format_eta(eta, sizeof eta, (double)(s->steps - r->p.step) * seconds_done / steps_done);
@@ -552,6 +586,7 @@ static void start_resumed(run *r) {
     r->t.adam.weight_decay = r->s.weight_decay;
     r->t.clip = r->s.clip;
     r->t.step = r->p.step;
+    r->saved_step = r->p.step;
 }
 
 /* With --keep-best, model.safetensors becomes the best one (hard link, so
@@ -583,7 +618,8 @@ int main(int argc, char **argv) {
         parallel_set_threads(o.threads);
         gemm_set_threads(o.threads);
     }
-    run r = {.o = &o, .s = o.s};
+    run r = {.o = &o, .s = o.s, .saved_step = -1};
+    int exit_status = 0;
     if (o.resume_dir) start_resumed(&r);
     else start_fresh(&r);
     /* All input is read and checked before OUT is touched. */
@@ -616,13 +652,23 @@ int main(int argc, char **argv) {
     open_log(&r, o.resume_dir != NULL);
     if (!o.resume_dir) copy_tokenizer(&o, o.out_dir);
     if (!train) {
-        save_checkpoint(&r); /* the starting point alone, e.g. --init */
+        save_checkpoint(&r, 0); /* the starting point alone, e.g. --init */
     } else {
         order_init(&r.order, r.train.n, r.s.shuffle, r.s.seed);
         if (r.s.bf16) trainer_use_bf16(&r.t);
+        catch_stop_signals();
         train_loop(&r);
         progress_done();
-        if (r.s.keep_best && r.p.best_step >= 0) install_best(&r);
+        if (r.p.step < r.s.steps) { /* stopped by a signal */
+            if (r.saved_step != r.p.step) save_checkpoint(&r, 1);
+            int stdin_input = strcmp(o.input, "-") == 0;
+            fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: neox-train --resume %s %s\n",
+                    prog_name, r.p.step, r.s.steps, o.out_dir,
+                    stdin_input ? "and the same training stream" : o.input);
+            exit_status = 128 + stop_signal;
+        } else if (r.s.keep_best && r.p.best_step >= 0) {
+            install_best(&r);
+        }
         order_free(&r.order);
         dataset_free(&r.train);
         if (r.has_eval) dataset_free(&r.eval);
@@ -631,5 +677,5 @@ int main(int argc, char **argv) {
     trainer_free(&r.t);
     model_free(&r.model);
     free(r.config_json);
-    return 0;
+    return exit_status;
 }

@@ -65,59 +65,6 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
     free(c.partial);
 }
 
-void model_gemm_init(model_gemm *g, const neox_model *m) {
-    int L = m->cfg.num_layers, C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
-    int both = GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD;
-    g->qkv = xcalloc((size_t)L, sizeof *g->qkv);
-    g->attn_proj = xcalloc((size_t)L, sizeof *g->attn_proj);
-    g->fc = xcalloc((size_t)L, sizeof *g->fc);
-    g->fc_proj = xcalloc((size_t)L, sizeof *g->fc_proj);
-    for (int l = 0; l < L; l++) {
-        const neox_layer_params *p = &m->p.layers[l];
-        gemm_weight_init(&g->qkv[l], p->qkv_w, 3 * C, C, both);
-        gemm_weight_init(&g->attn_proj[l], p->attn_proj_w, C, C, both);
-        gemm_weight_init(&g->fc[l], p->fc_w, F, C, both);
-        gemm_weight_init(&g->fc_proj[l], p->fc_proj_w, C, F, both);
-    }
-    gemm_weight_init(&g->lm_head, m->p.lm_head, m->cfg.vocab_size, C, both);
-}
-
-void model_gemm_pack(model_gemm *g, const neox_model *m) {
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        gemm_weight_pack(&g->qkv[l]);
-        gemm_weight_pack(&g->attn_proj[l]);
-        gemm_weight_pack(&g->fc[l]);
-        gemm_weight_pack(&g->fc_proj[l]);
-    }
-    gemm_weight_pack(&g->lm_head);
-}
-
-void model_gemm_free(model_gemm *g, const neox_model *m) {
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        gemm_weight_free(&g->qkv[l]);
-        gemm_weight_free(&g->attn_proj[l]);
-        gemm_weight_free(&g->fc[l]);
-        gemm_weight_free(&g->fc_proj[l]);
-    }
-    gemm_weight_free(&g->lm_head);
-    free(g->qkv);
-    free(g->attn_proj);
-    free(g->fc);
-    free(g->fc_proj);
-    memset(g, 0, sizeof *g);
-}
-
-void train_matmul_forward(float *out, const float *inp, const float *w, const gemm_weight *gw,
-                          const float *bias, int N, int C, int OC) {
-    if (gw) {
-        gemm_forward(out, inp, gw, bias, N);
-        return;
-    }
-    if (bias)
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
-    parallel_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
-}
-
 typedef struct {
     float *sum;
     const float *rows;
@@ -309,41 +256,21 @@ static void grow(float **p, size_t n) {
     *p = xmalloc(n * sizeof(float));
 }
 
-void train_acts_reserve(train_acts *a, const neox_config *cfg, const train_pack *pack) {
-    size_t L = cfg->num_layers, C = cfg->hidden_size, F = cfg->intermediate_size;
-    size_t V = cfg->vocab_size, NH = cfg->num_heads, T = pack->T, R = pack->nrows;
-    size_t sum_sq = 0, max_sq = 0;
+/* Scratch for the backward of the pack a->f was computed on. */
+static void train_acts_reserve(train_acts *a, const neox_config *cfg, const neox_pack *pack) {
+    size_t C = cfg->hidden_size, F = cfg->intermediate_size, T = pack->T, R = pack->nrows;
+    size_t max_sq = 0;
     for (int s = 0; s < pack->nseq; s++) {
         size_t n = (size_t)(pack->seq_start[s + 1] - pack->seq_start[s]);
-        sum_sq += n * n;
         if (n * n > max_sq) max_sq = n * n;
     }
     if (T > a->cap_T) {
         a->cap_T = T;
-        grow(&a->resid, (L + 1) * T * C);
-        grow(&a->ln1, L * T * C);
-        grow(&a->ln1_mean, L * T);
-        grow(&a->ln1_rstd, L * T);
-        grow(&a->qkv, L * T * 3 * C);
-        grow(&a->atty, L * T * C);
-        if (!cfg->use_parallel_residual) grow(&a->resid_mid, L * T * C);
-        grow(&a->ln2, L * T * C);
-        grow(&a->ln2_mean, L * T);
-        grow(&a->ln2_rstd, L * T);
-        grow(&a->fch, L * T * F);
-        grow(&a->fch_gelu, L * T * F);
-        grow(&a->lnf, T * C);
-        grow(&a->lnf_mean, T);
-        grow(&a->lnf_rstd, T);
         grow(&a->dresid, T * C);
         grow(&a->dln, T * C);
         grow(&a->datty, T * C);
         grow(&a->dqkv, T * 3 * C);
         grow(&a->dfch, T * F);
-    }
-    if (NH * sum_sq > a->cap_att) {
-        a->cap_att = NH * sum_sq;
-        grow(&a->att, L * NH * sum_sq);
     }
     /* One [T_s, T_s] scratch per thread that may run attention_backward. */
     if (max_sq * (size_t)parallel_threads() > a->cap_datt) {
@@ -352,24 +279,16 @@ void train_acts_reserve(train_acts *a, const neox_config *cfg, const train_pack 
     }
     if (R > a->cap_rows) {
         a->cap_rows = R;
-        grow(&a->lnf_rows, R * C);
         grow(&a->dlnf_rows, R * C);
-        grow(&a->logits, R * V);
     }
-    a->T = (int)T;
-    a->A = (int)(NH * sum_sq);
-    a->R = (int)R;
 }
 
 void train_acts_free(train_acts *a) {
-    float **all[] = {&a->resid, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->atty,
-                     &a->resid_mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
-                     &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->lnf_rows, &a->logits, &a->dresid,
-                     &a->dln, &a->datty, &a->dqkv, &a->dfch, &a->datt, &a->dlnf_rows};
+    acts_free(&a->f);
+    float **all[] = {&a->dresid, &a->dln, &a->datty, &a->dqkv, &a->dfch, &a->datt, &a->dlnf_rows};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(*all[i]);
     memset(a, 0, sizeof *a);
 }
-
 /* ---- the model ---------------------------------------------------------- */
 
 /* Backward of one layer's attention branch: from datty (the gradient at
@@ -377,13 +296,13 @@ void train_acts_free(train_acts *a) {
  * ln1, accumulated into dresid through input_layernorm. */
 static void attention_branch_backward(const neox_model *m, const model_gemm *g,
                                       const neox_layer_params *gl, const neox_layer_params *pl,
-                                      train_acts *a, const train_pack *pack, int l,
+                                      train_acts *a, const neox_pack *pack, int l,
                                       const float *resid_in) {
     const neox_config *cfg = &m->cfg;
-    int T = a->T, C = cfg->hidden_size, NH = cfg->num_heads, hd = cfg->head_dim;
+    int T = a->f.T, C = cfg->hidden_size, NH = cfg->num_heads, hd = cfg->head_dim;
     size_t TC = (size_t)T * C;
-    const float *qkv = a->qkv + (size_t)l * T * 3 * C;
-    const float *att = a->att + (size_t)l * a->A;
+    const float *qkv = a->f.qkv + (size_t)l * T * 3 * C;
+    const float *att = a->f.att + (size_t)l * a->f.A;
     for (int s = 0; s < pack->nseq; s++) {
         int t0 = pack->seq_start[s], n = pack->seq_start[s + 1] - t0;
         attention_backward(a->dqkv + (size_t)t0 * 3 * C, a->datt, a->datty + (size_t)t0 * C,
@@ -392,22 +311,23 @@ static void attention_branch_backward(const neox_model *m, const model_gemm *g,
                         cfg->rotary_ndims);
         att += (size_t)NH * n * n;
     }
-    matmul_backward(a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->ln1 + l * TC, pl->qkv_w,
+    matmul_backward(a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->f.ln1 + l * TC, pl->qkv_w,
                     g ? &g->qkv[l] : NULL, T, C, 3 * C);
     layernorm_backward(a->dresid, gl->ln1_w, gl->ln1_b, a->dln, resid_in,
-                       pl->ln1_w, a->ln1_mean + (size_t)l * T, a->ln1_rstd + (size_t)l * T, T, C);
+                       pl->ln1_w, a->f.ln1_mean + (size_t)l * T, a->f.ln1_rstd + (size_t)l * T, T, C);
 }
 
 void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
-                    train_acts *a, const train_pack *pack) {
+                    train_acts *a, const neox_pack *pack) {
     const neox_config *cfg = &m->cfg;
-    int T = a->T, R = a->R, C = cfg->hidden_size, F = cfg->intermediate_size;
+    train_acts_reserve(a, cfg, pack);
+    int T = a->f.T, R = a->f.R, C = cfg->hidden_size, F = cfg->intermediate_size;
     int V = cfg->vocab_size, L = cfg->num_layers;
     size_t TC = (size_t)T * C, TF = (size_t)T * F;
 
     /* embed_out on the loss rows, then final_layer_norm over every token
      * (rows without a loss get zero gradient). */
-    matmul_backward(a->dlnf_rows, grads->lm_head, NULL, a->logits, a->lnf_rows, m->p.lm_head,
+    matmul_backward(a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, m->p.lm_head,
                     g ? &g->lm_head : NULL, R, C, V);
     memset(a->dln, 0, TC * sizeof(float));
     for (int r = 0; r < R; r++) {
@@ -416,31 +336,31 @@ void model_backward(const neox_model *m, const model_gemm *g, const neox_params 
         for (int i = 0; i < C; i++) dst[i] += src[i];
     }
     memset(a->dresid, 0, TC * sizeof(float));
-    layernorm_backward(a->dresid, grads->lnf_w, grads->lnf_b, a->dln, a->resid + L * TC,
-                       m->p.lnf_w, a->lnf_mean, a->lnf_rstd, T, C);
+    layernorm_backward(a->dresid, grads->lnf_w, grads->lnf_b, a->dln, a->f.resid + L * TC,
+                       m->p.lnf_w, a->f.lnf_mean, a->f.lnf_rstd, T, C);
 
     /* a->dresid holds the gradient at the output of layer l; each layer
      * adds its branches' contributions, leaving the gradient at its input. */
     for (int l = L - 1; l >= 0; l--) {
         const neox_layer_params *pl = &m->p.layers[l], *gl = &grads->layers[l];
-        const float *resid_in = a->resid + l * TC;
-        const float *ln2_in = cfg->use_parallel_residual ? resid_in : a->resid_mid + l * TC;
+        const float *resid_in = a->f.resid + l * TC;
+        const float *ln2_in = cfg->use_parallel_residual ? resid_in : a->f.resid_mid + l * TC;
         if (cfg->use_parallel_residual)
             /* Both branches read the layer's output gradient: take the
              * attention branch's share before the MLP adds to it. */
             matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
-        matmul_backward(a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->fch_gelu + l * TF,
+                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
+        matmul_backward(a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->f.fch_gelu + l * TF,
                         pl->fc_proj_w, g ? &g->fc_proj[l] : NULL, T, F, C);
-        gelu_backward(a->dfch, a->fch + l * TF, a->dfch, (int)TF);
-        matmul_backward(a->dln, gl->fc_w, gl->fc_b, a->dfch, a->ln2 + l * TC, pl->fc_w,
+        gelu_backward(a->dfch, a->f.fch + l * TF, a->dfch, (int)TF);
+        matmul_backward(a->dln, gl->fc_w, gl->fc_b, a->dfch, a->f.ln2 + l * TC, pl->fc_w,
                         g ? &g->fc[l] : NULL, T, C, F);
         layernorm_backward(a->dresid, gl->ln2_w, gl->ln2_b, a->dln, ln2_in, pl->ln2_w,
-                           a->ln2_mean + (size_t)l * T, a->ln2_rstd + (size_t)l * T, T, C);
+                           a->f.ln2_mean + (size_t)l * T, a->f.ln2_rstd + (size_t)l * T, T, C);
         if (!cfg->use_parallel_residual)
             /* dresid is now the gradient at resid_mid = resid + attention. */
             matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
+                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
         attention_branch_backward(m, g, gl, pl, a, pack, l, resid_in);
     }
     embedding_backward(grads->wte, a->dresid, pack->ids, T, C);

@@ -13,7 +13,7 @@
 
 #include "cli.h"
 #include "gemm_internal.h"
-#include "gemm_pool.h"
+#include "parallel.h"
 
 /* ---- path ---------------------------------------------------------------- */
 
@@ -89,8 +89,8 @@ int gemm_use_path(gemm_path p) {
     return 1;
 }
 
-void gemm_set_threads(int n) { gemm_pool_set_size(n); }
-int gemm_threads(void) { return gemm_pool_size(); }
+void gemm_set_threads(int n) { parallel_set_threads(n); }
+int gemm_threads(void) { return parallel_threads(); }
 
 /* ---- conversions ---------------------------------------------------------- */
 
@@ -164,7 +164,7 @@ static void pack_run(void *arg, int thread, int nthreads) {
 /* Small conversions are not worth waking the pool for. */
 static void pack(pack_job *p, size_t values) {
     if (values <= 65536) pack_run(p, 0, 1);
-    else gemm_pool_run(pack_run, p);
+    else parallel_run(pack_run, p);
 }
 
 /* Row stride of A: one cache line more than the padded K, so that the 16
@@ -327,13 +327,13 @@ static void product_compute(float *c, int M, int N, int K, const uint16_t *a, co
         .a = a, .lda = a_stride(K), .Kpad = gemm_round_up(K, GEMM_TILE_K),
         .b = b, .bias = bias, .accumulate = accumulate,
     };
-    const int nblocks = gemm_round_up(N, 32) / 32, threads = gemm_pool_size();
+    const int nblocks = gemm_round_up(N, 32) / 32, threads = parallel_threads();
     p.panel_blocks = nblocks / (4 * threads);
     if (p.panel_blocks < 1) p.panel_blocks = 1;
     if (p.panel_blocks > MAX_PANEL_BLOCKS) p.panel_blocks = MAX_PANEL_BLOCKS;
     p.panels = (nblocks + p.panel_blocks - 1) / p.panel_blocks;
     atomic_init(&p.next_panel, 0);
-    gemm_pool_run(product_run, &p);
+    parallel_run(product_run, &p);
 }
 
 static const uint16_t *packed(const uint16_t *tiles, const char *what) {

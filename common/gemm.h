@@ -39,9 +39,8 @@ int gemm_path_supported(gemm_path p);
 /* "amx", "avx512bf16", "fp32". */
 const char *gemm_path_name(gemm_path p);
 
-/* Threads the products use, counting the caller; set before the first
- * product (later calls are ignored). Default: the CPUs this process may run
- * on, at most 64. */
+/* Threads the products use, counting the caller: those of the process's
+ * one pool (parallel_set_threads, parallel_threads). */
 void gemm_set_threads(int n);
 int gemm_threads(void);
 

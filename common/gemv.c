@@ -1,17 +1,13 @@
-/* gemv.c — see gemv.h. A tiny thread pool: the caller and its workers
+/* gemv.c — see gemv.h. The caller and the pool's workers (parallel.h)
  * claim blocks of weight rows, so every weight byte is streamed by exactly
  * one core. */
 #include "gemv.h"
 
 #include <immintrin.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stddef.h>
 
-#include "cli.h"
+#include "parallel.h"
 
 typedef struct {
     float *out;
@@ -106,109 +102,33 @@ static void gemv_slice(const gemv_job *jb, int j0, int j1) {
     }
 }
 
-/* ---- the pool ----------------------------------------------------------
- * Participants claim blocks of weight rows from one atomic word holding the
- * job's generation and its next free row, so a thread that the OS delays
- * (the machine may be shared) leaves its rows to the others instead of
- * stalling the product, and a thread that wakes late can never claim rows
- * of a job that has moved on. Jobs alternate between two slots: the slot
- * of job g is rewritten only for job g+2, which cannot start before every
- * row of g (hence every claim on it) is done. */
+/* Participants claim blocks of weight rows from one counter, so a thread
+ * that the OS delays (the machine may be shared) leaves its rows to the
+ * others instead of stalling the product. */
 #define ROWS_PER_CLAIM 64
 
-static int pool_size;              /* threads including the caller */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
-static gemv_job pool_jobs[2];
-static atomic_int pool_rows[2];    /* OC of each slot, read before claiming */
-static _Atomic uint64_t pool_state; /* generation << 32 | next row */
-static atomic_int pool_done;       /* rows finished in the current job */
+typedef struct {
+    const gemv_job *job;
+    atomic_int next_row;
+} gemv_claims;
 
-static void claim_rows(uint32_t gen) {
-    for (;;) {
-        uint64_t s = atomic_load_explicit(&pool_state, memory_order_acquire);
-        if ((uint32_t)(s >> 32) != gen) return;
-        int row = (int)(uint32_t)s, OC = atomic_load_explicit(&pool_rows[gen & 1], memory_order_relaxed);
-        if (row >= OC) return;
-        if (!atomic_compare_exchange_weak_explicit(&pool_state, &s, s + ROWS_PER_CLAIM,
-                                                   memory_order_acq_rel, memory_order_relaxed))
-            continue;
-        int end = row + ROWS_PER_CLAIM < OC ? row + ROWS_PER_CLAIM : OC;
-        gemv_slice(&pool_jobs[gen & 1], row, end);
-        atomic_fetch_add_explicit(&pool_done, end - row, memory_order_release);
-    }
-}
-
-static void *worker_main(void *arg) {
-    (void)arg;
-    uint32_t seen = 0;
-    for (;;) {
-        /* Spin briefly (decoding issues ~100 products per token), then sleep. */
-        uint32_t gen;
-        int spins = 0;
-        while ((gen = (uint32_t)(atomic_load_explicit(&pool_state, memory_order_acquire) >> 32)) == seen &&
-               spins < 20000) {
-            _mm_pause();
-            spins++;
-        }
-        if (gen == seen) {
-            pthread_mutex_lock(&pool_lock);
-            while ((gen = (uint32_t)(atomic_load(&pool_state) >> 32)) == seen)
-                pthread_cond_wait(&pool_wake, &pool_lock);
-            pthread_mutex_unlock(&pool_lock);
-        }
-        seen = gen;
-        claim_rows(gen);
-    }
-    return NULL;
-}
-
-static int affinity_cpus(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-    int n = CPU_COUNT(&set);
-    return n < 1 ? 1 : n;
-}
-
-void gemv_set_threads(int n) {
-    if (!pool_size) pool_size = n < 1 ? 1 : n;
-}
-
-static void pool_start(void) {
-    if (!pool_size) pool_size = affinity_cpus();
-    if (pool_size > 64) pool_size = 64;
-    for (int i = 1; i < pool_size; i++) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, worker_main, NULL) != 0) die("cannot start a thread");
-        pthread_attr_destroy(&attr);
-    }
+static void claim_rows(void *arg, int thread, int nthreads) {
+    gemv_claims *c = arg;
+    const int OC = c->job->OC;
+    int row;
+    while ((row = atomic_fetch_add_explicit(&c->next_row, ROWS_PER_CLAIM, memory_order_relaxed)) < OC)
+        gemv_slice(c->job, row, row + ROWS_PER_CLAIM < OC ? row + ROWS_PER_CLAIM : OC);
 }
 
 void gemv_forward(float *out, const float *inp, const float *w, const float *bias,
                   int N, int C, int OC) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     gemv_job job = {out, inp, w, bias, N, C, OC};
     /* Small products are not worth waking anyone. */
     if ((size_t)OC * C < 65536) {
         gemv_slice(&job, 0, OC);
         return;
     }
-    pthread_once(&once, pool_start);
-    if (pool_size == 1) {
-        gemv_slice(&job, 0, OC);
-        return;
-    }
-    uint32_t gen = (uint32_t)(atomic_load(&pool_state) >> 32) + 1;
-    pool_jobs[gen & 1] = job;
-    atomic_store_explicit(&pool_rows[gen & 1], OC, memory_order_relaxed);
-    atomic_store_explicit(&pool_done, 0, memory_order_relaxed);
-    pthread_mutex_lock(&pool_lock);
-    atomic_store_explicit(&pool_state, (uint64_t)gen << 32, memory_order_release);
-    pthread_cond_broadcast(&pool_wake);
-    pthread_mutex_unlock(&pool_lock);
-    claim_rows(gen);
-    while (atomic_load_explicit(&pool_done, memory_order_acquire) < OC) _mm_pause();
+    gemv_claims claims = {.job = &job};
+    atomic_init(&claims.next_row, 0);
+    parallel_run(claim_rows, &claims);
 }

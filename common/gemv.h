@@ -1,6 +1,6 @@
 /* gemv.h — matrix products with few rows (decoding), memory-bound: each
  * weight row is read from memory once for all input rows, the output rows
- * split across worker threads. */
+ * split across the threads of the pool (parallel.h). */
 #ifndef TUNEPIPE_GEMV_H
 #define TUNEPIPE_GEMV_H
 
@@ -11,9 +11,5 @@
  * N <= GEMV_MAX_ROWS. */
 void gemv_forward(float *out, const float *inp, const float *w, const float *bias,
                   int N, int C, int OC);
-
-/* Worker threads used (the calling thread counts as one); set before the
- * first gemv_forward, default: the CPUs this process may run on. */
-void gemv_set_threads(int n);
 
 #endif

@@ -10,10 +10,50 @@
 #include "gemv.h"
 #include "ops.h"
 
-void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows) {
+static void bf16_weight(gemm_weight *gw, const float *w, int OC, int C) {
+    gemm_weight_init(gw, w, OC, C, GEMM_FOR_FORWARD);
+    gemm_weight_pack(gw);
+}
+
+void decoder_bf16_init(decoder_bf16 *w, const neox_model *m) {
+    const neox_config *c = &m->cfg;
+    const int L = c->num_layers, C = c->hidden_size, F = c->intermediate_size;
+    w->num_layers = L;
+    w->qkv = xcalloc((size_t)L, sizeof(gemm_weight));
+    w->attn_proj = xcalloc((size_t)L, sizeof(gemm_weight));
+    w->fc = xcalloc((size_t)L, sizeof(gemm_weight));
+    w->fc_proj = xcalloc((size_t)L, sizeof(gemm_weight));
+    for (int l = 0; l < L; l++) {
+        const neox_layer_params *lp = &m->p.layers[l];
+        bf16_weight(&w->qkv[l], lp->qkv_w, 3 * C, C);
+        bf16_weight(&w->attn_proj[l], lp->attn_proj_w, C, C);
+        bf16_weight(&w->fc[l], lp->fc_w, F, C);
+        bf16_weight(&w->fc_proj[l], lp->fc_proj_w, C, F);
+    }
+    bf16_weight(&w->lm_head, m->p.lm_head, c->vocab_size, C);
+}
+
+void decoder_bf16_free(decoder_bf16 *w) {
+    for (int l = 0; l < w->num_layers; l++) {
+        gemm_weight_free(&w->qkv[l]);
+        gemm_weight_free(&w->attn_proj[l]);
+        gemm_weight_free(&w->fc[l]);
+        gemm_weight_free(&w->fc_proj[l]);
+    }
+    gemm_weight_free(&w->lm_head);
+    free(w->qkv);
+    free(w->attn_proj);
+    free(w->fc);
+    free(w->fc_proj);
+    memset(w, 0, sizeof *w);
+}
+
+void decoder_init(neox_decoder *d, const neox_model *m, const decoder_bf16 *bf16, int num_slots,
+                  int capacity, int max_rows) {
     const neox_config *c = &m->cfg;
     memset(d, 0, sizeof *d);
     d->m = m;
+    d->bf16 = bf16;
     d->num_slots = num_slots;
     d->capacity = capacity > 0 && capacity < c->max_positions ? capacity : c->max_positions;
     d->max_rows = max_rows;
@@ -139,6 +179,13 @@ static void store_kv(neox_decoder *d, int slot, int l, float *qkv, int p0, int n
     }
 }
 
+/* out [N, OC] = inp [N, C] · wᵀ + bias: fp32 w, or its bf16 copy gw. */
+static void linear(const neox_decoder *d, float *out, const float *inp, const float *w,
+                   const gemm_weight *gw, const float *bias, int N, int C, int OC) {
+    if (d->bf16) gemm_forward(out, inp, gw, bias, N);
+    else matmul_forward(out, inp, w, bias, N, C, OC);
+}
+
 void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
                   const uint32_t *tokens, float *logits, int all) {
     const neox_model *m = d->m;
@@ -152,16 +199,18 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
     }
     for (int r = 0; r < R; r++)
         memcpy(d->x + (size_t)r * C, m->p.wte + (size_t)tokens[r] * C, (size_t)C * sizeof(float));
+    const decoder_bf16 *w16 = d->bf16;
     for (int l = 0; l < c->num_layers; l++) {
         const neox_layer_params *lp = &m->p.layers[l];
         layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln1_w, lp->ln1_b, R, C, eps);
-        matmul_forward(d->qkv, d->ln, lp->qkv_w, lp->qkv_b, R, C, 3 * C);
+        linear(d, d->qkv, d->ln, lp->qkv_w, w16 ? &w16->qkv[l] : NULL, lp->qkv_b, R, C, 3 * C);
         for (int b = 0, r = 0; b < nseq; r += count[b], b++) {
             float *qkv = d->qkv + (size_t)r * 3 * C;
             store_kv(d, slot[b], l, qkv, d->len[slot[b]], count[b]);
             cached_attention(d, slot[b], l, qkv, d->atty + (size_t)r * C, d->len[slot[b]], count[b]);
         }
-        matmul_forward(d->branch, d->atty, lp->attn_proj_w, lp->attn_proj_b, R, C, C);
+        linear(d, d->branch, d->atty, lp->attn_proj_w, w16 ? &w16->attn_proj[l] : NULL, lp->attn_proj_b,
+               R, C, C);
         if (c->use_parallel_residual) {
             layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
             residual_forward(d->x, d->x, d->branch, R * C);
@@ -169,9 +218,9 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
             residual_forward(d->x, d->x, d->branch, R * C);
             layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
         }
-        matmul_forward(d->fch, d->ln, lp->fc_w, lp->fc_b, R, C, F);
+        linear(d, d->fch, d->ln, lp->fc_w, w16 ? &w16->fc[l] : NULL, lp->fc_b, R, C, F);
         gelu_forward(d->fch, d->fch, R * F);
-        matmul_forward(d->branch, d->fch, lp->fc_proj_w, lp->fc_proj_b, R, F, C);
+        linear(d, d->branch, d->fch, lp->fc_proj_w, w16 ? &w16->fc_proj[l] : NULL, lp->fc_proj_b, R, F, C);
         residual_forward(d->x, d->x, d->branch, R * C);
     }
     for (int b = 0; b < nseq; b++) d->len[slot[b]] += count[b];
@@ -184,7 +233,7 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
         }
     }
     layernorm_forward(d->ln, NULL, NULL, d->x, m->p.lnf_w, m->p.lnf_b, rows, C, eps);
-    matmul_forward(logits, d->ln, m->p.lm_head, NULL, rows, C, c->vocab_size);
+    linear(d, logits, d->ln, m->p.lm_head, w16 ? &w16->lm_head : NULL, NULL, rows, C, c->vocab_size);
 }
 
 void decoder_prefill(neox_decoder *d, int slot, const uint32_t *tokens, int n, float *last_logits) {

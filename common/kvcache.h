@@ -11,14 +11,30 @@
 
 #include <stdint.h>
 
+#include "gemm.h"
 #include "model.h"
 
 /* Rows per prefill step: enough for sgemm to run near its peak while the
  * weights are streamed once per step. */
 #define DECODER_PREFILL_ROWS 256
 
+/* Bf16 copies of the linear layers' weights (gemm.h: bf16 products, fp32
+ * accumulation), made once and shared by any number of decoders. The
+ * embeddings, layer norms and biases stay fp32. */
+typedef struct {
+    gemm_weight *qkv, *attn_proj, *fc, *fc_proj; /* [L] */
+    gemm_weight lm_head;
+    int num_layers;
+} decoder_bf16;
+
+/* Converts m's current weights (m must outlive w). Memory: 2 bytes per
+ * weight of the linear layers. */
+void decoder_bf16_init(decoder_bf16 *w, const neox_model *m);
+void decoder_bf16_free(decoder_bf16 *w);
+
 typedef struct {
     const neox_model *m;
+    const decoder_bf16 *bf16; /* NULL: exact fp32 products */
     int num_slots;          /* sequences held at once */
     int capacity;           /* positions per sequence at most (<= max_positions) */
     int max_rows;           /* tokens per step, all sequences together */
@@ -29,8 +45,10 @@ typedef struct {
     float *x, *ln, *qkv, *atty, *branch, *fch, *scores;
 } neox_decoder;
 
-/* capacity 0 means max_positions. A slot's cache grows as its sequence does. */
-void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows);
+/* capacity 0 means max_positions. A slot's cache grows as its sequence does.
+ * bf16: NULL for fp32 products, else the weights for bf16 ones. */
+void decoder_init(neox_decoder *d, const neox_model *m, const decoder_bf16 *bf16, int num_slots,
+                  int capacity, int max_rows);
 void decoder_free(neox_decoder *d);
 /* Empties a slot for a new sequence. */
 void decoder_reset(neox_decoder *d, int slot);

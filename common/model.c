@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "io.h"
 #include "ops.h"
+#include "parallel.h"
 #include "safetensors.h"
 
 /* ---- the tensor table ---------------------------------------------------- */
@@ -84,16 +85,22 @@ const neox_tensor *model_find_tensor(const neox_model *m, const char *name) {
     return NULL;
 }
 
-void model_build(neox_model *m, const neox_config *cfg) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *cfg;
-    build_table(m);
+/* The parameter block, its views and the rotary tables, for the table. */
+static void allocate(neox_model *m) {
+    const neox_config *cfg = &m->cfg;
     m->params = xmalloc(m->num_params * sizeof(float));
     model_param_views(m, m->params, &m->p);
     size_t half = (size_t)cfg->rotary_ndims / 2;
     m->rope_cos = xmalloc(((size_t)cfg->max_positions * half + 1) * sizeof(float));
     m->rope_sin = xmalloc(((size_t)cfg->max_positions * half + 1) * sizeof(float));
     rotary_tables(m->rope_cos, m->rope_sin, cfg->max_positions, cfg->rotary_ndims, cfg->rotary_base);
+}
+
+void model_build(neox_model *m, const neox_config *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    build_table(m);
+    allocate(m);
 }
 
 void model_free(neox_model *m) {
@@ -231,13 +238,22 @@ static int open_checkpoint(shard_set *s, const char *dir, char *err, int errlen)
     return ok;
 }
 
-static int load_tensors(neox_model *m, shard_set *s, char *err, int errlen) {
-    /* Every tensor the model needs, with the shape the config implies. */
+/* The checkpoint's entry for tensor t (and its file in *f), or NULL. */
+static const st_tensor *find_in_shards(const shard_set *s, const neox_tensor *t, const st_file **f) {
+    const st_tensor *st = NULL;
+    *f = NULL;
+    for (int k = 0; k < s->num_files && !st; k++) st = st_find(*f = &s->files[k], t->name);
+    return st;
+}
+
+/* Every tensor of the table is in the checkpoint with the shape the config
+ * implies, and nothing else is: checked before the parameters are
+ * allocated, so a config.json that does not match fails as a mismatch. */
+static int check_tensors(const neox_model *m, const shard_set *s, char *err, int errlen) {
     for (int i = 0; i < m->num_tensors; i++) {
         const neox_tensor *t = &m->tensors[i];
-        const st_tensor *st = NULL;
-        const st_file *f = NULL;
-        for (int k = 0; k < s->num_files && !st; k++) st = st_find(f = &s->files[k], t->name);
+        const st_file *f;
+        const st_tensor *st = find_in_shards(s, t, &f);
         if (!st) return fail(err, errlen, "checkpoint has no tensor %s", t->name);
         if (st->dtype != ST_F32 && st->dtype != ST_F16 && st->dtype != ST_BF16)
             return fail(err, errlen, "tensor %s has dtype %s (F32, F16 or BF16 expected)", t->name,
@@ -255,8 +271,6 @@ static int load_tensors(neox_model *m, shard_set *s, char *err, int errlen) {
             return fail(err, errlen, "tensor %s has shape [%s], config.json implies [%d]", t->name,
                         got, t->shape[0]);
         }
-        st_read_f32(f, st, m->params + t->offset);
-        st_release(f, st);
     }
     /* Anything else is not a GPTNeoXForCausalLM tensor. */
     for (int k = 0; k < s->num_files; k++)
@@ -267,6 +281,16 @@ static int load_tensors(neox_model *m, shard_set *s, char *err, int errlen) {
             return fail(err, errlen, "unexpected tensor %s (not a GPTNeoXForCausalLM checkpoint?)", name);
         }
     return 1;
+}
+
+static void read_tensors(neox_model *m, const shard_set *s) {
+    for (int i = 0; i < m->num_tensors; i++) {
+        const neox_tensor *t = &m->tensors[i];
+        const st_file *f;
+        const st_tensor *st = find_in_shards(s, t, &f);
+        st_read_f32(f, st, m->params + t->offset);
+        st_release(f, st);
+    }
 }
 
 int model_load(neox_model *m, const char *dir, char *err, int errlen) {
@@ -285,82 +309,246 @@ int model_load(neox_model *m, const char *dir, char *err, int errlen) {
         shards_close(&shards);
         return 0;
     }
-    model_build(m, &cfg);
-    ok = load_tensors(m, &shards, err, errlen);
+    m->cfg = cfg;
+    build_table(m);
+    ok = check_tensors(m, &shards, err, errlen);
+    if (ok) {
+        allocate(m);
+        read_tensors(m, &shards);
+    }
     shards_close(&shards);
     if (!ok) model_free(m);
     return ok;
 }
 
-/* ---- activations and forward ----------------------------------------------- */
+/* ---- bf16 weights ------------------------------------------------------------ */
 
-void acts_alloc(neox_acts *a, const neox_config *c, int max_T) {
-    memset(a, 0, sizeof *a);
-    size_t T = (size_t)max_T, L = (size_t)c->num_layers, C = (size_t)c->hidden_size;
-    size_t I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size, NH = (size_t)c->num_heads;
-    struct { float **p; size_t n; } parts[] = {
-        {&a->resid, (L + 1) * T * C}, {&a->ln1, L * T * C}, {&a->ln1_mean, L * T},
-        {&a->ln1_rstd, L * T}, {&a->qkv, L * T * 3 * C}, {&a->att, L * NH * T * T},
-        {&a->atty, L * T * C}, {&a->resid_mid, c->use_parallel_residual ? 0 : L * T * C},
-        {&a->ln2, L * T * C}, {&a->ln2_mean, L * T}, {&a->ln2_rstd, L * T},
-        {&a->fch, L * T * I}, {&a->fch_gelu, L * T * I}, {&a->lnf, T * C},
-        {&a->lnf_mean, T}, {&a->lnf_rstd, T}, {&a->logits, T * V}, {&a->scratch, T * C},
-    };
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += parts[i].n;
-    a->mem = xmalloc(total * sizeof(float));
-    float *p = a->mem;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        *parts[i].p = parts[i].n ? p : NULL;
-        p += parts[i].n;
+void model_gemm_init(model_gemm *g, const neox_model *m) {
+    int L = m->cfg.num_layers, C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
+    int both = GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD;
+    g->qkv = xcalloc((size_t)L, sizeof *g->qkv);
+    g->attn_proj = xcalloc((size_t)L, sizeof *g->attn_proj);
+    g->fc = xcalloc((size_t)L, sizeof *g->fc);
+    g->fc_proj = xcalloc((size_t)L, sizeof *g->fc_proj);
+    for (int l = 0; l < L; l++) {
+        const neox_layer_params *p = &m->p.layers[l];
+        gemm_weight_init(&g->qkv[l], p->qkv_w, 3 * C, C, both);
+        gemm_weight_init(&g->attn_proj[l], p->attn_proj_w, C, C, both);
+        gemm_weight_init(&g->fc[l], p->fc_w, F, C, both);
+        gemm_weight_init(&g->fc_proj[l], p->fc_proj_w, C, F, both);
     }
-    a->max_T = max_T;
+    gemm_weight_init(&g->lm_head, m->p.lm_head, m->cfg.vocab_size, C, both);
+}
+
+void model_gemm_pack(model_gemm *g, const neox_model *m) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        gemm_weight_pack(&g->qkv[l]);
+        gemm_weight_pack(&g->attn_proj[l]);
+        gemm_weight_pack(&g->fc[l]);
+        gemm_weight_pack(&g->fc_proj[l]);
+    }
+    gemm_weight_pack(&g->lm_head);
+}
+
+void model_gemm_free(model_gemm *g, const neox_model *m) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        gemm_weight_free(&g->qkv[l]);
+        gemm_weight_free(&g->attn_proj[l]);
+        gemm_weight_free(&g->fc[l]);
+        gemm_weight_free(&g->fc_proj[l]);
+    }
+    gemm_weight_free(&g->lm_head);
+    free(g->qkv);
+    free(g->attn_proj);
+    free(g->fc);
+    free(g->fc_proj);
+    memset(g, 0, sizeof *g);
+}
+
+/* ---- activations ------------------------------------------------------------- */
+
+static void grow(float **p, size_t n) {
+    free(*p);
+    *p = xmalloc(n * sizeof(float));
+}
+
+/* Room for T tokens, attention blocks summing to sum_sq (of T_s^2), R rows. */
+static void acts_reserve(neox_acts *a, const neox_config *cfg, size_t T, size_t sum_sq, size_t R) {
+    size_t L = cfg->num_layers, C = cfg->hidden_size, F = cfg->intermediate_size;
+    size_t V = cfg->vocab_size, NH = cfg->num_heads;
+    if (T > a->cap_T) {
+        a->cap_T = T;
+        grow(&a->resid, (L + 1) * T * C);
+        grow(&a->ln1, L * T * C);
+        grow(&a->ln1_mean, L * T);
+        grow(&a->ln1_rstd, L * T);
+        grow(&a->qkv, L * T * 3 * C);
+        grow(&a->atty, L * T * C);
+        if (!cfg->use_parallel_residual) grow(&a->resid_mid, L * T * C);
+        grow(&a->ln2, L * T * C);
+        grow(&a->ln2_mean, L * T);
+        grow(&a->ln2_rstd, L * T);
+        grow(&a->fch, L * T * F);
+        grow(&a->fch_gelu, L * T * F);
+        grow(&a->lnf, T * C);
+        grow(&a->lnf_mean, T);
+        grow(&a->lnf_rstd, T);
+        grow(&a->branch, T * C);
+    }
+    if (NH * sum_sq > a->cap_att) {
+        a->cap_att = NH * sum_sq;
+        grow(&a->att, L * NH * sum_sq);
+    }
+    if (R > a->cap_rows) {
+        a->cap_rows = R;
+        grow(&a->lnf_rows, R * C);
+        grow(&a->logits, R * V);
+    }
+    a->T = (int)T;
+    a->A = (int)(NH * sum_sq);
+    a->R = (int)R;
+}
+
+void acts_alloc(neox_acts *a, const neox_config *cfg, int max_T) {
+    memset(a, 0, sizeof *a);
+    acts_reserve(a, cfg, (size_t)max_T, (size_t)max_T * max_T, (size_t)max_T);
 }
 
 void acts_free(neox_acts *a) {
-    free(a->mem);
+    float **all[] = {&a->resid, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->atty,
+                     &a->resid_mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
+                     &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->lnf_rows, &a->logits, &a->branch};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(*all[i]);
     memset(a, 0, sizeof *a);
 }
 
-void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T) {
+/* ---- the forward's ops on the worker threads ------------------------------------ */
+
+/* out [N, OC] = inp [N, C] · w[OC, C]ᵀ + bias [OC] (bias may be NULL): through
+ * gw's bf16 weights, else the fp32 product split over the threads. */
+static void linear_forward(float *out, const float *inp, const float *w, const gemm_weight *gw,
+                           const float *bias, int N, int C, int OC) {
+    if (gw) {
+        gemm_forward(out, inp, gw, bias, N);
+        return;
+    }
+    if (bias)
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+    parallel_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
+}
+
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *inp, *w, *b;
+    int C;
+    float eps;
+} layernorm_ctx;
+
+static void layernorm_rows(void *arg, size_t begin, size_t end, int part) {
+    const layernorm_ctx *c = arg;
+    layernorm_forward(c->out + begin * c->C, c->mean + begin, c->rstd + begin, c->inp + begin * c->C,
+                      c->w, c->b, (int)(end - begin), c->C, c->eps);
+}
+
+static void parallel_layernorm(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                               const float *b, int N, int C, float eps) {
+    layernorm_ctx c = {out, mean, rstd, inp, w, b, C, eps};
+    parallel_for((size_t)N, 16, layernorm_rows, &c);
+}
+
+typedef struct {
+    float *out;
+    const float *inp;
+} gelu_ctx;
+
+static void gelu_range(void *arg, size_t begin, size_t end, int part) {
+    const gelu_ctx *c = arg;
+    gelu_forward(c->out + begin, c->inp + begin, (int)(end - begin));
+}
+
+typedef struct {
+    const neox_model *m;
+    const neox_pack *pack;
+    float *qkv, *atty, *att;
+    const size_t *att_offset;
+} attention_ctx;
+
+/* Rotary and attention of sequences [begin, end) of the pack. */
+static void attention_sequences(void *arg, size_t begin, size_t end, int part) {
+    const attention_ctx *c = arg;
+    const neox_config *cfg = &c->m->cfg;
+    int C = cfg->hidden_size, NH = cfg->num_heads, hd = cfg->head_dim;
+    for (size_t s = begin; s < end; s++) {
+        int t0 = c->pack->seq_start[s], n = c->pack->seq_start[s + 1] - t0;
+        float *qkv = c->qkv + (size_t)t0 * 3 * C;
+        rotary_forward(qkv, c->m->rope_cos, c->m->rope_sin, 0, n, NH, hd, cfg->rotary_ndims);
+        attention_forward(c->atty + (size_t)t0 * C, c->att + c->att_offset[s], qkv, n, NH, hd);
+    }
+}
+
+/* ---- the forward ------------------------------------------------------------- */
+
+void model_forward_pack(const neox_model *m, const model_gemm *g, neox_acts *a, const neox_pack *pack) {
     const neox_config *c = &m->cfg;
-    const int C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, NH = c->num_heads;
-    const int hd = c->head_dim;
+    const int T = pack->T, C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+    const int NH = c->num_heads, L = c->num_layers;
     const float eps = (float)c->layer_norm_eps;
-    const size_t TC = (size_t)T * C;
-    a->T = T;
+    const size_t TC = (size_t)T * C, TF = (size_t)T * F;
+    size_t *att_offset = xmalloc((size_t)pack->nseq * sizeof *att_offset), sum_sq = 0;
+    for (int s = 0; s < pack->nseq; s++) {
+        size_t n = (size_t)(pack->seq_start[s + 1] - pack->seq_start[s]);
+        att_offset[s] = (size_t)NH * sum_sq;
+        sum_sq += n * n;
+    }
+    acts_reserve(a, c, (size_t)T, sum_sq, (size_t)pack->nrows);
     for (int t = 0; t < T; t++)
-        memcpy(a->resid + (size_t)t * C, m->p.wte + (size_t)ids[t] * C, (size_t)C * sizeof(float));
-    for (int l = 0; l < c->num_layers; l++) {
+        memcpy(a->resid + (size_t)t * C, m->p.wte + (size_t)pack->ids[t] * C, (size_t)C * sizeof(float));
+    for (int l = 0; l < L; l++) {
         const neox_layer_params *lp = &m->p.layers[l];
         float *res = a->resid + l * TC, *next = a->resid + (l + 1) * TC;
         float *ln1 = a->ln1 + l * TC, *qkv = a->qkv + l * 3 * TC, *atty = a->atty + l * TC;
-        float *att = a->att + (size_t)l * NH * T * T, *ln2 = a->ln2 + l * TC;
-        float *fch = a->fch + (size_t)l * T * I, *fch_gelu = a->fch_gelu + (size_t)l * T * I;
-        layernorm_forward(ln1, a->ln1_mean + (size_t)l * T, a->ln1_rstd + (size_t)l * T, res,
-                          lp->ln1_w, lp->ln1_b, T, C, eps);
-        matmul_forward(qkv, ln1, lp->qkv_w, lp->qkv_b, T, C, 3 * C);
-        rotary_forward(qkv, m->rope_cos, m->rope_sin, 0, T, NH, hd, c->rotary_ndims);
-        attention_forward(atty, att, qkv, T, NH, hd);
-        matmul_forward(a->scratch, atty, lp->attn_proj_w, lp->attn_proj_b, T, C, C);
+        float *ln2 = a->ln2 + l * TC, *fch = a->fch + l * TF, *fch_gelu = a->fch_gelu + l * TF;
+        parallel_layernorm(ln1, a->ln1_mean + (size_t)l * T, a->ln1_rstd + (size_t)l * T, res,
+                           lp->ln1_w, lp->ln1_b, T, C, eps);
+        linear_forward(qkv, ln1, lp->qkv_w, g ? &g->qkv[l] : NULL, lp->qkv_b, T, C, 3 * C);
+        attention_ctx actx = {m, pack, qkv, atty, a->att + (size_t)l * a->A, att_offset};
+        parallel_for((size_t)pack->nseq, 1, attention_sequences, &actx);
+        linear_forward(a->branch, atty, lp->attn_proj_w, g ? &g->attn_proj[l] : NULL,
+                       lp->attn_proj_b, T, C, C);
         /* next = res + attn now, + mlp below */
         const float *ln2_in = res;
         if (c->use_parallel_residual) {
-            residual_forward(next, res, a->scratch, (int)TC);
+            residual_forward(next, res, a->branch, (int)TC);
         } else {
             float *mid = a->resid_mid + l * TC;
-            residual_forward(mid, res, a->scratch, (int)TC);
+            residual_forward(mid, res, a->branch, (int)TC);
             memcpy(next, mid, TC * sizeof(float));
             ln2_in = mid;
         }
-        layernorm_forward(ln2, a->ln2_mean + (size_t)l * T, a->ln2_rstd + (size_t)l * T, ln2_in,
-                          lp->ln2_w, lp->ln2_b, T, C, eps);
-        matmul_forward(fch, ln2, lp->fc_w, lp->fc_b, T, C, I);
-        gelu_forward(fch_gelu, fch, T * I);
-        matmul_forward(a->scratch, fch_gelu, lp->fc_proj_w, lp->fc_proj_b, T, I, C);
-        residual_forward(next, next, a->scratch, (int)TC);
+        parallel_layernorm(ln2, a->ln2_mean + (size_t)l * T, a->ln2_rstd + (size_t)l * T, ln2_in,
+                           lp->ln2_w, lp->ln2_b, T, C, eps);
+        linear_forward(fch, ln2, lp->fc_w, g ? &g->fc[l] : NULL, lp->fc_b, T, C, F);
+        parallel_for(TF, 4096, gelu_range, &(gelu_ctx){fch_gelu, fch});
+        linear_forward(a->branch, fch_gelu, lp->fc_proj_w, g ? &g->fc_proj[l] : NULL,
+                       lp->fc_proj_b, T, F, C);
+        residual_forward(next, next, a->branch, (int)TC);
     }
-    const float *last = a->resid + (size_t)c->num_layers * TC;
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnf_w, m->p.lnf_b, T, C, eps);
-    matmul_forward(a->logits, a->lnf, m->p.lm_head, NULL, T, C, V);
+    free(att_offset);
+    parallel_layernorm(a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + L * TC, m->p.lnf_w, m->p.lnf_b,
+                       T, C, eps);
+    /* Logits only where they are wanted: the vocabulary projection is the
+     * largest single product, and --loss answer skips the question's rows. */
+    for (int r = 0; r < pack->nrows; r++)
+        memcpy(a->lnf_rows + (size_t)r * C, a->lnf + (size_t)pack->row_pos[r] * C, (size_t)C * sizeof(float));
+    linear_forward(a->logits, a->lnf_rows, m->p.lm_head, g ? &g->lm_head : NULL, NULL,
+                   pack->nrows, C, V);
+}
+
+void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T) {
+    int *row_pos = xmalloc((size_t)T * sizeof *row_pos), seq_start[2] = {0, T};
+    for (int t = 0; t < T; t++) row_pos[t] = t;
+    neox_pack pack = {.T = T, .nseq = 1, .seq_start = seq_start, .ids = ids, .nrows = T,
+                      .row_pos = row_pos};
+    model_forward_pack(m, NULL, a, &pack);
+    free(row_pos);
 }

@@ -8,10 +8,12 @@
  * block laid out like params (gradients, AdamW moments: model_param_views).
  * With tie_word_embeddings there is no embed_out tensor; lm_head == wte.
  *
- * Activations of model_forward (one sequence of T tokens, positions 0..T-1,
- * causal), everything a backward pass needs. [L, T, C] arrays hold layer l
- * at offset l*T*C (T is the T of the call, not max_T: the layout is packed
- * for the current T).
+ * Activations of the forward (model_forward_pack), everything a backward
+ * pass needs, for a PACK: several sequences laid end to end (T tokens in
+ * all). The per-token ops (layer norms, linear layers, GELU) run over all
+ * T tokens at once, so the products are large; rotary positions and causal
+ * attention restart at each sequence. A single sequence is a pack of one.
+ * [L, T, C] arrays hold layer l at offset l*T*C (T of the last call).
  *
  *   resid    [L+1, T, C]  resid[0] = embed_in rows of ids; resid[l] is the
  *                         input of layer l, resid[L] the output of the last
@@ -20,7 +22,9 @@
  *                         token t, head h: q at t*3C + h*3hd, k at +hd,
  *                         v at +2hd; q and k ALREADY ROTATED (rotary on their
  *                         first rotary_ndims dims, rotate_half convention)
- *   att      [L, NH, T, T] softmax probabilities; row t is zero beyond t
+ *   att      [L, A]       softmax probabilities, A = NH * sum of T_s^2:
+ *                         sequence s's [NH, T_s, T_s] block follows those of
+ *                         the earlier ones; row t is zero beyond t
  *   atty     [L, T, C]    attention output, heads merged (head h at h*hd),
  *                         the input of attention.dense
  *   resid_mid [L, T, C]   only when !use_parallel_residual (else NULL):
@@ -30,7 +34,8 @@
  *   fch      [L, T, I]    dense_h_to_4h output, before GELU
  *   fch_gelu [L, T, I]    after exact (erf) GELU, the input of dense_4h_to_h
  *   lnf      [T, C]       final_layer_norm(resid[L]); lnf_mean, lnf_rstd [T]
- *   logits   [T, V]       embed_out(lnf)
+ *   lnf_rows [R, C]       lnf at the pack's R loss rows (row_pos)
+ *   logits   [R, V]       embed_out(lnf_rows)
  *
  * Layer l: resid[l+1] = resid[l] + attn + mlp where
  *   attn = dense(attention(rotary(qkv(ln1(resid[l])))))
@@ -43,6 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
+#include "gemm.h"
 
 #define MODEL_MAX_TENSOR_NAME 80
 
@@ -84,22 +90,33 @@ typedef struct {
     float *rope_cos, *rope_sin;     /* [max_positions, rotary_ndims/2] */
 } neox_model;
 
+/* A pack of sequences and the rows whose logits are wanted (the loss rows). */
 typedef struct {
-    int max_T;                      /* capacity the arrays were sized for */
-    int T;                          /* T of the last model_forward */
-    float *resid;                   /* [L+1, T, C] */
-    float *ln1, *ln1_mean, *ln1_rstd;
-    float *qkv;                     /* [L, T, 3C] */
-    float *att;                     /* [L, NH, T, T] */
-    float *atty;                    /* [L, T, C] */
-    float *resid_mid;               /* [L, T, C] or NULL */
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;          /* [L, T, I] */
-    float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;                  /* [T, V] */
-    float *scratch;                 /* [T, C]: the attention / mlp branch output */
-    float *mem;                     /* the allocation behind all of the above */
+    int T;                 /* tokens, all sequences */
+    int nseq;
+    const int *seq_start;  /* [nseq + 1]: sequence s is tokens seq_start[s] .. seq_start[s+1]-1 */
+    const uint32_t *ids;   /* [T] */
+    int nrows;             /* logit rows */
+    const int *row_pos;    /* [nrows] the pack position whose logits predict ... */
+    const uint32_t *row_target; /* [nrows] ... this token (for the loss; may be NULL) */
+} neox_pack;
+
+typedef struct {
+    size_t cap_T, cap_att, cap_rows;
+    int T, A, R;                    /* of the last forward */
+    float *resid, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *resid_mid;
+    float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu;
+    float *lnf, *lnf_mean, *lnf_rstd, *lnf_rows, *logits;
+    float *branch;                  /* [T, C]: the attention / mlp branch output */
 } neox_acts;
+
+/* The bf16 copies of the linear layers' weights, for the products of
+ * gemm.h (bf16 inputs, fp32 accumulation; fp32 master weights). Functions
+ * that take a const model_gemm *g compute in fp32 when it is NULL. */
+typedef struct {
+    gemm_weight *qkv, *attn_proj, *fc, *fc_proj; /* [L] */
+    gemm_weight lm_head;
+} model_gemm;
 
 /* Sizes the tensor table and the parameter block for cfg (uninitialized
  * parameters) and fills the views and the rotary tables. */
@@ -109,8 +126,11 @@ void model_build(neox_model *m, const neox_config *cfg);
 void model_init_random(neox_model *m, uint64_t seed);
 /* Loads DIR/config.json and DIR/model.safetensors (or the shards named by
  * DIR/model.safetensors.index.json); F32, F16 and BF16 tensors are
- * converted to fp32. Returns 0 with a one-line reason in err on failure
- * (the model is then freed). */
+ * converted to fp32. Every tensor's name, dtype and shape is checked
+ * against config.json before the parameters are allocated, so a config
+ * that does not fit the checkpoint is a mismatch, not "out of memory".
+ * Returns 0 with a one-line reason in err on failure (the model is then
+ * freed). */
 int model_load(neox_model *m, const char *dir, char *err, int errlen);
 void model_free(neox_model *m);
 
@@ -121,12 +141,23 @@ void model_free_views(neox_params *views);
 /* The tensor called name, or NULL. */
 const neox_tensor *model_find_tensor(const neox_model *m, const char *name);
 
+void model_gemm_init(model_gemm *g, const neox_model *m);
+/* Converts the current fp32 weights: after every change to them. */
+void model_gemm_pack(model_gemm *g, const neox_model *m);
+void model_gemm_free(model_gemm *g, const neox_model *m);
+
+/* Sized for one sequence of max_T tokens; the forward grows the arrays as
+ * a pack needs (a zeroed neox_acts is an empty one too). */
 void acts_alloc(neox_acts *a, const neox_config *cfg, int max_T);
 void acts_free(neox_acts *a);
 
-/* Training / reference forward of one sequence (1 <= T <= a->max_T and
- * T <= max_positions; ids < vocab_size, checked by the caller). Fills every
- * activation listed above. */
+/* The forward over a pack (each sequence at most max_positions tokens,
+ * ids < vocab_size, checked by the caller), on the worker threads. Fills
+ * every activation listed above. g: NULL for fp32 products, else its
+ * bf16 weights. */
+void model_forward_pack(const neox_model *m, const model_gemm *g, neox_acts *a, const neox_pack *pack);
+/* The fp32 forward of one sequence of T tokens, logits at every position:
+ * a->logits [T, V]. */
 void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T);
 
 #endif

@@ -1,33 +1,44 @@
-/* parallel.c — the worker pool; see parallel.h. Workers sleep on a
- * condition variable between jobs and are started on first use. */
+/* parallel.c — the worker pool; see parallel.h.
+ *
+ * One job at a time. The caller publishes it in one atomic word, the
+ * job's generation and its thread count, so a worker that wakes late reads
+ * a consistent pair and leaves a job it has no part in without touching
+ * its other fields; a counter of unfinished workers ends it. Workers are
+ * started on demand, when a job first needs them. */
 #include "parallel.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 
-#include "cli.h"
 
-typedef void (*range_fn)(void *ctx, size_t begin, size_t end, int part);
+typedef void (*job_fn)(void *ctx, int thread, int nthreads);
+
+/* Time-stamp-counter ticks (~0.1 ms at 2-3 GHz) a worker polls before it
+ * sleeps: longer than the gap between a layer's products, short enough not
+ * to starve other threads of a 2-core machine for long. */
+#define SPIN_TICKS (1ull << 18)
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t wake, done;
-    int threads, started;        /* configured; workers running (excluding caller) */
-    unsigned long generation;    /* bumped for every job */
-    int parts, pending;
-    size_t n;
-    range_fn fn;
+    pthread_cond_t wake;
+    int threads, started;         /* configured; workers running (excluding caller) */
+    _Atomic uint64_t state;       /* generation << 8 | threads of the job */
+    atomic_int busy;              /* workers still in the current job */
+    job_fn fn;
     void *ctx;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
-          .done = PTHREAD_COND_INITIALIZER};
+    /* state when each worker was started: the jobs it must not run */
+    uint64_t state_at_start[PARALLEL_MAX_THREADS];
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 void parallel_set_threads(int n) {
     if (n < 1) n = 1;
     if (n > PARALLEL_MAX_THREADS) n = PARALLEL_MAX_THREADS;
-    pthread_mutex_lock(&pool.lock);
     /* Workers already started stay; only that many are ever used. */
     pool.threads = n;
-    pthread_mutex_unlock(&pool.lock);
 }
 
 int parallel_threads(void) {
@@ -35,56 +46,82 @@ int parallel_threads(void) {
     return pool.threads;
 }
 
-static void run_part(int part) {
-    size_t begin = pool.n * (size_t)part / (size_t)pool.parts;
-    size_t end = pool.n * (size_t)(part + 1) / (size_t)pool.parts;
-    pool.fn(pool.ctx, begin, end, part);
-}
-
 static void *worker(void *arg) {
-    int id = (int)(size_t)arg; /* 1.. */
-    unsigned long seen = 0;
-    pthread_mutex_lock(&pool.lock);
+    const int id = (int)(size_t)arg; /* 1.. */
+    uint64_t seen = pool.state_at_start[id];
     for (;;) {
-        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-        seen = pool.generation;
-        if (id >= pool.parts) continue;
-        pthread_mutex_unlock(&pool.lock);
-        run_part(id);
-        pthread_mutex_lock(&pool.lock);
-        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+        uint64_t s;
+        const unsigned long long until = __rdtsc() + SPIN_TICKS;
+        while ((s = atomic_load_explicit(&pool.state, memory_order_acquire)) == seen && __rdtsc() < until)
+            _mm_pause();
+        if (s == seen) {
+            pthread_mutex_lock(&pool.lock);
+            while ((s = atomic_load_explicit(&pool.state, memory_order_acquire)) == seen)
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = s;
+        const int nthreads = (int)(s & 0xff);
+        if (id >= nthreads) continue;
+        pool.fn(pool.ctx, id, nthreads);
+        atomic_fetch_sub_explicit(&pool.busy, 1, memory_order_release);
     }
     return NULL;
 }
 
-void parallel_for(size_t n, size_t min_part, range_fn fn, void *ctx) {
+/* Runs fn on nthreads participants (fewer if threads cannot be started). */
+static void run_job(job_fn fn, void *ctx, int nthreads) {
+    while (pool.started < nthreads - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pool.state_at_start[pool.started + 1] = atomic_load_explicit(&pool.state, memory_order_relaxed);
+        int failed = pthread_create(&t, &attr, worker, (void *)(size_t)(pool.started + 1)) != 0;
+        pthread_attr_destroy(&attr);
+        if (failed) break;
+        pool.started++;
+    }
+    if (nthreads > pool.started + 1) nthreads = pool.started + 1;
+    if (nthreads <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pool.fn = fn;
+    pool.ctx = ctx;
+    atomic_store_explicit(&pool.busy, nthreads - 1, memory_order_relaxed);
+    uint64_t next = ((atomic_load_explicit(&pool.state, memory_order_relaxed) >> 8) + 1) << 8;
+    pthread_mutex_lock(&pool.lock);
+    atomic_store_explicit(&pool.state, next | (uint64_t)nthreads, memory_order_release);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    fn(ctx, 0, nthreads);
+    /* Yield now and then: a worker the OS has put on our core needs it. */
+    for (unsigned spins = 1; atomic_load_explicit(&pool.busy, memory_order_acquire) > 0; spins++)
+        if (spins % 4096 == 0) sched_yield();
+        else _mm_pause();
+}
+
+void parallel_run(job_fn fn, void *ctx) { run_job(fn, ctx, parallel_threads()); }
+
+typedef struct {
+    size_t n;
+    void (*fn)(void *ctx, size_t begin, size_t end, int part);
+    void *ctx;
+} range_job;
+
+static void run_range(void *arg, int part, int parts) {
+    const range_job *r = arg;
+    r->fn(r->ctx, r->n * (size_t)part / (size_t)parts, r->n * (size_t)(part + 1) / (size_t)parts, part);
+}
+
+void parallel_for(size_t n, size_t min_part, void (*fn)(void *ctx, size_t begin, size_t end, int part),
+                  void *ctx) {
     int threads = parallel_threads();
     size_t by_size = min_part ? n / min_part : n;
     int parts = by_size < (size_t)threads ? (int)(by_size ? by_size : 1) : threads;
-    if (parts <= 1) {
-        fn(ctx, 0, n, 0);
-        return;
-    }
-    pthread_mutex_lock(&pool.lock);
-    while (pool.started < parts - 1) {
-        pthread_t t;
-        if (pthread_create(&t, NULL, worker, (void *)(size_t)(pool.started + 1)) != 0) break;
-        pthread_detach(t);
-        pool.started++;
-    }
-    if (parts > pool.started + 1) parts = pool.started + 1;
-    pool.n = n;
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.parts = parts;
-    pool.pending = parts - 1;
-    pool.generation++;
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
-    run_part(0);
-    pthread_mutex_lock(&pool.lock);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    range_job r = {n, fn, ctx};
+    run_job(run_range, &r, parts);
 }
 
 void parallel_take_blas_threads(void) {

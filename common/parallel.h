@@ -1,8 +1,9 @@
-/* parallel.h — a small pool of worker threads for the trainer's loops over
- * memory (optimizer, GELU, layer norms, cross-entropy): the matrix products
- * have OpenBLAS's threads, everything between them would otherwise run on
- * one core. Work is split by index range only, so results never depend on
- * timing. */
+/* parallel.h — the one pool of worker threads of a process: the trainer's
+ * loops over memory (optimizer, GELU, layer norms, cross-entropy), the
+ * decoding products (gemv.h) and the bf16 products (gemm.h) all run on it,
+ * so no two sets of workers spin against each other on a small machine.
+ * Workers poll briefly after a job (a layer issues products back to back)
+ * and then sleep. */
 #ifndef TUNEPIPE_PARALLEL_H
 #define TUNEPIPE_PARALLEL_H
 
@@ -10,16 +11,21 @@
 
 #define PARALLEL_MAX_THREADS 64
 
-/* Threads parallel_for uses (the caller counts as one); default, set on
- * first use: OpenBLAS's thread count. */
+/* Threads the pool uses (the caller counts as one); default, set on first
+ * use: OpenBLAS's thread count. May change between jobs. */
 void parallel_set_threads(int n);
 int parallel_threads(void);
+
+/* Runs fn(ctx, thread, nthreads) once on each of nthreads =
+ * parallel_threads() participants (thread 0 is the caller) and returns when
+ * all have finished. Call from one thread at a time (not from inside fn). */
+void parallel_run(void (*fn)(void *ctx, int thread, int nthreads), void *ctx);
 
 /* Splits [0, n) into at most parallel_threads() contiguous parts of at
  * least min_part indices (one part when n is smaller), calls fn(ctx, begin,
  * end, part) for each on its own thread, and returns when all are done.
- * The split depends only on n, min_part and the thread count. Call from
- * one thread at a time (not from inside fn). */
+ * The split depends only on n, min_part and the thread count. Same calling
+ * rule as parallel_run. */
 void parallel_for(size_t n, size_t min_part, void (*fn)(void *ctx, size_t begin, size_t end, int part),
                   void *ctx);
 

@@ -257,6 +257,11 @@ int st_read_f64(const st_file *f, const st_tensor *t, double *out) {
 }
 
 int st_read_i64(const st_file *f, const st_tensor *t, int64_t *out) {
+    switch (t->dtype) { /* before the loop: an empty float tensor is still a float */
+    case ST_BOOL: case ST_U8: case ST_I8: case ST_I16: case ST_U16: case ST_I32: case ST_U32:
+    case ST_I64: case ST_U64: break;
+    default: return 0;
+    }
     const uint8_t *src = f->data + t->begin;
     size_t es = st_dtype_size(t->dtype);
     for (size_t i = 0; i < t->numel; i++) {
@@ -272,8 +277,7 @@ int st_read_i64(const st_file *f, const st_tensor *t, int64_t *out) {
         case ST_I32: out[i] = v.i32; break;
         case ST_U32: out[i] = v.u32; break;
         case ST_I64: out[i] = v.i64; break;
-        case ST_U64: out[i] = (int64_t)v.u64; break;
-        default: return 0;
+        default: out[i] = (int64_t)v.u64; break; /* ST_U64 */
         }
     }
     return 1;

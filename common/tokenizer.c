@@ -11,6 +11,7 @@
 #include "tokenizer.h"
 #include "tokenizer_internal.h"
 #include "cli.h"
+#include "utf8_json.h"
 #include "utf8_nfc.h"
 
 #include <cJSON.h>
@@ -19,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_TOKEN_ID ((1u << 24) - 1) /* far above any real vocabulary; bounds the tables */
 
 typedef struct {
     uint32_t id;
@@ -172,10 +171,15 @@ static int check_model_options(tokenizer *t, const cJSON *model, load_ctx *c) {
 
 #define MERGE_BATCH 16 /* entries whose hash-table slots are fetched together */
 
-static int load_vocab(tokenizer *t, const cJSON *model, load_ctx *c) {
+/* Ids must be below the number of tokens the file lists (vocabulary and
+ * added tokens): the decoding tables are as long as the largest id, and a
+ * real vocabulary numbers its tokens without gaps. */
+static int load_vocab(tokenizer *t, const cJSON *root, const cJSON *model, load_ctx *c) {
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     if (!cJSON_IsObject(vocab)) return fail(c, "model.vocab is not an object");
-    str_map_init(&t->vocab, (size_t)cJSON_GetArraySize(vocab));
+    size_t n_vocab = (size_t)cJSON_GetArraySize(vocab);
+    double id_bound = (double)n_vocab + cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "added_tokens"));
+    str_map_init(&t->vocab, n_vocab);
     /* A batch at a time, prefetching the slots, as in load_merges. */
     const cJSON *e = vocab->child;
     while (e) {
@@ -184,10 +188,13 @@ static int load_vocab(tokenizer *t, const cJSON *model, load_ctx *c) {
         uint64_t hash[MERGE_BATCH];
         int n = 0;
         for (; e && n < MERGE_BATCH; e = e->next, n++) {
-            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > MAX_TOKEN_ID ||
-                e->valuedouble != (double)(uint32_t)e->valuedouble)
-                return fail(c, "model.vocab: bad id for token \"%s\"", e->string);
+            double id = cJSON_IsNumber(e) ? e->valuedouble : -1;
+            if (id >= id_bound)
+                return fail(c, "model.vocab: token \"%s\" has id %.0f, not below the number of tokens listed (%.0f)",
+                            e->string, id, id_bound);
+            if (id < 0 || id != (double)(uint32_t)id) return fail(c, "model.vocab: bad id for token \"%s\"", e->string);
             len[n] = strlen(e->string);
+            if (len[n] == 0) return fail(c, "model.vocab: an empty token");
             if (utf8_valid_prefix(e->string, len[n]) != len[n]) return fail(c, "model.vocab: a token is not valid UTF-8");
             batch[n] = e;
             hash[n] = tok_hash(e->string, len[n]);
@@ -195,7 +202,10 @@ static int load_vocab(tokenizer *t, const cJSON *model, load_ctx *c) {
         }
         for (int i = 0; i < n; i++) {
             uint32_t id = (uint32_t)batch[i]->valuedouble;
-            str_map_put_hashed(&t->vocab, batch[i]->string, len[i], hash[i], id);
+            /* Hugging Face would take the last id of a token listed twice; such a
+             * file is refused, as for added tokens. */
+            if (!str_map_put_hashed(&t->vocab, batch[i]->string, len[i], hash[i], id))
+                return fail(c, "model.vocab: token \"%s\" is listed twice", batch[i]->string);
             if (id >= t->id_limit) t->id_limit = id + 1;
         }
     }
@@ -326,7 +336,6 @@ static int load_added_tokens(tokenizer *t, const cJSON *root, load_ctx *c) {
         if ((double)id != id_item->valuedouble)
             return fail(c, "added token \"%s\" has id %g, but Hugging Face would give it %ld", content,
                         id_item->valuedouble, id);
-        if ((uint32_t)id > MAX_TOKEN_ID) return fail(c, "added token \"%s\": id too large", content);
         if ((uint32_t)id >= t->id_limit) t->id_limit = (uint32_t)id + 1;
         str_map_put(&t->added_ids, content, len, (uint32_t)id);
         int normalized = flag(e, "normalized", !flag(e, "special", 0));
@@ -429,6 +438,13 @@ tokenizer *tokenizer_open(const char *path, char *err, size_t errlen) {
     size_t len;
     char *text = read_whole(path, &len, &c);
     if (!text) return NULL;
+    /* cJSON would cut a token at a \u0000 escape (or a malformed \u one) and
+     * load another token. */
+    if (json_has_nul_escape(text, len)) {
+        free(text);
+        fail(&c, "a \\u0000 or malformed \\u escape in a string: tokens holding U+0000 are not supported");
+        return NULL;
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     if (!cJSON_IsObject(root)) {
@@ -441,7 +457,7 @@ tokenizer *tokenizer_open(const char *path, char *err, size_t errlen) {
     int rc = check_components(t, root, &c);
     if (!rc && !cJSON_IsObject(model)) rc = fail(&c, "no model");
     if (!rc) rc = check_model_options(t, model, &c);
-    if (!rc) rc = load_vocab(t, model, &c);
+    if (!rc) rc = load_vocab(t, root, model, &c);
     if (!rc) rc = load_merges(t, model, &c);
     if (!rc) rc = load_added_tokens(t, root, &c);
     if (!rc) build_decoder(t, root);

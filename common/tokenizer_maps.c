@@ -55,7 +55,7 @@ static void str_map_grow(str_map *m) {
 int str_map_put(str_map *m, const char *s, size_t n, uint32_t id) { return str_map_put_hashed(m, s, n, tok_hash(s, n), id); }
 
 int str_map_put_hashed(str_map *m, const char *s, size_t n, uint64_t h, uint32_t id) {
-    if (n == 0) die("empty key in the vocabulary map");
+    if (n == 0) die("bug: an empty key for a string map");
     if (too_full(m->count + 1, m->mask + 1)) str_map_grow(m);
     int found;
     uint32_t j = str_map_slot(m, s, n, h, &found);

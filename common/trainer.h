@@ -1,6 +1,7 @@
-/* trainer.h — full fine-tuning of a GPT-NeoX model: the packed training
- * forward, one optimizer step over a set of examples (token-weighted
- * cross-entropy, global-norm clipping, AdamW), and eval loss.
+/* trainer.h — full fine-tuning of a GPT-NeoX model: one optimizer step
+ * over a set of examples (token-weighted cross-entropy, global-norm
+ * clipping, AdamW), and eval loss. The forward is model_forward_pack
+ * (model.h), the backward model_backward (backward.h).
  *
  * The examples of a step are laid end to end in packs of up to
  * pack_tokens tokens (an example longer than that is a pack of its own),
@@ -23,11 +24,6 @@
 /* Default pack size: large enough for efficient matrix products, small
  * enough that activations of pythia-410m stay around a gigabyte. */
 #define TRAIN_PACK_TOKENS 512
-
-/* The forward pass over a pack, filling every activation model_backward
- * needs and a->logits at the loss rows. Equals model_forward sequence by
- * sequence (with g NULL: fp32 products; else g's bf16 weights). */
-void train_forward(const neox_model *m, const model_gemm *g, train_acts *a, const train_pack *pack);
 
 typedef struct {
     neox_model *model;

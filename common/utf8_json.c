@@ -3,17 +3,26 @@
 
 #include <string.h>
 
+static int is_hex(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
 int json_has_nul_escape(const char *s, size_t n) {
-    for (size_t i = 0; i + 6 <= n; i++) {
+    int nul = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
         if (s[i] != '\\') continue;
-        if (s[i + 1] == 'u' && memcmp(s + i + 2, "0000", 4) == 0) return 1;
+        if (s[i + 1] == 'u') {
+            if (i + 6 > n || !is_hex(s[i + 2]) || !is_hex(s[i + 3]) || !is_hex(s[i + 4]) || !is_hex(s[i + 5]))
+                return -1;
+            if (memcmp(s + i + 2, "0000", 4) == 0) nul = 1;
+        }
         i++; /* skip the escaped character, so "\\u0000" is not one */
     }
-    return 0;
+    return nul;
 }
 
+/* What cJSON skips between tokens: every byte up to the space, so a line
+ * cJSON reads is read here the same way. */
 static size_t skip_space(const char *s, size_t n, size_t i) {
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) i++;
+    while (i < n && (unsigned char)s[i] <= ' ') i++;
     return i;
 }
 
@@ -96,14 +105,16 @@ static int decode_string(const char *s, size_t n, size_t i, utf8_buf *out) {
     return i < n ? 0 : -1;
 }
 
-int json_member_string(const char *s, size_t n, const char *key, utf8_buf *out) {
+long json_last_member(const char *s, size_t n, const char *key, size_t *value) {
     size_t key_len = strlen(key);
     utf8_buf name = {0};
-    int rc = -1;
-    size_t i = skip_space(s, n, 0);
+    long found = -1, index = 0;
+    size_t i = 0;
+    if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) i = 3; /* cJSON skips a byte-order mark */
+    i = skip_space(s, n, i);
     if (i >= n || s[i] != '{') return -1;
     i = skip_space(s, n, i + 1);
-    while (i < n && s[i] == '"') {
+    for (; i < n && s[i] == '"'; index++) {
         name.len = 0;
         if (decode_string(s, n, i, &name)) break;
         int match = name.len == key_len && memcmp(name.data, key, key_len) == 0;
@@ -111,12 +122,23 @@ int json_member_string(const char *s, size_t n, const char *key, utf8_buf *out) 
         if (i >= n || s[i] != ':') break;
         i = skip_space(s, n, i + 1);
         if (match) {
-            if (i < n && s[i] == '"') rc = decode_string(s, n, i, out);
-            break;
+            found = index;
+            *value = i;
         }
         i = skip_space(s, n, skip_value(s, n, i));
         if (i < n && s[i] == ',') i = skip_space(s, n, i + 1);
     }
     utf8_buf_free(&name);
-    return rc;
+    return found;
+}
+
+int json_string_at(const char *s, size_t n, size_t at, utf8_buf *out) {
+    if (at >= n || s[at] != '"') return -1;
+    return decode_string(s, n, at, out);
+}
+
+int json_member_string(const char *s, size_t n, const char *key, utf8_buf *out) {
+    size_t at;
+    if (json_last_member(s, n, key, &at) < 0) return -1;
+    return json_string_at(s, n, at, out);
 }

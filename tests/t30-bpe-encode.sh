@@ -50,6 +50,18 @@ check "an integer id member is the record id; blank lines count" \
 check "a \\\\u0000 escape is a character, not the end of the text" \
 	"printf '{\"question\":\"a\\\\u0000b\",\"answer\":\"\"}\n' | bpe-encode | bpe-encode -d --ids | grep -q '\"question\":\\[66,177,67\\]'"
 
+check "a \\\\u escape without four hex digits is an error (cJSON would read U+0000)" \
+	"printf '{\"question\":\"a\\\\u00x0b\",\"answer\":\"\"}\n' | bpe-encode 2>&1 >/dev/null | grep -qx 'bpe-encode: line 1: a .u escape without four hex digits'"
+
+# As cJSON reads JSON, the \u0000 recovery does too: a byte-order mark at the
+# start of a line and any control character between tokens are skipped.
+printf '\357\273\277{"question":"a","answer":""}\n\357\273\277{"question":"a\\u0000b","answer":""}\n\v{"question":"a\\u0000b","answer":""}\n' >"$TMP/bom.jsonl"
+check "a byte-order mark or a control character around the JSON is skipped, \\\\u0000 or not" \
+	"bpe-encode --no-eos <'$TMP/bom.jsonl' | bpe-encode -d --ids | tr '\n' ' ' | grep -qx '{\"id\":1,\"question\":\\[66\\],\"answer\":\\[\\]} {\"id\":2,\"question\":\\[66,177,67\\],\"answer\":\\[\\]} {\"id\":3,\"question\":\\[66,177,67\\],\"answer\":\\[\\]} '"
+printf '{"id":1,"question":"x","answer":"y","question":"a","id":7,"answer":"b"}\n{"question":"x","question":"a\\u0000b","answer":""}\n' >"$TMP/dup.jsonl"
+check "of members with the same name the last counts, as in Python's json" \
+	"bpe-encode <'$TMP/dup.jsonl' | bpe-encode -d --ids | tr '\n' ' ' | grep -qx '{\"id\":7,\"question\":\\[66\\],\"answer\":\\[67,0\\]} {\"id\":2,\"question\":\\[66,177,67\\],\"answer\":\\[0\\]} '"
+
 printf '{"question":"a","answer":"b"}\nnot json\n{"question":"a"}\n{"question":"\377","answer":"b"}\n{"question":"a","answer":[1,"x"]}\n{"question":"c","answer":"d"}\n' >"$TMP/bad.jsonl"
 check "a line that is not JSON is an error naming it" \
 	"bpe-encode <'$TMP/bad.jsonl' 2>'$TMP/err' >/dev/null; test \$? -eq 1 && grep -qx 'bpe-encode: line 2: not a JSON object' '$TMP/err'"
@@ -71,6 +83,10 @@ mkdir "$TMP/model"
 sed 's/"type": "NFC"/"type": "NFKC"/' "$TOP/data/tokenizer.json" >"$TMP/model/tokenizer.json"
 check "-m DIR uses DIR/tokenizer.json; an unsupported one is refused" \
 	"bpe-encode -m '$TMP/model' <'$TMP/lines' 2>&1 >/dev/null | grep -q 'normalizer NFKC is not supported'"
+sed 's/"!": 2,/"": 2,/' "$TOP/data/tokenizer.json" >"$TMP/empty-key.json"
+check "a tokenizer.json with an empty token is refused with its path" \
+	"bpe-encode -t '$TMP/empty-key.json' <'$TMP/lines' 2>'$TMP/err' >/dev/null; test \$? -eq 1 &&
+	 grep -qx 'bpe-encode: $TMP/empty-key.json: model.vocab: an empty token' '$TMP/err'"
 check "-t FILE" "bpe-encode -t '$TOP/data/tokenizer.json' --text <'$TMP/lines' | bpe-encode -d | wc -l | grep -qx 4"
 check "a missing tokenizer is an error" "bpe-encode -t /no/such.json <'$TMP/lines' 2>&1 >/dev/null | grep -q 'No such file'"
 check "-f writes the stream even to a terminal" \

@@ -72,8 +72,8 @@ check "--batch 2 --grad-accum 2 is --batch 1 --grad-accum 4" \
 	 neox-train -m '$tiny' -o '$TMP/b14' --steps 3 --batch 1 --grad-accum 4 <'$TMP/tiny.tok' &&
 	 sed -f '$numbers' '$TMP/b22/log.jsonl' >'$TMP/n1' && sed -f '$numbers' '$TMP/b14/log.jsonl' >'$TMP/n2' && cmp '$TMP/n1' '$TMP/n2'"
 
-check "--bf16 trains to nearly the fp32 losses" \
-	"neox-train -m '$tiny' -o '$TMP/bf16' --steps 3 --bf16 <'$TMP/tiny.tok' &&
+check "--dtype bf16 trains to nearly the fp32 losses" \
+	"neox-train -m '$tiny' -o '$TMP/bf16' --steps 3 --dtype bf16 <'$TMP/tiny.tok' &&
 	 sed 's/.*\"loss\":\\([0-9.]*\\).*/\\1/' '$TMP/b14/log.jsonl' >'$TMP/l32' &&
 	 sed 's/.*\"loss\":\\([0-9.]*\\).*/\\1/' '$TMP/bf16/log.jsonl' | paste - '$TMP/l32' |
 	 awk '{ d = \$1 - \$2; if (d < 0) d = -d; if (d > 0.01 * \$2) bad = 1 } END { exit bad }'"

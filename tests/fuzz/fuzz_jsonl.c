@@ -54,23 +54,39 @@ static void check_decoded(encode_opts *o, const segment *s) {
     utf8_buf_free(&json);
 }
 
+/* The position of the last member of obj called name, by cJSON's names. */
+static long last_by_cjson(const cJSON *obj, const char *name) {
+    long last = -1, i = 0;
+    for (const cJSON *e = obj->child; e; e = e->next, i++)
+        if (strcmp(e->string, name) == 0) last = i;
+    return last;
+}
+
 static void check_record(encode_opts *o, const char *line, size_t len, uint64_t lineno, const record *r) {
     if (!o->text_mode) {
         cJSON *obj = cJSON_ParseWithLength(line, len);
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+        const char *question = o->sources[QUESTION].member;
+        size_t at;
+        int exact = json_has_nul_escape(line, len);
+        if (!exact) /* the exact reader skips what cJSON skips and finds the same member */
+            FUZZ_CHECK(json_last_member(line, len, question, &at) == last_by_cjson(obj, question),
+                       "the exact reader and cJSON disagree on the last \"%s\"", question);
+        long id_at = json_last_member(line, len, "id", &at); /* the last "id" counts, as in Python */
+        const cJSON *id = id_at < 0 ? NULL : cJSON_GetArrayItem(obj, (int)id_at);
         int usable = cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble <= 9007199254740991.0 &&
                      id->valuedouble == floor(id->valuedouble);
         FUZZ_CHECK(r->id == (usable ? (uint64_t)id->valuedouble : lineno), "record id %llu on line %llu",
                    (unsigned long long)r->id, (unsigned long long)lineno);
-        if (json_has_nul_escape(line, len)) { /* the recovered text extends cJSON's */
-            const cJSON *q = cJSON_GetObjectItemCaseSensitive(obj, o->sources[QUESTION].member);
-            utf8_buf exact = {0};
-            if (cJSON_IsString(q) && json_member_string(line, len, o->sources[QUESTION].member, &exact) == 0) {
+        if (exact) { /* the recovered text extends cJSON's */
+            long q_at = json_last_member(line, len, question, &at);
+            const cJSON *q = q_at < 0 ? NULL : cJSON_GetArrayItem(obj, (int)q_at);
+            utf8_buf text = {0};
+            if (cJSON_IsString(q) && json_string_at(line, len, at, &text) == 0) {
                 size_t cut = strlen(q->valuestring);
-                FUZZ_CHECK(exact.len >= cut && memcmp(exact.data, q->valuestring, cut) == 0,
+                FUZZ_CHECK(text.len >= cut && memcmp(text.data, q->valuestring, cut) == 0,
                            "the \\u0000 recovery disagrees with cJSON");
             }
-            utf8_buf_free(&exact);
+            utf8_buf_free(&text);
         }
         cJSON_Delete(obj);
     }

@@ -111,6 +111,21 @@ static void test_state_round_trip(void) {
     model_free(&m);
 }
 
+/* An empty tensor keeps its dtype's reader: F32 reads as float, not integer. */
+static void test_empty_tensor(void) {
+    float none = 0;
+    st_out_tensor t = {"e", 1, {0, 0}, &none, 0};
+    st_write(path_in("empty.safetensors"), &t, 1, ST_F32, NULL, NULL, 0);
+    st_file f;
+    char err[200];
+    if (!st_open(&f, path_in("empty.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+    const st_tensor *st = st_find(&f, "e");
+    int64_t i64;
+    ok(st && st->numel == 0 && st_read_f32(&f, st, &none) && !st_read_i64(&f, st, &i64),
+       "an empty F32 tensor reads as float, not as integer");
+    st_close(&f);
+}
+
 static void test_atomic(void) {
     atomic_write_file(path_in("a.txt"), "old\n", 4);
     atomic_file af;
@@ -137,8 +152,9 @@ int main(void) {
     test_rounding();
     test_model_round_trip();
     test_state_round_trip();
+    test_empty_tensor();
     test_atomic();
-    const char *files[] = {"half.safetensors", "config.json", "model.safetensors", "state.safetensors", "a.txt"};
+    const char *files[] = {"half.safetensors", "empty.safetensors", "config.json", "model.safetensors", "state.safetensors", "a.txt"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(path_in(files[i]));
     rmdir(dir);
     return done_testing();

@@ -137,6 +137,13 @@ int main(void) {
        "--eos-id 457: gen.greedy up to and including its first 457 (%u tokens)", upto + 1);
     ok(run("prompt", "-n 40 --eos-id -1") == 0 && read_generated(g, 8) == 1 && same(&g[0], greedy, ng),
        "--eos-id -1 never stops early");
+    {
+        uint32_t same_tokens = 0;
+        int ran = run("prompt", "-n 40 --dtype bf16") == 0 && read_generated(g, 8) == 1;
+        for (uint32_t t = 0; ran && t < g[0].n && t < ng; t++) same_tokens += g[0].ids[t] == greedy[t];
+        ok(ran && g[0].n == ng && same_tokens * 100 >= 95 * ng,
+           "--dtype bf16: %u of gen.greedy's %u tokens", same_tokens, ng);
+    }
     ok(run("prompt", "-n 7") == 0 && read_generated(g, 8) == 1 && same(&g[0], greedy, 7), "--max-new 7");
 
     /* Batching: different lengths and left padding; each equals its batch-1 run. */

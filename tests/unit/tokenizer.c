@@ -218,6 +218,13 @@ static void check_refusals(void) {
     ok(refused("\"content\": \"<|padding|>\"", "\"content\": \"<|endoftext|>\"", "listed twice"),
        "an added token listed twice is refused");
     ok(refused("\"id\": 1,", "\"id\": 7,", "would give it"), "an added token id Hugging Face would not give is refused");
+    ok(refused("\"!\": 2,", "\"\": 2,", "model.vocab: an empty token"), "an empty vocabulary token is refused");
+    ok(refused("\"!\": 2,", "\"!\\u0000x\": 2,", "\\u0000 or malformed \\u escape"),
+       "a \\u0000 escape (cJSON would cut the token there) is refused");
+    ok(refused("\"!\": 2,", "\"!\": 16777215,", "not below the number of tokens listed (50279)"),
+       "a vocabulary id beyond the tokens listed is refused before the tables are made");
+    ok(refused("\"!\": 2,", "\"!\": 2, \"!\": 3,", "token \"!\" is listed twice"),
+       "a vocabulary token listed twice is refused");
     char err[256];
     ok(!tokenizer_open("/no/such/tokenizer.json", err, sizeof err) && strstr(err, "No such file"),
        "a missing file is an error");
