@@ -76,6 +76,16 @@ void warn(const char *fmt, ...) {
     va_end(ap);
 }
 
+int fail_message(char *err, int errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, (size_t)errlen, fmt, ap);
+    va_end(ap);
+    for (char *c = err; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    return 0;
+}
+
 void print_version_and_exit(void) {
     printf("%s (tunepipe) %s\n", prog_name, TUNEPIPE_VERSION);
     checked_fflush(stdout);

@@ -25,6 +25,11 @@ void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), nore
 /* "tool: message\n" on stderr, no exit. */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* For loaders that report failure to their caller: formats the reason into
+ * err as one line (control characters from the input become '?') and
+ * returns 0, so `return fail_message(err, errlen, "...", ...);` reads well. */
+int fail_message(char *err, int errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Prints "tool (tunepipe) VERSION" to stdout and exits 0. */
 void print_version_and_exit(void) __attribute__((noreturn));
 /* Prints text to stdout and exits 0 (for --help). */

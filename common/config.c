@@ -3,7 +3,6 @@
 
 #include <cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,29 +10,19 @@
 #include "cli.h"
 #include "io.h"
 
-static int fail(char *err, int errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-    /* Names and strings come from the file: keep the message one line. */
-    for (char *c = err; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
-    return 0;
-}
 
 /* An integer key in [min, max]; def when absent (def < min: required). */
 static int get_int(const cJSON *root, const char *key, long def, long min, long max, int *out,
                    char *err, int errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!v || cJSON_IsNull(v)) {
-        if (def < min) return fail(err, errlen, "config has no %s", key);
+        if (def < min) return fail_message(err, errlen, "config has no %s", key);
         *out = (int)def;
         return 1;
     }
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)min ||
         v->valuedouble > (double)max)
-        return fail(err, errlen, "config: %s must be an integer in [%ld, %ld]", key, min, max);
+        return fail_message(err, errlen, "config: %s must be an integer in [%ld, %ld]", key, min, max);
     *out = (int)v->valuedouble;
     return 1;
 }
@@ -46,7 +35,7 @@ static int get_double(const cJSON *obj, const char *key, double def, double min,
         return 1;
     }
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max))
-        return fail(err, errlen, "config: %s must be a number in [%g, %g]", key, min, max);
+        return fail_message(err, errlen, "config: %s must be a number in [%g, %g]", key, min, max);
     *out = v->valuedouble;
     return 1;
 }
@@ -57,7 +46,7 @@ static int get_bool(const cJSON *root, const char *key, int def, int *out, char 
         *out = def;
         return 1;
     }
-    if (!cJSON_IsBool(v)) return fail(err, errlen, "config: %s must be true or false", key);
+    if (!cJSON_IsBool(v)) return fail_message(err, errlen, "config: %s must be true or false", key);
     *out = cJSON_IsTrue(v);
     return 1;
 }
@@ -72,7 +61,7 @@ static int get_token_id(const cJSON *root, const char *key, int vocab, int *out,
     }
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
         v->valuedouble >= vocab)
-        return fail(err, errlen, "config: %s must be a token id below vocab_size", key);
+        return fail_message(err, errlen, "config: %s must be a token id below vocab_size", key);
     *out = (int)v->valuedouble;
     return 1;
 }
@@ -87,7 +76,7 @@ static int parse_rope(const cJSON *root, neox_config *c, char *err, int errlen) 
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(scaling, "rope_type");
         if (!type) type = cJSON_GetObjectItemCaseSensitive(scaling, "type");
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "default") != 0)
-            return fail(err, errlen, "config: rope_scaling is not supported");
+            return fail_message(err, errlen, "config: rope_scaling is not supported");
     }
     double pct = 0.25, base = 10000;
     if (!get_double(root, "rotary_pct", pct, 0, 1, &pct, err, errlen) ||
@@ -96,10 +85,10 @@ static int parse_rope(const cJSON *root, neox_config *c, char *err, int errlen) 
         !get_double(root, "rope_theta", base, 1, 1e12, &base, err, errlen))
         return 0;
     if (rp && !cJSON_IsNull(rp)) {
-        if (!cJSON_IsObject(rp)) return fail(err, errlen, "config: rope_parameters must be an object");
+        if (!cJSON_IsObject(rp)) return fail_message(err, errlen, "config: rope_parameters must be an object");
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
         if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "default") != 0))
-            return fail(err, errlen, "config: rope_type %s is not supported",
+            return fail_message(err, errlen, "config: rope_type %s is not supported",
                         cJSON_IsString(type) ? type->valuestring : "(not a string)");
         if (!get_double(rp, "partial_rotary_factor", pct, 0, 1, &pct, err, errlen) ||
             !get_double(rp, "rope_theta", base, 1, 1e12, &base, err, errlen))
@@ -110,7 +99,7 @@ static int parse_rope(const cJSON *root, neox_config *c, char *err, int errlen) 
     /* HF: rotary_ndims = int(head_size * rotary_pct), truncating. */
     c->rotary_ndims = (int)(c->head_dim * pct);
     if (c->rotary_ndims % 2)
-        return fail(err, errlen, "config: rotary dims %d (head_dim x rotary_pct) must be even",
+        return fail_message(err, errlen, "config: rotary dims %d (head_dim x rotary_pct) must be even",
                     c->rotary_ndims);
     return 1;
 }
@@ -118,11 +107,11 @@ static int parse_rope(const cJSON *root, neox_config *c, char *err, int errlen) 
 int config_parse(const char *json, neox_config *c, char *err, int errlen) {
     memset(c, 0, sizeof *c);
     cJSON *root = cJSON_Parse(json);
-    if (!root) return fail(err, errlen, "config is not valid JSON");
-    int ok = cJSON_IsObject(root) || fail(err, errlen, "config is not a JSON object");
+    if (!root) return fail_message(err, errlen, "config is not valid JSON");
+    int ok = cJSON_IsObject(root) || fail_message(err, errlen, "config is not a JSON object");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (ok && mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "gpt_neox") != 0))
-        ok = fail(err, errlen, "config: model_type is %s, not gpt_neox",
+        ok = fail_message(err, errlen, "config: model_type is %s, not gpt_neox",
                   cJSON_IsString(mt) ? mt->valuestring : "not a string");
     ok = ok && get_int(root, "vocab_size", -1, 1, 1 << 24, &c->vocab_size, err, errlen) &&
          get_int(root, "hidden_size", -1, 1, 1 << 16, &c->hidden_size, err, errlen) &&
@@ -137,19 +126,19 @@ int config_parse(const char *json, neox_config *c, char *err, int errlen) {
          get_token_id(root, "eos_token_id", c->vocab_size, &c->eos_token_id, err, errlen) &&
          get_token_id(root, "bos_token_id", c->vocab_size, &c->bos_token_id, err, errlen);
     if (ok && c->hidden_size % c->num_heads != 0)
-        ok = fail(err, errlen, "config: hidden_size %d is not a multiple of num_attention_heads %d",
+        ok = fail_message(err, errlen, "config: hidden_size %d is not a multiple of num_attention_heads %d",
                   c->hidden_size, c->num_heads);
     if (ok) c->head_dim = c->hidden_size / c->num_heads;
     if (ok) {
         const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
         if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu") != 0))
-            ok = fail(err, errlen, "config: hidden_act %s is not supported (only \"gelu\")",
+            ok = fail_message(err, errlen, "config: hidden_act %s is not supported (only \"gelu\")",
                       cJSON_IsString(act) ? act->valuestring : "(not a string)");
     }
     int bias = 1;
     ok = ok && get_bool(root, "attention_bias", 1, &bias, err, errlen);
     if (ok && !bias)
-        ok = fail(err, errlen, "config: attention_bias false is not supported");
+        ok = fail_message(err, errlen, "config: attention_bias false is not supported");
     ok = ok && parse_rope(root, c, err, errlen);
     cJSON_Delete(root);
     return ok;

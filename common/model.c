@@ -1,9 +1,9 @@
 /* model.c — see model.h. */
 #include "model.h"
+#include "rng.h"
 
 #include <cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,15 +114,9 @@ void model_free(neox_model *m) {
 
 /* ---- random init ----------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void model_init_random(neox_model *m, uint64_t seed) {
-    uint64_t s = seed;
+    rng_state rng;
+    rng_seed(&rng, seed);
     float sd = (float)m->cfg.initializer_range;
     for (int i = 0; i < m->num_tensors; i++) {
         const neox_tensor *t = &m->tensors[i];
@@ -134,7 +128,7 @@ void model_init_random(neox_model *m, uint64_t seed) {
             for (size_t k = 0; k < t->numel; k += 2) { /* Box-Muller, two at a time */
                 /* two uniforms in (0, 1] of 24 bits from one draw: the init
                  * needs speed, not tails beyond 5.8 sd */
-                uint64_t bits = splitmix64(&s);
+                uint64_t bits = rng_next(&rng);
                 float u1 = (float)((bits & 0xffffff) + 1) * 0x1.0p-24f;
                 float u2 = (float)((bits >> 40) + 1) * 0x1.0p-24f;
                 float r = sd * sqrtf(-2 * logf(u1)), c, sn;
@@ -151,16 +145,6 @@ void model_init_random(neox_model *m, uint64_t seed) {
 
 /* ---- loading ------------------------------------------------------------- */
 
-static int fail(char *err, int errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-    /* Names and strings come from the file: keep the message one line. */
-    for (char *c = err; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
-    return 0;
-}
 
 static int is_file(const char *path) {
     struct stat st;
@@ -194,14 +178,14 @@ static int open_shard(shard_set *s, const char *dir, const char *name, char *err
     for (int i = 0; i < s->num_files; i++)
         if (strcmp(strrchr(s->files[i].path, '/') + 1, name) == 0) return 1;
     if (strchr(name, '/') || strcmp(name, "..") == 0 || !*name)
-        return fail(err, errlen, "model.safetensors.index.json names a shard outside %s: %s", dir, name);
+        return fail_message(err, errlen, "model.safetensors.index.json names a shard outside %s: %s", dir, name);
     char *path = xmalloc(strlen(dir) + strlen(name) + 2);
     sprintf(path, "%s/%s", dir, name);
     s->files = xrealloc(s->files, (size_t)(s->num_files + 1) * sizeof(st_file));
     char why[200];
     int ok = st_open(&s->files[s->num_files], path, why, sizeof why);
     if (ok) s->num_files++;
-    else fail(err, errlen, "%s: %s", path, why);
+    else fail_message(err, errlen, "%s: %s", path, why);
     free(path);
     return ok;
 }
@@ -219,19 +203,19 @@ static int open_checkpoint(shard_set *s, const char *dir, char *err, int errlen)
         snprintf(bin, sizeof bin, "%s/pytorch_model.bin.index.json", dir);
         has_bin |= is_file(bin);
         if (has_bin)
-            return fail(err, errlen,
+            return fail_message(err, errlen,
                         "%s has only pytorch_model.bin weights; convert them to safetensors "
                         "(in Python: model.save_pretrained(dir, safe_serialization=True))", dir);
-        return fail(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        return fail_message(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
     }
     char *text = read_file(path, NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     int ok = 1;
-    if (!cJSON_IsObject(map)) ok = fail(err, errlen, "%s: no weight_map object", path);
+    if (!cJSON_IsObject(map)) ok = fail_message(err, errlen, "%s: no weight_map object", path);
     for (const cJSON *e = ok ? map->child : NULL; e && ok; e = e->next) {
-        if (!cJSON_IsString(e)) ok = fail(err, errlen, "%s: weight_map entry %s is not a file name", path, e->string);
+        if (!cJSON_IsString(e)) ok = fail_message(err, errlen, "%s: weight_map entry %s is not a file name", path, e->string);
         else ok = open_shard(s, dir, e->valuestring, err, errlen);
     }
     cJSON_Delete(root);
@@ -254,9 +238,9 @@ static int check_tensors(const neox_model *m, const shard_set *s, char *err, int
         const neox_tensor *t = &m->tensors[i];
         const st_file *f;
         const st_tensor *st = find_in_shards(s, t, &f);
-        if (!st) return fail(err, errlen, "checkpoint has no tensor %s", t->name);
+        if (!st) return fail_message(err, errlen, "checkpoint has no tensor %s", t->name);
         if (st->dtype != ST_F32 && st->dtype != ST_F16 && st->dtype != ST_BF16)
-            return fail(err, errlen, "tensor %s has dtype %s (F32, F16 or BF16 expected)", t->name,
+            return fail_message(err, errlen, "tensor %s has dtype %s (F32, F16 or BF16 expected)", t->name,
                         st_dtype_name(st->dtype));
         int match = st->ndim == t->ndim && st->shape[0] == t->shape[0] &&
                     (t->ndim == 1 || st->shape[1] == t->shape[1]);
@@ -266,9 +250,9 @@ static int check_tensors(const neox_model *m, const shard_set *s, char *err, int
                 snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
                          (long long)st->shape[d]);
             if (t->ndim == 2)
-                return fail(err, errlen, "tensor %s has shape [%s], config.json implies [%d, %d]",
+                return fail_message(err, errlen, "tensor %s has shape [%s], config.json implies [%d, %d]",
                             t->name, got, t->shape[0], t->shape[1]);
-            return fail(err, errlen, "tensor %s has shape [%s], config.json implies [%d]", t->name,
+            return fail_message(err, errlen, "tensor %s has shape [%s], config.json implies [%d]", t->name,
                         got, t->shape[0]);
         }
     }
@@ -278,7 +262,7 @@ static int check_tensors(const neox_model *m, const shard_set *s, char *err, int
             const char *name = s->files[k].tensors[i].name;
             if (model_find_tensor(m, name) || is_ignored_buffer(name)) continue;
             if (m->cfg.tie_word_embeddings && strcmp(name, "embed_out.weight") == 0) continue;
-            return fail(err, errlen, "unexpected tensor %s (not a GPTNeoXForCausalLM checkpoint?)", name);
+            return fail_message(err, errlen, "unexpected tensor %s (not a GPTNeoXForCausalLM checkpoint?)", name);
         }
     return 1;
 }
@@ -297,13 +281,13 @@ int model_load(neox_model *m, const char *dir, char *err, int errlen) {
     memset(m, 0, sizeof *m);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!is_file(path)) return fail(err, errlen, "%s: no config.json", dir);
+    if (!is_file(path)) return fail_message(err, errlen, "%s: no config.json", dir);
     char *text = read_file(path, NULL);
     neox_config cfg;
     char why[200];
     int ok = config_parse(text, &cfg, why, sizeof why);
     free(text);
-    if (!ok) return fail(err, errlen, "%s: %s", path, why);
+    if (!ok) return fail_message(err, errlen, "%s: %s", path, why);
     shard_set shards = {0};
     if (!open_checkpoint(&shards, dir, err, errlen)) {
         shards_close(&shards);

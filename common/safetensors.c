@@ -4,7 +4,6 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,57 +33,47 @@ size_t st_dtype_size(st_dtype d) {
     return 0;
 }
 
-static int fail(char *err, int errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-    /* Names and strings come from the file: keep the message one line. */
-    for (char *c = err; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
-    return 0;
-}
 
 /* Reads one header entry into t; returns 0 with the reason in err. */
 static int parse_entry(const cJSON *item, size_t data_size, st_tensor *t, char *err, int errlen) {
     const char *name = item->string;
-    if (!cJSON_IsObject(item)) return fail(err, errlen, "tensor %s: entry is not an object", name);
+    if (!cJSON_IsObject(item)) return fail_message(err, errlen, "tensor %s: entry is not an object", name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-    if (!cJSON_IsString(dt)) return fail(err, errlen, "tensor %s: no dtype", name);
+    if (!cJSON_IsString(dt)) return fail_message(err, errlen, "tensor %s: no dtype", name);
     size_t i;
     for (i = 0; i < NUM_DTYPES; i++)
         if (strcmp(dtypes[i].name, dt->valuestring) == 0) break;
     if (i == NUM_DTYPES)
-        return fail(err, errlen, "tensor %s: unsupported dtype %.20s", name, dt->valuestring);
+        return fail_message(err, errlen, "tensor %s: unsupported dtype %.20s", name, dt->valuestring);
     t->dtype = dtypes[i].dtype;
-    if (!cJSON_IsArray(shape)) return fail(err, errlen, "tensor %s: no shape", name);
+    if (!cJSON_IsArray(shape)) return fail_message(err, errlen, "tensor %s: no shape", name);
     int ndim = cJSON_GetArraySize(shape);
-    if (ndim > ST_MAX_DIMS) return fail(err, errlen, "tensor %s: %d dimensions", name, ndim);
+    if (ndim > ST_MAX_DIMS) return fail_message(err, errlen, "tensor %s: %d dimensions", name, ndim);
     t->ndim = ndim;
     size_t numel = 1;
     int d = 0;
     for (const cJSON *e = shape->child; e; e = e->next, d++) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 9.0e15 ||
             e->valuedouble != (double)(int64_t)e->valuedouble)
-            return fail(err, errlen, "tensor %s: bad shape", name);
+            return fail_message(err, errlen, "tensor %s: bad shape", name);
         t->shape[d] = (int64_t)e->valuedouble;
         if (t->shape[d] != 0 && numel > SIZE_MAX / (size_t)t->shape[d])
-            return fail(err, errlen, "tensor %s: shape too large", name);
+            return fail_message(err, errlen, "tensor %s: shape too large", name);
         numel *= (size_t)t->shape[d];
     }
     t->numel = numel;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
-        return fail(err, errlen, "tensor %s: no data_offsets", name);
+        return fail_message(err, errlen, "tensor %s: no data_offsets", name);
     double b = offs->child->valuedouble, e = offs->child->next->valuedouble;
     if (!cJSON_IsNumber(offs->child) || !cJSON_IsNumber(offs->child->next) || b < 0 || e < b ||
         e > (double)data_size || b != (double)(size_t)b || e != (double)(size_t)e)
-        return fail(err, errlen, "tensor %s: data_offsets outside the file (truncated?)", name);
+        return fail_message(err, errlen, "tensor %s: data_offsets outside the file (truncated?)", name);
     t->begin = (size_t)b;
     t->end = (size_t)e;
     if (numel > SIZE_MAX / dtypes[i].size || t->end - t->begin != numel * dtypes[i].size)
-        return fail(err, errlen, "tensor %s: data_offsets do not match its shape and dtype", name);
+        return fail_message(err, errlen, "tensor %s: data_offsets do not match its shape and dtype", name);
     return 1;
 }
 
@@ -97,11 +86,11 @@ static int by_begin(const void *a, const void *b) {
 static int parse_header(st_file *f, const char *text, size_t len, char *err, int errlen) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!root) return fail(err, errlen, "header is not valid JSON");
+    if (!root) return fail_message(err, errlen, "header is not valid JSON");
     while (end && (size_t)(end - text) < len && (*end == ' ' || *end == '\0')) end++;
     int ok = 1;
-    if (!cJSON_IsObject(root)) ok = fail(err, errlen, "header is not a JSON object");
-    else if (end && (size_t)(end - text) != len) ok = fail(err, errlen, "garbage after the header JSON");
+    if (!cJSON_IsObject(root)) ok = fail_message(err, errlen, "header is not a JSON object");
+    else if (end && (size_t)(end - text) != len) ok = fail_message(err, errlen, "garbage after the header JSON");
     int n = 0;
     if (ok)
         for (const cJSON *it = root->child; it; it = it->next)
@@ -111,7 +100,7 @@ static int parse_header(st_file *f, const char *text, size_t len, char *err, int
         if (strcmp(it->string, "__metadata__") == 0) continue;
         st_tensor *t = &f->tensors[f->num_tensors];
         if (!parse_entry(it, f->data_size, t, err, errlen)) { ok = 0; break; }
-        if (st_find(f, it->string)) { ok = fail(err, errlen, "tensor %s appears twice", it->string); break; }
+        if (st_find(f, it->string)) { ok = fail_message(err, errlen, "tensor %s appears twice", it->string); break; }
         t->name = xstrdup(it->string);
         f->num_tensors++;
     }
@@ -124,11 +113,11 @@ static int parse_header(st_file *f, const char *text, size_t len, char *err, int
     size_t pos = 0;
     for (int i = 0; i < n && ok; i++) {
         if (sorted[i].begin != pos)
-            ok = fail(err, errlen, "tensor %s: data_offsets overlap or leave a hole", sorted[i].name);
+            ok = fail_message(err, errlen, "tensor %s: data_offsets overlap or leave a hole", sorted[i].name);
         pos = sorted[i].end;
     }
     if (ok && pos != f->data_size)
-        ok = fail(err, errlen, "data section is %zu bytes, tensors cover %zu", f->data_size, pos);
+        ok = fail_message(err, errlen, "data section is %zu bytes, tensors cover %zu", f->data_size, pos);
     free(sorted);
     return ok;
 }
@@ -136,33 +125,33 @@ static int parse_header(st_file *f, const char *text, size_t len, char *err, int
 int st_open(st_file *f, const char *path, char *err, int errlen) {
     memset(f, 0, sizeof *f);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, errlen, "%s", strerror(errno));
+    if (fd < 0) return fail_message(err, errlen, "%s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "not a regular file");
+        return fail_message(err, errlen, "not a regular file");
     }
     size_t size = (size_t)st.st_size;
     if (size < 8) {
         close(fd);
-        return fail(err, errlen, "too short for a safetensors file (%zu bytes)", size);
+        return fail_message(err, errlen, "too short for a safetensors file (%zu bytes)", size);
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return fail(err, errlen, "mmap: %s", strerror(errno));
+    if (map == MAP_FAILED) return fail_message(err, errlen, "mmap: %s", strerror(errno));
     f->map = map;
     f->size = size;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->map[i];
     int ok = 1;
     if (hlen > ST_MAX_HEADER)
-        ok = fail(err, errlen, "header length %llu exceeds the %u-byte limit",
+        ok = fail_message(err, errlen, "header length %llu exceeds the %u-byte limit",
                   (unsigned long long)hlen, ST_MAX_HEADER);
     else if (hlen > size - 8)
-        ok = fail(err, errlen, "header length %llu runs past the end of the file (truncated?)",
+        ok = fail_message(err, errlen, "header length %llu runs past the end of the file (truncated?)",
                   (unsigned long long)hlen);
     else if (hlen < 2 || f->map[8] != '{')
-        ok = fail(err, errlen, "header does not start with '{'");
+        ok = fail_message(err, errlen, "header does not start with '{'");
     if (ok) {
         f->data = f->map + 8 + hlen;
         f->data_size = size - 8 - hlen;

@@ -7,14 +7,14 @@ static int is_hex(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' 
 
 int json_has_nul_escape(const char *s, size_t n) {
     int nul = 0;
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (s[i] != '\\') continue;
-        if (s[i + 1] == 'u') {
-            if (i + 6 > n || !is_hex(s[i + 2]) || !is_hex(s[i + 3]) || !is_hex(s[i + 4]) || !is_hex(s[i + 5]))
-                return -1;
-            if (memcmp(s + i + 2, "0000", 4) == 0) nul = 1;
-        }
-        i++; /* skip the escaped character, so "\\u0000" is not one */
+    for (size_t i = 0; i + 1 < n; i += 2) { /* past the escaped character, so "\\u0000" is not one */
+        const char *esc = memchr(s + i, '\\', n - 1 - i);
+        if (!esc) break;
+        i = (size_t)(esc - s);
+        if (s[i + 1] != 'u') continue;
+        if (i + 6 > n || !is_hex(s[i + 2]) || !is_hex(s[i + 3]) || !is_hex(s[i + 4]) || !is_hex(s[i + 5]))
+            return -1;
+        if (memcmp(s + i + 2, "0000", 4) == 0) nul = 1;
     }
     return nul;
 }
