@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "io.h"
 #include "stream.h"
+#include "template.h"
 #include "tokenizer.h"
 #include "utf8.h"
 #include "utf8_json.h"
@@ -63,39 +64,12 @@ typedef struct {
     tokenizer *tok;
     source sources[N_SEGMENTS];
     char *fields_buf;       /* what --fields' member names point into */
-    char *prefix, *suffix;  /* the template around the question, or NULL */
+    prompt_template tmpl;   /* around the question; prefix NULL when none */
     int text_mode, fields_given, eos, skip_bad, quiet;
     uint32_t eos_id;
     token_ids ids;          /* scratch */
     utf8_buf text;
 } encode_opts;
-
-/* "\n", "\t" and "\\" in a template become the characters. */
-static char *unescape(const char *s) {
-    char *out = xmalloc(strlen(s) + 1), *o = out;
-    for (; *s; s++) {
-        if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
-            s++;
-            *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\';
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o = 0;
-    return out;
-}
-
-static void set_template(encode_opts *o, const char *arg) {
-    free(o->prefix);
-    free(o->suffix);
-    if (utf8_valid_prefix(arg, strlen(arg)) != strlen(arg)) usage_error("--template: not valid UTF-8");
-    char *t = unescape(arg);
-    char *at = strstr(t, "{question}");
-    if (!at) usage_error("--template: no {question} in '%s'", arg);
-    o->suffix = xstrdup(at + strlen("{question}"));
-    *at = 0;
-    o->prefix = t;
-}
 
 /* --fields Q[,A]: Q feeds the question, A the answer, except that a member
  * named after a segment (question, answer, generated) feeds that segment. A
@@ -175,9 +149,9 @@ static int encode_member(encode_opts *o, const char *line, size_t len, int exact
     char what[128];
     snprintf(what, sizeof what, "\"%s\"", name);
     if (cJSON_IsArray(v)) {
-        if (templated && encode_text(o, o->prefix, strlen(o->prefix), seg, "--template", err, errlen)) return -1;
+        if (templated && encode_text(o, o->tmpl.prefix, strlen(o->tmpl.prefix), seg, "--template", err, errlen)) return -1;
         if (append_id_array(v, seg, what, err, errlen)) return -1;
-        if (templated && encode_text(o, o->suffix, strlen(o->suffix), seg, "--template", err, errlen)) return -1;
+        if (templated && encode_text(o, o->tmpl.suffix, strlen(o->tmpl.suffix), seg, "--template", err, errlen)) return -1;
         return 0;
     }
     if (!cJSON_IsString(v)) {
@@ -187,7 +161,7 @@ static int encode_member(encode_opts *o, const char *line, size_t len, int exact
     utf8_buf *text = &o->text;
     text->len = 0;
     size_t start = 0;
-    if (templated) utf8_buf_append(text, o->prefix, start = strlen(o->prefix));
+    if (templated) utf8_buf_append(text, o->tmpl.prefix, start = strlen(o->tmpl.prefix));
     if (exact) {
         if (json_string_at(line, len, at, text)) {
             snprintf(err, errlen, "%s: cannot decode the string", what);
@@ -201,7 +175,7 @@ static int encode_member(encode_opts *o, const char *line, size_t len, int exact
         snprintf(err, errlen, "%s is not valid UTF-8 (byte %zu)", what, valid + 1);
         return -1;
     }
-    if (templated) utf8_buf_append(text, o->suffix, strlen(o->suffix));
+    if (templated) utf8_buf_append(text, o->tmpl.suffix, strlen(o->tmpl.suffix));
     return encode_text(o, utf8_buf_cstr(text), text->len, seg, what, err, errlen);
 }
 
@@ -234,7 +208,7 @@ static int encode_json_line(encode_opts *o, const char *line, size_t len, uint64
             goto done;
         }
         segment *seg = record_segment(r, segment_names[k]);
-        if (encode_member(o, line, len, exact, at, v, src->member, k == QUESTION && o->prefix, seg, err, errlen))
+        if (encode_member(o, line, len, exact, at, v, src->member, k == QUESTION && o->tmpl.prefix, seg, err, errlen))
             goto done;
         if (k == ANSWER && o->eos) segment_push(seg, o->eos_id);
     }
@@ -255,9 +229,9 @@ static int encode_text_line(encode_opts *o, const char *line, size_t len, uint64
     }
     utf8_buf *text = &o->text;
     text->len = 0;
-    if (o->prefix) utf8_buf_append(text, o->prefix, strlen(o->prefix));
+    if (o->tmpl.prefix) utf8_buf_append(text, o->tmpl.prefix, strlen(o->tmpl.prefix));
     utf8_buf_append(text, line, len);
-    if (o->suffix) utf8_buf_append(text, o->suffix, strlen(o->suffix));
+    if (o->tmpl.suffix) utf8_buf_append(text, o->tmpl.suffix, strlen(o->tmpl.suffix));
     return encode_text(o, utf8_buf_cstr(text), text->len, record_segment(r, SEG_QUESTION), "the line", err, errlen);
 }
 
@@ -405,7 +379,11 @@ int main(int argc, char **argv) {
         case 'm': model_dir = optarg; break;
         case OPT_FIELDS: set_fields(&o, optarg); o.fields_given = encode_option_given = 1; break;
         case OPT_TEXT: o.text_mode = encode_option_given = 1; break;
-        case OPT_TEMPLATE: set_template(&o, optarg); encode_option_given = 1; break;
+        case OPT_TEMPLATE:
+            template_free(&o.tmpl);
+            template_parse(&o.tmpl, "--template", optarg);
+            encode_option_given = 1;
+            break;
         case OPT_NO_EOS: o.eos = 0; encode_option_given = 1; break;
         case OPT_SPECIAL_AS_TEXT: special_as_text = encode_option_given = 1; break;
         case OPT_SKIP_BAD: o.skip_bad = encode_option_given = 1; break;
@@ -449,8 +427,7 @@ int main(int argc, char **argv) {
     token_ids_free(&o.ids);
     utf8_buf_free(&o.text);
     free(o.fields_buf);
-    free(o.prefix);
-    free(o.suffix);
+    template_free(&o.tmpl);
     free(path);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "io.h"
 #include "model.h"
 #include "stream.h"
+#include "template.h"
 #include "tokenizer.h"
 
 #include <getopt.h>
@@ -182,21 +183,6 @@ static void run_score(const neox_model *m, const options *o, stream_reader *sr) 
     decoder_free(&dec);
 }
 
-/* The template with \n, \t and \\ escapes resolved. */
-static char *unescape(const char *s) {
-    char *out = xmalloc(strlen(s) + 1), *o = out;
-    for (; *s; s++) {
-        if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
-            s++;
-            *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\';
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 /* Writes the generated text decoded so far beyond the *shown bytes; a
  * trailing U+FFFD may be an incomplete character, held back until final. */
 static void show_answer(const tokenizer *tok, const gen_seq *s, size_t *shown, int final) {
@@ -227,9 +213,8 @@ static void run_interactive(const neox_model *m, const options *o) {
     }
     tokenizer *tok = tokenizer_load(path);
     free(path);
-    char *tmpl = unescape(o->template);
-    char *mark = strstr(tmpl, "{question}");
-    if (!mark) usage_error("--template has no {question}");
+    prompt_template tmpl;
+    template_parse(&tmpl, "--template", o->template);
     gen_opts go = o->gen;
     go.batch = 1;
     generator g;
@@ -246,11 +231,11 @@ static void run_interactive(const neox_model *m, const options *o) {
         if (!(line = line_reader_next(lr, &len))) break;
         if (len == 0) continue;
         /* One encode of the whole prompt: BPE splits depend on neighbours. */
-        size_t head = (size_t)(mark - tmpl), tail = strlen(mark + 10);
+        size_t head = strlen(tmpl.prefix), tail = strlen(tmpl.suffix);
         char *prompt = xmalloc(head + len + tail + 1);
-        memcpy(prompt, tmpl, head);
+        memcpy(prompt, tmpl.prefix, head);
         memcpy(prompt + head, line, len);
-        memcpy(prompt + head + len, mark + 10, tail + 1);
+        memcpy(prompt + head + len, tmpl.suffix, tail + 1);
         token_ids ids = {0};
         int bad = tokenizer_encode(tok, prompt, head + len + tail, &ids, NULL) != 0;
         free(prompt);
@@ -276,7 +261,7 @@ static void run_interactive(const neox_model *m, const options *o) {
     line_reader_close(lr);
     generator_free(&g);
     tokenizer_free(tok);
-    free(tmpl);
+    template_free(&tmpl);
 }
 
 int main(int argc, char **argv) {

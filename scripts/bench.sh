@@ -5,7 +5,7 @@
 #
 #   BENCH_CONFIG  model shape (default data/pythia-410m.config.json)
 #   BENCH_STEPS   optimizer steps timed for training (default 6)
-#   BENCH_DTYPES  training products to time (default "fp32 bf16")
+#   BENCH_DTYPES  products to time, training and generation (default "fp32 bf16")
 #   OUT           output directory (default out)
 #   NODE_PATH     where the npm package tokenizers is, for the HF comparison
 set -eu
@@ -39,15 +39,17 @@ if command -v node >/dev/null && node -e "require('tokenizers')" 2>/dev/null; th
 fi
 row "tokenizer load" "$(sed -n 's/^load: \([0-9.]* ms\).*peak memory \([0-9.]* MB\).*/\1, \2 peak/p' "$dir/bpe.txt")" "whole process"
 
-echo "bench: generation ($config)..." >&2
-build/bench/gen_bench -c "$config" >"$dir/gen.txt"
-for b in 1 8; do
-	line=$(grep "^batch $b:" "$dir/gen.txt" || true)
-	[ -n "$line" ] || continue
-	row "neox-gen batch $b, $(basename "$config" .config.json)" \
-		"$(echo "$line" | sed 's/^batch [0-9]*: \([^(]*\) (.*/\1/')" "fp32, $threads threads, BLAS $core"
+for dtype in $dtypes; do
+	echo "bench: generation ($config, $dtype)..." >&2
+	build/bench/gen_bench -c "$config" --dtype "$dtype" >"$dir/gen-$dtype.txt"
+	for b in 1 8; do
+		line=$(grep "^batch $b:" "$dir/gen-$dtype.txt" || true)
+		[ -n "$line" ] || continue
+		row "neox-gen $dtype batch $b, $(basename "$config" .config.json)" \
+			"$(echo "$line" | sed 's/^batch [0-9]*: \([^(]*\) (.*/\1/')" "$threads threads, BLAS $core"
+	done
+	row "neox-gen $dtype peak RSS" "$(sed -n 's/^peak RSS: //p' "$dir/gen-$dtype.txt")" "batch 8"
 done
-row "neox-gen peak RSS" "$(sed -n 's/^peak RSS: //p' "$dir/gen.txt")" "fp32 weights"
 
 echo "bench: training ($config, $steps steps)..." >&2
 bin/jsonl-split --part train data/lamini_docs.jsonl | bin/bpe-encode --template '### Question:\n{question}\n\n### Answer:' |

@@ -29,7 +29,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     if (eos < 0) die("the tokenizer has no <|endoftext|>");
     plain = (encode_opts){.tok = tok, .eos = 1, .eos_id = (uint32_t)eos};
     templated = plain;
-    set_template(&templated, "Q: {question}\\nA:");
+    template_parse(&templated.tmpl, "--template", "Q: {question}\\nA:");
     return 0;
 }
 

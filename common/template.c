@@ -1,0 +1,35 @@
+/* template.c — see template.h. */
+#include "template.h"
+#include "cli.h"
+#include "utf8.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MARK "{question}"
+
+void template_parse(prompt_template *t, const char *opt, const char *arg) {
+    size_t n = strlen(arg);
+    if (utf8_valid_prefix(arg, n) != n) usage_error("%s: not valid UTF-8", opt);
+    char *text = xmalloc(n + 1), *o = text;
+    for (const char *s = arg; *s; s++) {
+        if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
+            s++;
+            *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\';
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    char *at = strstr(text, MARK);
+    if (!at) usage_error("%s: no %s in '%s'", opt, MARK, arg);
+    t->suffix = xstrdup(at + strlen(MARK));
+    *at = '\0';
+    t->prefix = text;
+}
+
+void template_free(prompt_template *t) {
+    free(t->prefix);
+    free(t->suffix);
+    t->prefix = t->suffix = NULL;
+}
