@@ -35,6 +35,9 @@ BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all check test deps install uninstall clean bench check-asan
 .DELETE_ON_ERROR:
+# Keep the object files of tools and tests (make would delete them as
+# intermediates, and rebuild them every time).
+.SECONDARY:
 
 all: $(TOOLS:%=$(BIN)/%) $(UNIT_BIN) $(BENCH_BIN)
 
@@ -70,14 +73,14 @@ test: all
 	  prove --exec '' $(sort $(wildcard tests/t*.sh)) $(UNIT_BIN)
 
 check: deps
-	$(MAKE) test
-	$(MAKE) check-asan
+	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory check-asan
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer, in
 # its own build directory. Slow fidelity tests skip themselves here
 # (TUNEPIPE_SANITIZE is set).
 check-asan:
-	$(MAKE) BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
+	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
 	  CFLAGS='-O1 -g $(ARCH) -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer' \
 	  LDFLAGS='-fsanitize=address,undefined' \
 	  TUNEPIPE_SANITIZE=1 test
