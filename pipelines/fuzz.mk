@@ -50,8 +50,6 @@ FUZZ_FLAGS_eval = -dict=$(FUZZ_DICT)
 .PHONY: fuzz fuzz-build fuzz-merge fuzz-regress $(FUZZ_TARGETS:%=fuzz-%)
 
 all: $(FUZZ_REPLAY)
-# Keep the harness objects make would otherwise delete as intermediates.
-.SECONDARY: $(patsubst %.c,$(BUILD)/%.o,$(FUZZ_SRC) $(FUZZ_SUPPORT) tests/fuzz/replay.c)
 
 $(BUILD)/fuzz/%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/support.o $(BUILD)/tests/fuzz/replay.o \
                         $(BUILD)/libtunepipe.a
