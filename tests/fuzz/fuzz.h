@@ -44,6 +44,9 @@ void fuzz_reject(const char *reason);
 
 /* An anonymous in-memory file holding the bytes, positioned at 0. */
 int fuzz_memfd(const uint8_t *data, size_t size);
+/* A memfd holding content compressed into zstd frames of frame_len bytes,
+ * like a writer that flushed at those points; positioned at its start. */
+int fuzz_framed_memfd(const uint8_t *content, size_t size, size_t frame_len);
 /* "/proc/self/fd/N": a path for APIs that take one. */
 const char *fuzz_fd_path(int fd, char buf[32]);
 /* The whole content of fd (rewound first), NUL-terminated; *len its length. */

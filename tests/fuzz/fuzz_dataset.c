@@ -23,21 +23,6 @@
 #define VOCAB 512
 #define POSITIONS 64
 
-__attribute__((noinline)) static int framed_memfd(const uint8_t *content, size_t size, size_t frame_len) {
-    int fd = fuzz_memfd(NULL, 0);
-    size_t cap = ZSTD_compressBound(frame_len);
-    unsigned char *frame = xmalloc(cap);
-    for (size_t off = 0; off < size; off += frame_len) {
-        size_t n = size - off < frame_len ? size - off : frame_len;
-        size_t z = ZSTD_compress(frame, cap, content + off, n, 1);
-        if (ZSTD_isError(z)) abort();
-        write_all(fd, frame, z);
-    }
-    free(frame);
-    lseek(fd, 0, SEEK_SET);
-    return fd;
-}
-
 static void check_examples(const dataset *d) {
     size_t targets = 0, tokens = 0;
     for (size_t i = 0; i < d->n; i++) {
@@ -68,7 +53,7 @@ static void check_examples(const dataset *d) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
-    int fd = framed_memfd(data + 2, size - 2, 16 * ((size_t)data[0] + 1));
+    int fd = fuzz_framed_memfd(data + 2, size - 2, 16 * ((size_t)data[0] + 1));
     dataset d;
     volatile int finished = 0;
     fuzz_catch_die();

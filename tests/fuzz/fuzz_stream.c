@@ -20,23 +20,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-/* Compresses content into frames of frame_len bytes, like a writer that
- * flushed at those points. */
-__attribute__((noinline)) static int framed_memfd(const uint8_t *content, size_t size, size_t frame_len) {
-    int fd = fuzz_memfd(NULL, 0);
-    size_t cap = ZSTD_compressBound(frame_len);
-    unsigned char *frame = xmalloc(cap);
-    for (size_t off = 0; off < size; off += frame_len) {
-        size_t n = size - off < frame_len ? size - off : frame_len;
-        size_t z = ZSTD_compress(frame, cap, content + off, n, 1);
-        if (ZSTD_isError(z)) abort();
-        write_all(fd, frame, z);
-    }
-    free(frame);
-    lseek(fd, 0, SEEK_SET);
-    return fd;
-}
-
 static void check_equal(const record *a, const record *b, uint64_t k) {
     FUZZ_CHECK(a->id == b->id && a->nseg == b->nseg, "record %llu: id or segment count changed",
                (unsigned long long)k);
@@ -51,7 +34,7 @@ static void check_equal(const record *a, const record *b, uint64_t k) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
-    int in_fd = data[0] & 1 ? framed_memfd(data + 2, size - 2, 16 * ((size_t)data[1] + 1))
+    int in_fd = data[0] & 1 ? fuzz_framed_memfd(data + 2, size - 2, 16 * ((size_t)data[1] + 1))
                             : fuzz_memfd(data + 1, size - 1);
     int out_fd = fuzz_memfd(NULL, 0);
     stream_reader *volatile sr = stream_reader_open(in_fd, "-");

@@ -234,3 +234,18 @@ void fuzz_track_end(int release) {
 void fuzz_track_begin(void) {}
 void fuzz_track_end(int release) {}
 #endif
+
+int fuzz_framed_memfd(const uint8_t *content, size_t size, size_t frame_len) {
+    int fd = fuzz_memfd(NULL, 0);
+    size_t cap = ZSTD_compressBound(frame_len);
+    unsigned char *frame = xmalloc(cap);
+    for (size_t off = 0; off < size; off += frame_len) {
+        size_t n = size - off < frame_len ? size - off : frame_len;
+        size_t z = ZSTD_compress(frame, cap, content + off, n, 1);
+        if (ZSTD_isError(z)) abort();
+        write_all(fd, frame, z);
+    }
+    free(frame);
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+}
