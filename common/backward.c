@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "parallel.h"
+#include "vecmath.h"
 
 /* Rows per chunk of layernorm_backward's weight-gradient sums: the chunks,
  * not the threads, fix the summation order, so results do not depend on
@@ -167,7 +168,20 @@ typedef struct {
 static void gelu_backward_range(void *arg, size_t begin, size_t end, int part) {
     const gelu_bw_ctx *c = arg;
     const float inv_sqrt_2pi = 0.3989422804014327f;
-    for (size_t i = begin; i < end; i++) {
+    size_t i = begin;
+#if VECMATH_WIDTH
+    const __m512 half = _mm512_set1_ps(0.5f), sqrt1_2 = _mm512_set1_ps((float)M_SQRT1_2);
+    const __m512 neg_half = _mm512_set1_ps(-0.5f), pdf_scale = _mm512_set1_ps(inv_sqrt_2pi);
+    for (; i < end; i += VECMATH_WIDTH) {
+        __mmask16 k = end - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (end - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(k, c->inp + i);
+        __m512 cdf = _mm512_fmadd_ps(half, vec_erf(_mm512_mul_ps(x, sqrt1_2)), half);
+        __m512 pdf = _mm512_mul_ps(pdf_scale, vec_exp(_mm512_mul_ps(neg_half, _mm512_mul_ps(x, x))));
+        __m512 dgelu = _mm512_fmadd_ps(x, pdf, cdf);
+        _mm512_mask_storeu_ps(c->dinp + i, k, _mm512_mul_ps(dgelu, _mm512_maskz_loadu_ps(k, c->dout + i)));
+    }
+#endif
+    for (; i < end; i++) {
         float x = c->inp[i];
         float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
         float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
@@ -192,6 +206,25 @@ void embedding_backward(float *dwte, const float *dout, const uint32_t *ids, int
  * and their sum in *sum. */
 static double row_crossentropy(const float *row, uint32_t target, int V, float *ex, double *sum) {
     double target_logit = row[target]; /* ex may be row */
+#if VECMATH_WIDTH
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < V; i += VECMATH_WIDTH) {
+        __mmask16 k = V - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (V - i)) - 1);
+        vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_maskz_loadu_ps(k, row + i));
+    }
+    float mx = _mm512_reduce_max_ps(vmax);
+    /* the sum in double, as the scalar loop below, over 16 lanes */
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    for (int i = 0; i < V; i += VECMATH_WIDTH) {
+        __mmask16 k = V - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (V - i)) - 1);
+        __m512 e = vec_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), _mm512_set1_ps(mx)));
+        e = _mm512_maskz_mov_ps(k, e);
+        if (ex) _mm512_mask_storeu_ps(ex + i, k, e);
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    double s = _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+#else
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = row[i] > mx ? row[i] : mx;
     double s = 0;
@@ -200,6 +233,7 @@ static double row_crossentropy(const float *row, uint32_t target, int V, float *
         if (ex) ex[i] = e;
         s += e;
     }
+#endif
     if (sum) *sum = s;
     return log(s) - (target_logit - mx);
 }

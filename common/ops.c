@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gemv.h"
+#include "vecmath.h"
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *w, const float *b, int N, int C, float eps) {
@@ -74,6 +75,21 @@ void rotary_forward(float *qkv, const float *cos_t, const float *sin_t, int pos0
 
 /* row [n]: softmax in place over its first n entries. */
 static void softmax_row(float *row, int n) {
+#if VECMATH_WIDTH
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += VECMATH_WIDTH) {
+        __mmask16 k = n - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_maskz_loadu_ps(k, row + i));
+    }
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), vsum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += VECMATH_WIDTH) {
+        __mmask16 k = n - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = _mm512_maskz_mov_ps(k, vec_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), mx)));
+        _mm512_mask_storeu_ps(row + i, k, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    float sum = _mm512_reduce_add_ps(vsum);
+#else
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = row[i] > mx ? row[i] : mx;
     float sum = 0;
@@ -81,6 +97,7 @@ static void softmax_row(float *row, int n) {
         row[i] = expf(row[i] - mx);
         sum += row[i];
     }
+#endif
     float inv = 1.0f / sum;
     for (int i = 0; i < n; i++) row[i] *= inv;
 }
@@ -104,11 +121,20 @@ void attention_forward(float *out, float *att, const float *qkv, int T, int NH, 
     }
 }
 
+static float gelu_scalar(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+
 void gelu_forward(float *out, const float *inp, int N) {
-    for (int i = 0; i < N; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    int i = 0;
+#if VECMATH_WIDTH
+    const __m512 half = _mm512_set1_ps(0.5f), sqrt1_2 = _mm512_set1_ps((float)M_SQRT1_2);
+    for (; i < N; i += VECMATH_WIDTH) {
+        __mmask16 k = N - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (N - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+        __m512 cdf = _mm512_fmadd_ps(half, vec_erf(_mm512_mul_ps(x, sqrt1_2)), half);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, cdf));
     }
+#endif
+    for (; i < N; i++) out[i] = gelu_scalar(inp[i]);
 }
 
 void residual_forward(float *out, const float *a, const float *b, int N) {
