@@ -156,7 +156,9 @@ static void pack_run(void *arg, int thread, int nthreads) {
     case PACK_A_TRANSPOSED:
         gemm_pack_a_transposed(p->dst, p->lda, p->x, p->ldx, p->rows, p->cols, u0, u1);
         break;
-    case PACK_B: gemm_pack_b(p->dst, p->x, p->ldx, p->rows, p->cols, u0, u1); break;
+    case PACK_B:
+        gemm_pack_b(p->dst, p->x, p->ldx, p->rows, p->cols, u0, u1, 0, gemm_round_up(p->rows, GEMM_TILE_K));
+        break;
     default: gemm_pack_b_transposed(p->dst, p->x, p->ldx, p->rows, p->cols, u0, u1); break;
     }
 }
@@ -210,6 +212,17 @@ void gemm_weight_pack(gemm_weight *gw) {
         if (!gw->bwd) gw->bwd = alloc_bf16(packed_values(gw->OC, gw->C));
         pack_b_into(gw->bwd, gw->w, gw->OC, gw->C, 0);
     }
+}
+
+void gemm_weight_pack_rows(gemm_weight *gw, int o0, int o1) {
+    if (gemm_current_path() == GEMM_FP32) return;
+    const int OC = gw->OC, C = gw->C;
+    /* The last rows also (re)write the zero padding up to the next multiple of 32. */
+    const int end = o1 == OC ? gemm_round_up(OC, 32) : o1;
+    if (gw->uses & GEMM_FOR_FORWARD)
+        gemm_pack_b_transposed(gw->fwd, gw->w, C, C, OC, o0 / GEMM_TILE_N, end / GEMM_TILE_N);
+    if (gw->uses & GEMM_FOR_BACKWARD)
+        gemm_pack_b(gw->bwd, gw->w, C, OC, C, 0, gemm_round_up(C, 32) / GEMM_TILE_N, o0, end);
 }
 
 size_t gemm_weight_bytes(const gemm_weight *gw) {

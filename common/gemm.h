@@ -63,6 +63,11 @@ void gemm_weight_init(gemm_weight *gw, const float *w, int OC, int C, int uses);
  * to w (each optimizer step). Does nothing on the GEMM_FP32 path. Memory:
  * 2 bytes per weight per use, dimensions rounded up to multiples of 32. */
 void gemm_weight_pack(gemm_weight *gw);
+/* gemm_weight_pack for rows [o0, o1) of w only, on the calling thread:
+ * o0 a multiple of 16, o1 too or OC; gw packed once before. Threads may
+ * re-pack disjoint rows of a weight at once, each right after updating
+ * them, while they are still in its cache. */
+void gemm_weight_pack_rows(gemm_weight *gw, int o0, int o1);
 /* Bytes the bf16 copies of gw take (0 when not packed). */
 size_t gemm_weight_bytes(const gemm_weight *gw);
 void gemm_weight_free(gemm_weight *gw);

@@ -145,13 +145,14 @@ void gemm_pack_a_transposed(uint16_t *dst, int lda, const float *x, long ldx, in
     }
 }
 
-void gemm_pack_b(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1) {
+void gemm_pack_b(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1, int k_begin,
+                 int k_end) {
     const int Kpad = gemm_round_up(K, GEMM_TILE_K);
     for (int s = s0; s < s1; s++) {
         const int n = s * GEMM_TILE_N;
         __mmask16 cols = first_n(N - n);
         uint16_t *d = dst + (size_t)s * Kpad * GEMM_TILE_N;
-        for (int r = 0; r < Kpad / 2; r++) {
+        for (int r = k_begin / 2; r < k_end / 2; r++) {
             int k0 = 2 * r;
             __m512 v0 = k0 < K ? _mm512_maskz_loadu_ps(cols, x + (size_t)k0 * ldx + n) : _mm512_setzero_ps();
             __m512 v1 = k0 + 1 < K ? _mm512_maskz_loadu_ps(cols, x + (size_t)(k0 + 1) * ldx + n)

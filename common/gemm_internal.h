@@ -52,8 +52,10 @@ void gemm_pack_a(uint16_t *dst, int lda, const float *x, long ldx, int M, int K,
 /* A from the transpose of x[K, M] (row stride ldx); r0, r1 multiples of 16. */
 void gemm_pack_a_transposed(uint16_t *dst, int lda, const float *x, long ldx, int M, int K,
                             int r0, int r1);
-/* B from x[K, N] (row stride ldx): strips s0..s1. */
-void gemm_pack_b(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1);
+/* B from x[K, N] (row stride ldx): strips s0..s1, padded rows
+ * k_begin..k_end of each (even; 0, Kpad for all). */
+void gemm_pack_b(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1, int k_begin,
+                 int k_end);
 /* B from the transpose of x[N, K] (row stride ldx): strips s0..s1. */
 void gemm_pack_b_transposed(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1);
 

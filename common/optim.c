@@ -97,19 +97,23 @@ double grad_sum_squares(const float *grad, size_t n) {
 
 /* ---- AdamW ------------------------------------------------------------- */
 
-typedef struct {
-    float *param, *grad, *m, *v;
-    const param_span *spans;
-    int nspans;
-    float beta1, beta2, eps, decay_keep, step_size, bc2_sqrt, grad_factor;
-} adamw_ctx;
+adamw_consts adamw_step_consts(const adamw_hparams *h, double lr, long t, float grad_factor) {
+    double bc1 = 1.0 - pow(h->beta1, (double)t);
+    double bc2 = 1.0 - pow(h->beta2, (double)t);
+    return (adamw_consts){
+        .beta1 = (float)h->beta1, .beta2 = (float)h->beta2, .eps = (float)h->eps,
+        .decay_keep = (float)(1.0 - lr * h->weight_decay),
+        .step_size = (float)(lr / bc1), .bc2_sqrt = (float)sqrt(bc2),
+        .grad_factor = grad_factor,
+    };
+}
 
 /* torch's single-tensor AdamW in float32, operation by operation (no fused
  * multiply-adds, so the vector and scalar paths agree bit for bit):
  *   p *= 1 - lr wd (decayed tensors); m = lerp(m, g, 1 - b1) = m + (1-b1)(g - m);
  *   v = v b2 + (1-b2) g²; p += -step_size · m / (sqrt(v) / sqrt(bc2) + eps). */
-static void adamw_elements(const adamw_ctx *c, size_t begin, size_t end, int decay) {
-    float *restrict p = c->param, *restrict g = c->grad, *restrict m = c->m, *restrict v = c->v;
+void adamw_update(const adamw_consts *c, float *restrict p, float *restrict g, float *restrict m,
+                  float *restrict v, size_t begin, size_t end, int decay) {
     const float b2 = c->beta2, one_b2 = 1.0f - c->beta2, w1 = 1.0f - c->beta1;
     const float keep = decay ? c->decay_keep : 1.0f, neg_step = -c->step_size;
     size_t i = begin;
@@ -146,13 +150,20 @@ static void adamw_elements(const adamw_ctx *c, size_t begin, size_t end, int dec
     }
 }
 
+typedef struct {
+    float *param, *grad, *m, *v;
+    const param_span *spans;
+    int nspans;
+    adamw_consts k;
+} adamw_ctx;
+
 static void adamw_range(void *arg, size_t begin, size_t end, int part) {
     const adamw_ctx *c = arg;
     for (int s = 0; s < c->nspans; s++) {
         size_t lo = c->spans[s].offset, hi = lo + c->spans[s].count;
         if (lo < begin) lo = begin;
         if (hi > end) hi = end;
-        if (lo < hi) adamw_elements(c, lo, hi, c->spans[s].decay);
+        if (lo < hi) adamw_update(&c->k, c->param, c->grad, c->m, c->v, lo, hi, c->spans[s].decay);
     }
 }
 
@@ -162,14 +173,6 @@ void adamw_step(float *param, float *grad, float *m, float *v,
     size_t n = 0;
     for (int s = 0; s < nspans; s++)
         if (spans[s].offset + spans[s].count > n) n = spans[s].offset + spans[s].count;
-    double bc1 = 1.0 - pow(h->beta1, (double)t);
-    double bc2 = 1.0 - pow(h->beta2, (double)t);
-    adamw_ctx c = {
-        .param = param, .grad = grad, .m = m, .v = v, .spans = spans, .nspans = nspans,
-        .beta1 = (float)h->beta1, .beta2 = (float)h->beta2, .eps = (float)h->eps,
-        .decay_keep = (float)(1.0 - lr * h->weight_decay),
-        .step_size = (float)(lr / bc1), .bc2_sqrt = (float)sqrt(bc2),
-        .grad_factor = grad_factor,
-    };
+    adamw_ctx c = {param, grad, m, v, spans, nspans, adamw_step_consts(h, lr, t, grad_factor)};
     parallel_for(n, 1u << 16, adamw_range, &c);
 }

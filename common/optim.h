@@ -44,6 +44,17 @@ void adamw_step(float *param, float *grad, float *m, float *v,
                 const param_span *spans, int nspans,
                 const adamw_hparams *h, double lr, long t, float grad_factor);
 
+/* adamw_step's per-step constants, for callers that walk the parameters
+ * themselves (the trainer updates a weight and re-packs its bf16 copies
+ * piece by piece). */
+typedef struct {
+    float beta1, beta2, eps, decay_keep, step_size, bc2_sqrt, grad_factor;
+} adamw_consts;
+adamw_consts adamw_step_consts(const adamw_hparams *h, double lr, long t, float grad_factor);
+/* adamw_step on elements [begin, end) of the flat arrays, on the calling thread. */
+void adamw_update(const adamw_consts *k, float *param, float *grad, float *m, float *v,
+                  size_t begin, size_t end, int decay);
+
 /* Sum of squares of grad[0..n), accumulated in double. */
 double grad_sum_squares(const float *grad, size_t n);
 

@@ -2,6 +2,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,8 @@
 #include "parallel.h"
 
 /* ---- setup ---------------------------------------------------------------- */
+
+static void plan_update(trainer *t);
 
 void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip) {
     memset(t, 0, sizeof *t);
@@ -30,12 +33,53 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
          * exactly the tensors of two dimensions here. */
         t->spans[i] = (param_span){tt->offset, tt->numel, tt->ndim >= 2};
     }
+    plan_update(t);
+}
+
+/* Parameters per update piece: the four arrays AdamW walks (1 MB) stay in
+ * the core's L2 cache while a weight's rows are re-packed from them. */
+#define UPDATE_PIECE_PARAMS 65536
+
+static gemm_weight *bf16_copy_of(model_gemm *g, const neox_model *m, const float *w) {
+    if (g->lm_head.w == w) return &g->lm_head;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        gemm_weight *all[] = {&g->qkv[l], &g->attn_proj[l], &g->fc[l], &g->fc_proj[l]};
+        for (int i = 0; i < 4; i++)
+            if (all[i]->w == w) return all[i];
+    }
+    return NULL;
+}
+
+/* Cuts the parameter block into the pieces of trainer_step's update: a
+ * weight with bf16 copies in whole multiples of 16 rows, the rest in
+ * chunks of UPDATE_PIECE_PARAMS. */
+static void plan_update(trainer *t) {
+    size_t n = 0;
+    for (int i = 0; i < t->nspans; i++) n += t->spans[i].count / UPDATE_PIECE_PARAMS + 2;
+    t->pieces = xrealloc(t->pieces, n * sizeof *t->pieces);
+    t->npieces = 0;
+    for (int i = 0; i < t->nspans; i++) {
+        const param_span *sp = &t->spans[i];
+        gemm_weight *gw = t->bf16 ? bf16_copy_of(&t->gemm, t->model, t->model->params + sp->offset) : NULL;
+        size_t step = UPDATE_PIECE_PARAMS;
+        if (gw) {
+            int rows = UPDATE_PIECE_PARAMS / gw->C / 16 * 16;
+            step = (size_t)(rows > 16 ? rows : 16) * gw->C;
+        }
+        for (size_t b = 0; b < sp->count; b += step) {
+            size_t e = b + step < sp->count ? b + step : sp->count;
+            update_piece *p = &t->pieces[t->npieces++];
+            *p = (update_piece){sp->offset + b, sp->offset + e, sp->decay, gw, 0, 0};
+            if (gw) p->row0 = (int)(b / gw->C), p->row1 = (int)(e / gw->C);
+        }
+    }
 }
 
 void trainer_use_bf16(trainer *t) {
     if (t->bf16) return;
     model_gemm_init(&t->gemm, t->model);
     t->bf16 = t->bf16_stale = 1;
+    plan_update(t);
 }
 
 /* The products' view of the weights, packed when they changed. */
@@ -53,6 +97,7 @@ void trainer_free(trainer *t) {
     free(t->adam_v);
     model_free_views(&t->grad_views);
     free(t->spans);
+    free(t->pieces);
     train_acts_free(&t->acts);
     free(t->seq_start);
     free(t->row_pos);
@@ -135,14 +180,39 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
     return res;
 }
 
+typedef struct {
+    trainer *t;
+    adamw_consts k;
+    int repack;
+    atomic_int next;
+} update_ctx;
+
+/* Pieces are taken in turn as threads free up: they differ in cost. */
+static void update_pieces(void *arg, int thread, int nthreads) {
+    update_ctx *c = arg;
+    trainer *t = c->t;
+    (void)thread;
+    (void)nthreads;
+    int i;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < t->npieces) {
+        const update_piece *p = &t->pieces[i];
+        adamw_update(&c->k, t->model->params, t->grad, t->adam_m, t->adam_v, p->begin, p->end, p->decay);
+        if (c->repack && p->gw) gemm_weight_pack_rows(p->gw, p->row0, p->row1);
+    }
+}
+
 step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr) {
     step_result res = trainer_gradients(t, d, ex, n);
     float factor = (float)clip_factor(res.grad_norm, t->clip);
     t->step++;
     double t0 = now_seconds();
-    adamw_step(t->model->params, t->grad, t->adam_m, t->adam_v, t->spans, t->nspans, &t->adam,
-               lr, t->step, factor);
-    t->bf16_stale = 1;
+    /* AdamW, and the bf16 copies of each weight's rows re-made right after
+     * their update (when the copies are current otherwise). */
+    update_ctx c = {.t = t, .k = adamw_step_consts(&t->adam, lr, t->step, factor),
+                    .repack = t->bf16 && !t->bf16_stale};
+    atomic_init(&c.next, 0);
+    parallel_run(update_pieces, &c);
+    if (t->bf16 && !c.repack) t->bf16_stale = 1;
     t->time_optimizer += now_seconds() - t0;
     return res;
 }

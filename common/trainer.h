@@ -25,12 +25,23 @@
  * enough that activations of pythia-410m stay around a gigabyte. */
 #define TRAIN_PACK_TOKENS 512
 
+/* A piece of the optimizer step: parameters [begin, end) of the flat
+ * block; when gw is set, they are rows [row0, row1) of its weight. */
+typedef struct {
+    size_t begin, end;
+    int decay;
+    gemm_weight *gw;
+    int row0, row1;
+} update_piece;
+
 typedef struct {
     neox_model *model;
     float *grad, *adam_m, *adam_v;  /* flat blocks like model->params */
     neox_params grad_views;
     param_span *spans;              /* one per tensor, decay on 2-D weights */
     int nspans;
+    update_piece *pieces;           /* the step's update, in order */
+    int npieces;
     adamw_hparams adam;
     double clip;                    /* max global norm; <= 0: none */
     int pack_tokens;

@@ -158,6 +158,28 @@ static void check_shape(int T, int C, int OC) {
     free(ref[0]), free(ref[1]), free(scale), free(dbias_ref), free(dbias_scale);
 }
 
+/* Re-packing a changed weight 16 rows at a time (and the rest at the end)
+ * gives the same bytes as packing it whole. */
+static void check_pack_rows(int OC, int C) {
+    const char *path = gemm_path_name(gemm_current_path());
+    float *w = malloc((size_t)OC * C * sizeof *w);
+    for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = (float)i * 0.25f - 3.0f;
+    gemm_weight piecewise, whole;
+    gemm_weight_init(&piecewise, w, OC, C, GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD);
+    gemm_weight_init(&whole, w, OC, C, GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD);
+    gemm_weight_pack(&piecewise);
+    for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = 1.0f / (float)(i + 1);
+    for (int o = 0; o < OC; o += 16) gemm_weight_pack_rows(&piecewise, o, o + 16 < OC ? o + 16 : OC);
+    gemm_weight_pack(&whole);
+    size_t bytes = gemm_weight_bytes(&whole);
+    ok(bytes == gemm_weight_bytes(&piecewise) && memcmp(piecewise.fwd, whole.fwd, bytes / 2) == 0 &&
+           memcmp(piecewise.bwd, whole.bwd, bytes / 2) == 0,
+       "%s re-packing %dx%d by 16 rows equals packing it whole", path, OC, C);
+    gemm_weight_free(&piecewise);
+    gemm_weight_free(&whole);
+    free(w);
+}
+
 static void check_conversion(void) {
     ok(gemm_fp32_to_bf16(1.0f) == 0x3f80 && gemm_bf16_to_fp32(0x3f80) == 1.0f, "1.0 converts exactly");
     ok(gemm_fp32_to_bf16(1.0f + 0x1.0p-8f) == 0x3f80, "a tie rounds down to even");
@@ -221,6 +243,11 @@ int main(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             if (sanitized && shapes[s][1] * shapes[s][2] > 50000) continue;
             check_shape(shapes[s][0], shapes[s][1], shapes[s][2]);
+        }
+        if (p != GEMM_FP32) {
+            check_pack_rows(50, 33);
+            check_pack_rows(96, 64);
+            check_pack_rows(520, 70);
         }
     }
     return done_testing();

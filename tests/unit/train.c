@@ -296,6 +296,64 @@ static void test_thread_invariance(void) {
     model_free(&m);
 }
 
+/* In bf16, the optimizer step re-packs each weight's bf16 copies as it
+ * updates it: after some steps they are what packing the weights anew
+ * gives, byte for byte, and the step is the one adamw_step takes. */
+static void test_bf16_update(void) {
+    if (gemm_current_path() == GEMM_FP32) {
+        ok(1, "# SKIP no bf16 products on this CPU");
+        ok(1, "# SKIP no bf16 products on this CPU");
+        return;
+    }
+    neox_model m, twin;
+    load_model(&m);
+    load_model(&twin);
+    dataset d;
+    load_examples(&d, LOSS_ANSWER);
+    trainer t;
+    adamw_hparams h = {0.9, 0.999, 1e-8, 0.1};
+    trainer_init(&t, &m, &h, 1.0);
+    trainer_use_bf16(&t);
+    float *m1 = xcalloc(m.num_params, sizeof(float)), *v1 = xcalloc(m.num_params, sizeof(float));
+    size_t ex[4] = {0, 1, 2, 3};
+    int same_update = 1;
+    for (int s = 0; s < 3; s++) {
+        step_result r = trainer_gradients(&t, &d, ex, 4);
+        float *g = xmalloc(m.num_params * sizeof(float));
+        memcpy(g, t.grad, m.num_params * sizeof(float));
+        memset(t.grad, 0, m.num_params * sizeof(float));
+        trainer_step(&t, &d, ex, 4, 1e-3);
+        adamw_step(twin.params, g, m1, v1, t.spans, t.nspans, &h, 1e-3, s + 1,
+                   (float)clip_factor(r.grad_norm, 1.0));
+        same_update &= memcmp(m.params, twin.params, m.num_params * sizeof(float)) == 0;
+        memcpy(twin.params, m.params, m.num_params * sizeof(float));
+        free(g);
+    }
+    ok(same_update, "bf16: the piecewise update is adamw_step's, bit for bit");
+    model_gemm fresh;
+    model_gemm_init(&fresh, &m);
+    model_gemm_pack(&fresh, &m);
+    int same = 1;
+    for (int l = 0; l < m.cfg.num_layers; l++) {
+        const gemm_weight *a[] = {&t.gemm.qkv[l], &t.gemm.attn_proj[l], &t.gemm.fc[l], &t.gemm.fc_proj[l]};
+        const gemm_weight *b[] = {&fresh.qkv[l], &fresh.attn_proj[l], &fresh.fc[l], &fresh.fc_proj[l]};
+        for (int i = 0; i < 4; i++) {
+            size_t half = gemm_weight_bytes(b[i]) / 2;
+            same &= memcmp(a[i]->fwd, b[i]->fwd, half) == 0 && memcmp(a[i]->bwd, b[i]->bwd, half) == 0;
+        }
+    }
+    size_t half = gemm_weight_bytes(&fresh.lm_head) / 2;
+    same &= memcmp(t.gemm.lm_head.fwd, fresh.lm_head.fwd, half) == 0 &&
+            memcmp(t.gemm.lm_head.bwd, fresh.lm_head.bwd, half) == 0;
+    ok(same, "bf16: after 3 steps the copies re-packed in the update equal a fresh packing");
+    model_gemm_free(&fresh, &m);
+    free(m1), free(v1);
+    trainer_free(&t);
+    dataset_free(&d);
+    model_free(&m);
+    model_free(&twin);
+}
+
 /* Writes the 8 examples as a stream, padded (as pad-trunc pads) or not. */
 static void write_stream(const char *path, int padded) {
     FILE *f = fopen(path, "wb");
@@ -456,6 +514,7 @@ int main(void) {
     test_packing_invariance();
     test_thread_invariance();
     test_padding_invariance();
+    test_bf16_update();
     st_close(&ref);
     return done_testing();
 }
