@@ -88,11 +88,11 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
             memset(dinp, 0, (size_t)N * C * sizeof(float));
             gemm_backward_input(dinp, dout, gw, N);
         }
-        gemm_backward_weight(dw, dbias, dout, inp, N, OC, C);
-        return;
+        gemm_backward_weight(dw, NULL, dout, inp, N, OC, C);
+    } else {
+        if (dinp) parallel_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+        parallel_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     }
-    if (dinp) parallel_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-    parallel_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (dbias) {
         column_sum_ctx c = {dbias, dout, N, OC};
         parallel_for((size_t)OC, 64, column_sums, &c);
