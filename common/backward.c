@@ -81,19 +81,20 @@ static void column_sums(void *arg, size_t begin, size_t end, int part) {
     }
 }
 
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
-                     const float *inp, const float *w, const gemm_weight *gw, int N, int C, int OC) {
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate) {
     if (gw) {
         if (dinp) {
             memset(dinp, 0, (size_t)N * C * sizeof(float));
             gemm_backward_input(dinp, dout, gw, N);
         }
-        gemm_backward_weight(dw, NULL, dout, inp, N, OC, C);
+        gemm_backward_weight(dw, NULL, dout, inp, N, OC, C, accumulate);
     } else {
         if (dinp) parallel_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-        parallel_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+        parallel_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, accumulate ? 1.0f : 0.0f, dw, C);
     }
     if (dbias) {
+        if (!accumulate) memset(dbias, 0, (size_t)OC * sizeof *dbias);
         column_sum_ctx c = {dbias, dout, N, OC};
         parallel_for((size_t)OC, 64, column_sums, &c);
     }
@@ -331,7 +332,7 @@ void train_acts_free(train_acts *a) {
 static void attention_branch_backward(const neox_model *m, const model_gemm *g,
                                       const neox_layer_params *gl, const neox_layer_params *pl,
                                       train_acts *a, const neox_pack *pack, int l,
-                                      const float *resid_in) {
+                                      const float *resid_in, int accumulate) {
     const neox_config *cfg = &m->cfg;
     int T = a->f.T, C = cfg->hidden_size, NH = cfg->num_heads, hd = cfg->head_dim;
     size_t TC = (size_t)T * C;
@@ -346,23 +347,38 @@ static void attention_branch_backward(const neox_model *m, const model_gemm *g,
         att += (size_t)NH * n * n;
     }
     matmul_backward(a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->f.ln1 + l * TC, pl->qkv_w,
-                    g ? &g->qkv[l] : NULL, T, C, 3 * C);
+                    g ? &g->qkv[l] : NULL, T, C, 3 * C, accumulate);
     layernorm_backward(a->dresid, gl->ln1_w, gl->ln1_b, a->dln, resid_in,
                        pl->ln1_w, a->f.ln1_mean + (size_t)l * T, a->f.ln1_rstd + (size_t)l * T, T, C);
 }
 
+/* The gradients that are only ever added to: the layer norms', and the
+ * input embedding's unless tied to embed_out (whose product writes it). */
+static void zero_accumulated_only(const neox_model *m, const neox_params *grads) {
+    size_t C = (size_t)m->cfg.hidden_size;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const neox_layer_params *gl = &grads->layers[l];
+        float *ln[] = {gl->ln1_w, gl->ln1_b, gl->ln2_w, gl->ln2_b};
+        for (int i = 0; i < 4; i++) memset(ln[i], 0, C * sizeof(float));
+    }
+    memset(grads->lnf_w, 0, C * sizeof(float));
+    memset(grads->lnf_b, 0, C * sizeof(float));
+    if (grads->wte != grads->lm_head) memset(grads->wte, 0, (size_t)m->cfg.vocab_size * C * sizeof(float));
+}
+
 void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
-                    train_acts *a, const neox_pack *pack) {
+                    train_acts *a, const neox_pack *pack, int accumulate) {
     const neox_config *cfg = &m->cfg;
     train_acts_reserve(a, cfg, pack);
     int T = a->f.T, R = a->f.R, C = cfg->hidden_size, F = cfg->intermediate_size;
     int V = cfg->vocab_size, L = cfg->num_layers;
     size_t TC = (size_t)T * C, TF = (size_t)T * F;
+    if (!accumulate) zero_accumulated_only(m, grads);
 
     /* embed_out on the loss rows, then final_layer_norm over every token
      * (rows without a loss get zero gradient). */
     matmul_backward(a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, m->p.lm_head,
-                    g ? &g->lm_head : NULL, R, C, V);
+                    g ? &g->lm_head : NULL, R, C, V, accumulate);
     memset(a->dln, 0, TC * sizeof(float));
     for (int r = 0; r < R; r++) {
         float *dst = a->dln + (size_t)pack->row_pos[r] * C;
@@ -383,19 +399,19 @@ void model_backward(const neox_model *m, const model_gemm *g, const neox_params 
             /* Both branches read the layer's output gradient: take the
              * attention branch's share before the MLP adds to it. */
             matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
+                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate);
         matmul_backward(a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->f.fch_gelu + l * TF,
-                        pl->fc_proj_w, g ? &g->fc_proj[l] : NULL, T, F, C);
+                        pl->fc_proj_w, g ? &g->fc_proj[l] : NULL, T, F, C, accumulate);
         gelu_backward(a->dfch, a->f.fch + l * TF, a->dfch, (int)TF);
         matmul_backward(a->dln, gl->fc_w, gl->fc_b, a->dfch, a->f.ln2 + l * TC, pl->fc_w,
-                        g ? &g->fc[l] : NULL, T, C, F);
+                        g ? &g->fc[l] : NULL, T, C, F, accumulate);
         layernorm_backward(a->dresid, gl->ln2_w, gl->ln2_b, a->dln, ln2_in, pl->ln2_w,
                            a->f.ln2_mean + (size_t)l * T, a->f.ln2_rstd + (size_t)l * T, T, C);
         if (!cfg->use_parallel_residual)
             /* dresid is now the gradient at resid_mid = resid + attention. */
             matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C);
-        attention_branch_backward(m, g, gl, pl, a, pack, l, resid_in);
+                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate);
+        attention_branch_backward(m, g, gl, pl, a, pack, l, resid_in, accumulate);
     }
     embedding_backward(grads->wte, a->dresid, pack->ids, T, C);
 }

@@ -20,9 +20,9 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
  * on the worker threads, else through gw's bf16 weights (model_gemm):
  * dinp [N, C] = dout · w (overwritten; skipped when NULL),
  * dw [OC, C] += doutᵀ · inp, dbias [OC] += column sums of dout (when
- * not NULL). */
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
-                     const float *inp, const float *w, const gemm_weight *gw, int N, int C, int OC);
+ * not NULL); "=" for both when !accumulate. */
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate);
 
 /* dqkv [T, NH*3*hd] in place: the gradient with respect to the rotated q
  * and k becomes the gradient with respect to them before rotary_forward
@@ -65,9 +65,10 @@ void train_acts_free(train_acts *a);
 /* Backward of model_forward_pack, given a->f.logits already turned into the
  * gradient of the loss (crossentropy_forward_backward): accumulates the
  * parameter gradients into grads (views of a block laid out like
- * m->params, see model_param_views). g: NULL for fp32 products, else the
- * packed bf16 weights. */
+ * m->params, see model_param_views), or overwrites them when !accumulate
+ * (the first pack of a step: no pass to zero them, no reading zeros back).
+ * g: NULL for fp32 products, else the packed bf16 weights. */
 void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
-                    train_acts *a, const neox_pack *pack);
+                    train_acts *a, const neox_pack *pack, int accumulate);
 
 #endif

@@ -383,17 +383,20 @@ void gemm_backward_input(float *dinp, const float *dout, const gemm_weight *gw, 
 }
 
 void gemm_backward_weight(float *dw, float *dbias, const float *dout, const float *inp,
-                          int T, int OC, int C) {
-    if (T <= 0) return;
+                          int T, int OC, int C, int accumulate) {
+    if (T <= 0) {
+        if (!accumulate) memset(dw, 0, (size_t)OC * C * sizeof *dw);
+        return;
+    }
     if (dbias)
         for (int t = 0; t < T; t++)
             for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)t * OC + o];
     if (gemm_current_path() == GEMM_FP32) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C, 1.0f,
-                    dw, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C,
+                    accumulate ? 1.0f : 0.0f, dw, C);
         return;
     }
     uint16_t *b = scratch(&scratch_b, &scratch_b_size, packed_values(T, C));
     pack_b_into(b, inp, T, C, 0);
-    product_compute(dw, OC, C, T, pack_a(dout, OC, T, 1), b, NULL, 1);
+    product_compute(dw, OC, C, T, pack_a(dout, OC, T, 1), b, NULL, accumulate);
 }

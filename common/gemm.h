@@ -79,10 +79,11 @@ void gemm_forward(float *out, const float *inp, const gemm_weight *gw, const flo
 /* dinp[T, C] += dout[T, OC] · w.  Needs GEMM_FOR_BACKWARD. */
 void gemm_backward_input(float *dinp, const float *dout, const gemm_weight *gw, int T);
 
-/* dw[OC, C] += doutᵀ · inp[T, C];  dbias[OC] += Σ_t dout[t, ·] in fp32
- * (dbias may be NULL). Needs no packed weight. */
+/* dw[OC, C] = (accumulate ? dw : 0) + doutᵀ · inp[T, C];
+ * dbias[OC] += Σ_t dout[t, ·] in fp32 (dbias may be NULL). Needs no packed
+ * weight. */
 void gemm_backward_weight(float *dw, float *dbias, const float *dout, const float *inp,
-                          int T, int OC, int C);
+                          int T, int OC, int C, int accumulate);
 
 /* Round-to-nearest-even conversions (NaN stays NaN, subnormals kept). */
 uint16_t gemm_fp32_to_bf16(float f);

@@ -121,7 +121,7 @@ void adamw_update(const adamw_consts *c, float *restrict p, float *restrict g, f
     const __m512 vf = _mm512_set1_ps(c->grad_factor), vkeep = _mm512_set1_ps(keep);
     const __m512 vw1 = _mm512_set1_ps(w1), vb2 = _mm512_set1_ps(b2), vone_b2 = _mm512_set1_ps(one_b2);
     const __m512 vbc = _mm512_set1_ps(c->bc2_sqrt), veps = _mm512_set1_ps(c->eps);
-    const __m512 vstep = _mm512_set1_ps(neg_step), zero = _mm512_setzero_ps();
+    const __m512 vstep = _mm512_set1_ps(neg_step);
     for (; i + 16 <= end; i += 16) {
         __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), vf);
         __m512 pi = _mm512_loadu_ps(p + i), mi = _mm512_loadu_ps(m + i), vi = _mm512_loadu_ps(v + i);
@@ -133,7 +133,6 @@ void adamw_update(const adamw_consts *c, float *restrict p, float *restrict g, f
         _mm512_storeu_ps(p + i, pi);
         _mm512_storeu_ps(m + i, mi);
         _mm512_storeu_ps(v + i, vi);
-        _mm512_storeu_ps(g + i, zero);
     }
 #endif
     for (; i < end; i++) {
@@ -146,7 +145,6 @@ void adamw_update(const adamw_consts *c, float *restrict p, float *restrict g, f
         p[i] = pi + neg_step * (mi / denom);
         m[i] = mi;
         v[i] = vi;
-        g[i] = 0.0f;
     }
 }
 

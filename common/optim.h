@@ -36,10 +36,9 @@ typedef struct {
 /* One torch.optim.AdamW step over the spans of the flat block (t is the
  * 1-based step count after this update, for bias correction), on the
  * gradient times grad_factor (the clipping factor, applied on the fly as
- * clip_grad_norm_ would have beforehand). Zeroes grad
- * afterwards, so the next step accumulates from zero without another pass
- * over memory. Split over threads: memory bandwidth is the limit, and the
- * result does not depend on the split. */
+ * clip_grad_norm_ would have beforehand). Leaves grad as it is: the
+ * trainer's next backward overwrites it. Split over threads: memory
+ * bandwidth is the limit, and the result does not depend on the split. */
 void adamw_step(float *param, float *grad, float *m, float *v,
                 const param_span *spans, int nspans,
                 const adamw_hparams *h, double lr, long t, float grad_factor);

@@ -162,13 +162,14 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
     double loss_sum = 0;
     const model_gemm *g = current_gemm(t);
     for (size_t next = 0; next < (size_t)n;) {
+        int first = next == 0;
         neox_pack pack = next_pack(t, d, ex, (size_t)n, &next);
         double t0 = now_seconds();
         model_forward_pack(t->model, g, &t->acts.f, &pack);
         loss_sum += crossentropy_forward_backward(t->acts.f.logits, pack.row_target, pack.nrows,
                                                   t->model->cfg.vocab_size, scale);
         double t1 = now_seconds();
-        model_backward(t->model, g, &t->grad_views, &t->acts, &pack);
+        model_backward(t->model, g, &t->grad_views, &t->acts, &pack, !first);
         t->time_forward += t1 - t0;
         t->time_backward += now_seconds() - t1;
         res.tokens += (size_t)pack.T;

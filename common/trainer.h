@@ -76,7 +76,8 @@ typedef struct {
 } step_result;
 
 /* Loss and gradients of examples ex[0..n) of d, without an update;
- * gradients are left in t->grad (scaled for the token-weighted mean). */
+ * gradients are left in t->grad (scaled for the token-weighted mean),
+ * overwriting what it held. n >= 1. */
 step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n);
 /* trainer_gradients, clipping, and one AdamW step at learning rate lr. */
 step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr);

@@ -144,7 +144,7 @@ static void check_shape(int T, int C, int OC) {
                 ref[r][o * C + c] = s;
                 scale[o * C + c] = sa;
             }
-    gemm_backward_weight(dw, dbias, dout, inp, T, OC, C);
+    gemm_backward_weight(dw, dbias, dout, inp, T, OC, C, 1);
     ok(within(dw, ref[bf16], scale, (size_t)OC * C, tight, "backward weight") &&
            within(dw, ref[0], scale, (size_t)OC * C, bf16 ? loose : tight, "backward weight vs fp32"),
        "%s backward weight T=%d C=%d OC=%d", path, T, C, OC);
