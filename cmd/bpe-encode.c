@@ -2,16 +2,11 @@
  * tokenizer, and (-d) a token stream back to JSONL. */
 #include "cli.h"
 #include "io.h"
+#include "record_decode.h"
+#include "record_encode.h"
 #include "stream.h"
-#include "template.h"
-#include "tokenizer.h"
-#include "utf8.h"
-#include "utf8_json.h"
 
-#include <cJSON.h>
 #include <getopt.h>
-#include <limits.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,189 +46,11 @@ static const char usage[] =
     "else its line number. Blank JSONL lines are skipped but counted. Of members\n"
     "with the same name the last counts, as in Python's json.\n";
 
-/* Where each segment of a record comes from. */
-enum { QUESTION, ANSWER, GENERATED, N_SEGMENTS };
-static const char *const segment_names[N_SEGMENTS] = {SEG_QUESTION, SEG_ANSWER, SEG_GENERATED};
-
+/* How lines become records; the encoding itself is in common/record_encode.c. */
 typedef struct {
-    const char *member;     /* the JSON member */
-    int required;           /* named by --fields: a record without it is bad */
-} source;
-
-typedef struct {
-    tokenizer *tok;
-    source sources[N_SEGMENTS];
-    char *fields_buf;       /* what --fields' member names point into */
-    prompt_template tmpl;   /* around the question; prefix NULL when none */
-    int text_mode, fields_given, eos, skip_bad, quiet;
-    uint32_t eos_id;
-    token_ids ids;          /* scratch */
-    utf8_buf text;
+    record_encoder enc;
+    int text_mode, skip_bad, quiet;
 } encode_opts;
-
-/* --fields Q[,A]: Q feeds the question, A the answer, except that a member
- * named after a segment (question, answer, generated) feeds that segment. A
- * member named generated is optional (a model's output). Segments no field
- * names take the member of their own name when a record has one. */
-static void set_fields(encode_opts *o, const char *arg) {
-    free(o->fields_buf);
-    char *names[2], *copy = o->fields_buf = xstrdup(arg), *comma = strchr(copy, ',');
-    int n = 1;
-    names[0] = copy;
-    if (comma) {
-        *comma = 0;
-        names[n++] = comma + 1;
-        if (strchr(comma + 1, ',')) usage_error("--fields: at most two members, not '%s'", arg);
-    }
-    for (int seg = 0; seg < N_SEGMENTS; seg++) o->sources[seg] = (source){segment_names[seg], 0};
-    int taken[N_SEGMENTS] = {0};
-    for (int i = 0; i < n; i++) {
-        if (!*names[i]) usage_error("--fields: empty member name in '%s'", arg);
-        int seg = i == 0 ? QUESTION : ANSWER;
-        for (int k = 0; k < N_SEGMENTS; k++)
-            if (strcmp(names[i], segment_names[k]) == 0) seg = k;
-        if (taken[seg]) usage_error("--fields: two members for the %s segment in '%s'", segment_names[seg], arg);
-        taken[seg] = 1;
-        o->sources[seg] = (source){names[i], seg != GENERATED};
-    }
-}
-
-/* Encodes valid UTF-8 text into seg. */
-static int encode_text(encode_opts *o, const char *text, size_t n, segment *seg, const char *what, char *err,
-                       size_t errlen) {
-    o->ids.n = 0;
-    if (tokenizer_encode(o->tok, text, n, &o->ids, NULL)) die("bug: %s: invalid UTF-8 got through", what);
-    if (o->ids.n > UINT32_MAX - seg->n) {
-        snprintf(err, errlen, "%s is too long", what);
-        return -1;
-    }
-    if (o->ids.n) segment_append(seg, o->ids.ids, (uint32_t)o->ids.n);
-    return 0;
-}
-
-/* Appends an array of token ids (pre-tokenized data) to seg. Any 32-bit id
- * passes: a model's vocabulary may be larger than the tokenizer's. */
-static int append_id_array(const cJSON *arr, segment *seg, const char *what, char *err, size_t errlen) {
-    const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
-        double v = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (v < 0 || v > UINT32_MAX || v != floor(v)) {
-            snprintf(err, errlen, "%s: not an array of token ids (integers from 0 to %u)", what, UINT32_MAX);
-            return -1;
-        }
-        segment_push(seg, (uint32_t)v);
-    }
-    return 0;
-}
-
-/* The member of obj called name; of several, the last, as Python's json
- * takes it. cJSON cuts member names at a \u0000 escape, so when the line
- * has one (exact) its own names decide, and *at is where the value starts. */
-static const cJSON *find_member(const cJSON *obj, const char *line, size_t len, int exact, const char *name,
-                                size_t *at) {
-    if (exact) {
-        long i = json_last_member(line, len, name, at);
-        return i < 0 || i > INT_MAX ? NULL : cJSON_GetArrayItem(obj, (int)i);
-    }
-    const cJSON *last = NULL;
-    for (const cJSON *e = obj->child; e; e = e->next)
-        if (strcmp(e->string, name) == 0) last = e;
-    return last;
-}
-
-/* One member into its segment: text (wrapped in the template when it is the
- * question) or an array of ids. With exact, the text is decoded again from
- * the line at at, as cJSON's string stops at the first U+0000. */
-static int encode_member(encode_opts *o, const char *line, size_t len, int exact, size_t at, const cJSON *v,
-                         const char *name, int templated, segment *seg, char *err, size_t errlen) {
-    char what[128];
-    snprintf(what, sizeof what, "\"%s\"", name);
-    if (cJSON_IsArray(v)) {
-        if (templated && encode_text(o, o->tmpl.prefix, strlen(o->tmpl.prefix), seg, "--template", err, errlen)) return -1;
-        if (append_id_array(v, seg, what, err, errlen)) return -1;
-        if (templated && encode_text(o, o->tmpl.suffix, strlen(o->tmpl.suffix), seg, "--template", err, errlen)) return -1;
-        return 0;
-    }
-    if (!cJSON_IsString(v)) {
-        snprintf(err, errlen, "%s is neither a string nor an array of token ids", what);
-        return -1;
-    }
-    utf8_buf *text = &o->text;
-    text->len = 0;
-    size_t start = 0;
-    if (templated) utf8_buf_append(text, o->tmpl.prefix, start = strlen(o->tmpl.prefix));
-    if (exact) {
-        if (json_string_at(line, len, at, text)) {
-            snprintf(err, errlen, "%s: cannot decode the string", what);
-            return -1;
-        }
-    } else {
-        utf8_buf_append(text, v->valuestring, strlen(v->valuestring));
-    }
-    size_t valid = utf8_valid_prefix(text->data + start, text->len - start);
-    if (valid != text->len - start) {
-        snprintf(err, errlen, "%s is not valid UTF-8 (byte %zu)", what, valid + 1);
-        return -1;
-    }
-    if (templated) utf8_buf_append(text, o->tmpl.suffix, strlen(o->tmpl.suffix));
-    return encode_text(o, utf8_buf_cstr(text), text->len, seg, what, err, errlen);
-}
-
-/* Builds the record of one JSONL line; 0, or -1 with the reason in err. */
-static int encode_json_line(encode_opts *o, const char *line, size_t len, uint64_t lineno, record *r, char *err,
-                            size_t errlen) {
-    cJSON *obj = cJSON_ParseWithLength(line, len);
-    int rc = -1;
-    if (!cJSON_IsObject(obj)) {
-        snprintf(err, errlen, "not a JSON object");
-        goto done;
-    }
-    record_clear(r);
-    int exact = json_has_nul_escape(line, len);
-    if (exact < 0) {
-        snprintf(err, errlen, "a \\u escape without four hex digits");
-        goto done;
-    }
-    size_t at = 0;
-    const cJSON *id = find_member(obj, line, len, exact, "id", &at);
-    int id_ok = cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < 9007199254740992.0 &&
-                id->valuedouble == floor(id->valuedouble);
-    r->id = id_ok ? (uint64_t)id->valuedouble : lineno;
-    for (int k = 0; k < N_SEGMENTS; k++) {
-        const source *src = &o->sources[k];
-        const cJSON *v = find_member(obj, line, len, exact, src->member, &at);
-        if (!v) {
-            if (!src->required) continue;
-            snprintf(err, errlen, "no \"%s\" member", src->member);
-            goto done;
-        }
-        segment *seg = record_segment(r, segment_names[k]);
-        if (encode_member(o, line, len, exact, at, v, src->member, k == QUESTION && o->tmpl.prefix, seg, err, errlen))
-            goto done;
-        if (k == ANSWER && o->eos) segment_push(seg, o->eos_id);
-    }
-    rc = 0;
-done:
-    cJSON_Delete(obj);
-    return rc;
-}
-
-static int encode_text_line(encode_opts *o, const char *line, size_t len, uint64_t lineno, record *r, char *err,
-                            size_t errlen) {
-    record_clear(r);
-    r->id = lineno;
-    size_t valid = utf8_valid_prefix(line, len);
-    if (valid != len) {
-        snprintf(err, errlen, "not valid UTF-8 (byte %zu)", valid + 1);
-        return -1;
-    }
-    utf8_buf *text = &o->text;
-    text->len = 0;
-    if (o->tmpl.prefix) utf8_buf_append(text, o->tmpl.prefix, strlen(o->tmpl.prefix));
-    utf8_buf_append(text, line, len);
-    if (o->tmpl.suffix) utf8_buf_append(text, o->tmpl.suffix, strlen(o->tmpl.suffix));
-    return encode_text(o, utf8_buf_cstr(text), text->len, record_segment(r, SEG_QUESTION), "the line", err, errlen);
-}
 
 static void encode_stream(encode_opts *o, const char *in_name, int force) {
     stream_writer *sw = stream_writer_open(STDOUT_FILENO, force);
@@ -246,9 +63,9 @@ static void encode_stream(encode_opts *o, const char *in_name, int force) {
     while ((line = line_reader_next(lr, &len))) {
         uint64_t lineno = line_reader_lineno(lr);
         int rc;
-        if (o->text_mode) rc = encode_text_line(o, line, len, lineno, &r, err, sizeof err);
+        if (o->text_mode) rc = record_encode_text(&o->enc, line, len, lineno, &r, err, sizeof err);
         else if (strspn(line, " \t\r") == len) continue;
-        else rc = encode_json_line(o, line, len, lineno, &r, err, sizeof err);
+        else rc = record_encode_json(&o->enc, line, len, lineno, &r, err, sizeof err);
         if (rc) {
             if (!o->skip_bad) die("line %llu: %s", (unsigned long long)lineno, err);
             bad++;
@@ -268,28 +85,6 @@ static void encode_stream(encode_opts *o, const char *in_name, int force) {
     if (bad && !o->quiet) warn("skipped %llu bad line%s", (unsigned long long)bad, bad == 1 ? "" : "s");
 }
 
-/* ---- decoding ------------------------------------------------------------------ */
-
-static void put_json_string(utf8_buf *out, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
-    utf8_buf_append(out, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            utf8_buf_append(out, esc, 2);
-        } else if (c < 0x20) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
-            if (named) utf8_buf_append(out, named, 2);
-            else utf8_buf_append(out, esc, 6);
-        } else {
-            utf8_buf_append(out, s + i, 1);
-        }
-    }
-    utf8_buf_append(out, "\"", 1);
-}
-
 static void flush_stdout(void *unused) { checked_fflush(stdout); }
 
 static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int skip_special, int quiet) {
@@ -301,36 +96,7 @@ static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int s
     uint64_t unknown = 0;
     while (stream_read(sr, &r)) {
         out.len = 0;
-        char num[32];
-        utf8_buf_append(&out, num, (size_t)snprintf(num, sizeof num, "{\"id\":%llu", (unsigned long long)r.id));
-        const char *stop = NULL;
-        for (int s = 0; s < r.nseg; s++) {
-            uint32_t n;
-            const uint32_t *ids = segment_content(&r.seg[s], &n);
-            /* Whether the model stopped by itself shows as a final EOS
-             * (neox-gen emits it; strip-prompt keeps it). */
-            if (strcmp(r.seg[s].name, SEG_GENERATED) == 0)
-                stop = n && eos_id >= 0 && ids[n - 1] == (uint32_t)eos_id ? "eos" : "length";
-            utf8_buf_append(&out, ",\"", 2);
-            utf8_buf_append(&out, r.seg[s].name, strlen(r.seg[s].name));
-            utf8_buf_append(&out, "\":", 2);
-            if (as_ids) {
-                utf8_buf_append(&out, "[", 1);
-                for (uint32_t i = 0; i < n; i++)
-                    utf8_buf_append(&out, num, (size_t)snprintf(num, sizeof num, i ? ",%u" : "%u", ids[i]));
-                utf8_buf_append(&out, "]", 1);
-            } else {
-                text.len = 0;
-                unknown += tokenizer_decode(tok, ids, n, skip_special, &text);
-                put_json_string(&out, text.data ? text.data : "", text.len);
-            }
-        }
-        if (stop) {
-            utf8_buf_append(&out, ",\"stop\":\"", 9);
-            utf8_buf_append(&out, stop, strlen(stop));
-            utf8_buf_append(&out, "\"", 1);
-        }
-        utf8_buf_append(&out, "}\n", 2);
+        unknown += record_to_json(&r, tok, eos_id, as_ids, skip_special, &out, &text);
         if (fwrite(out.data, 1, out.len, stdout) != out.len) checked_fflush(stdout);
     }
     checked_fflush(stdout);
@@ -345,10 +111,11 @@ static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int s
 
 int main(int argc, char **argv) {
     cli_init("bpe-encode");
-    encode_opts o = {.eos = 1};
-    set_fields(&o, "question,answer");
+    encode_opts o = {0};
+    record_encoder_init(&o.enc);
     const char *tokenizer_path = NULL, *model_dir = NULL;
     int decode = 0, as_ids = 0, skip_special = 0, special_as_text = 0, force = 0, progress_forced = 0;
+    int fields_given = 0;
     int encode_option_given = 0; /* one that only encoding uses */
     enum {
         OPT_FIELDS = 256, OPT_TEXT, OPT_TEMPLATE, OPT_NO_EOS, OPT_SPECIAL_AS_TEXT, OPT_SKIP_BAD, OPT_IDS,
@@ -377,14 +144,14 @@ int main(int argc, char **argv) {
         switch (c) {
         case 't': tokenizer_path = optarg; break;
         case 'm': model_dir = optarg; break;
-        case OPT_FIELDS: set_fields(&o, optarg); o.fields_given = encode_option_given = 1; break;
+        case OPT_FIELDS: record_encoder_set_fields(&o.enc, optarg); fields_given = encode_option_given = 1; break;
         case OPT_TEXT: o.text_mode = encode_option_given = 1; break;
         case OPT_TEMPLATE:
-            template_free(&o.tmpl);
-            template_parse(&o.tmpl, "--template", optarg);
+            template_free(&o.enc.tmpl);
+            template_parse(&o.enc.tmpl, "--template", optarg);
             encode_option_given = 1;
             break;
-        case OPT_NO_EOS: o.eos = 0; encode_option_given = 1; break;
+        case OPT_NO_EOS: o.enc.eos = 0; encode_option_given = 1; break;
         case OPT_SPECIAL_AS_TEXT: special_as_text = encode_option_given = 1; break;
         case OPT_SKIP_BAD: o.skip_bad = encode_option_given = 1; break;
         case 'd': decode = 1; break;
@@ -401,7 +168,7 @@ int main(int argc, char **argv) {
     if (argc - optind > 1) usage_error("at most one input file");
     if ((as_ids || skip_special) && !decode) usage_error("--ids and --skip-special go with -d");
     if (decode && (encode_option_given || force)) usage_error("-d takes none of the encoding options");
-    if (o.text_mode && o.fields_given) usage_error("--text and --fields do not go together");
+    if (o.text_mode && fields_given) usage_error("--text and --fields do not go together");
     const char *in_name = optind < argc ? argv[optind] : "-";
     progress_setup(progress_forced, o.quiet);
 
@@ -412,22 +179,19 @@ int main(int argc, char **argv) {
         path = xmalloc(n);
         snprintf(path, n, "%s/tokenizer.json", model_dir);
     } else path = data_file("tokenizer.json");
-    o.tok = tokenizer_load(path);
-    tokenizer_set_special_as_text(o.tok, special_as_text);
+    tokenizer *tok = o.enc.tok = tokenizer_load(path);
+    tokenizer_set_special_as_text(tok, special_as_text);
 
     if (decode) {
-        decode_stream(o.tok, in_name, as_ids, skip_special, o.quiet);
+        decode_stream(tok, in_name, as_ids, skip_special, o.quiet);
     } else {
-        long eos = tokenizer_token_id(o.tok, "<|endoftext|>");
-        if (o.eos && !o.text_mode && eos < 0) die("%s has no <|endoftext|> token (use --no-eos)", path);
-        o.eos_id = (uint32_t)eos;
+        long eos = tokenizer_token_id(tok, "<|endoftext|>");
+        if (o.enc.eos && !o.text_mode && eos < 0) die("%s has no <|endoftext|> token (use --no-eos)", path);
+        o.enc.eos_id = (uint32_t)eos;
         encode_stream(&o, in_name, force);
     }
-    tokenizer_free(o.tok);
-    token_ids_free(&o.ids);
-    utf8_buf_free(&o.text);
-    free(o.fields_buf);
-    template_free(&o.tmpl);
+    tokenizer_free(tok);
+    record_encoder_free(&o.enc);
     free(path);
     return 0;
 }

@@ -1,7 +1,6 @@
 /* template.c — see template.h. */
 #include "template.h"
 #include "cli.h"
-#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,4 +31,10 @@ void template_free(prompt_template *t) {
     free(t->prefix);
     free(t->suffix);
     t->prefix = t->suffix = NULL;
+}
+
+void template_wrap(const prompt_template *t, const char *text, size_t n, utf8_buf *out) {
+    if (t->prefix) utf8_buf_append(out, t->prefix, strlen(t->prefix));
+    utf8_buf_append(out, text, n);
+    if (t->suffix) utf8_buf_append(out, t->suffix, strlen(t->suffix));
 }

@@ -2,8 +2,7 @@
  * segment mapping, "\u0000" recovery (common/utf8_json.h), the template and
  * tokenizing, and the JSON string writer of bpe-encode -d.
  *
- * That logic is static in cmd/bpe-encode.c, so the file is compiled into
- * this harness with its main() renamed.
+ * That logic is in common/record_encode.c and common/record_decode.c.
  *
  * Input: a flag byte, then lines. Flag bit 0: --text (plain lines); bit 1:
  * --template "Q: {question}\nA:"; bit 2: --no-eos; bit 3: --fields
@@ -15,11 +14,17 @@
  * when that is a non-negative integer, else the line number. */
 #include "fuzz.h"
 
-#define main bpe_encode_main
-#include "../../cmd/bpe-encode.c"
-#undef main
+#include "cli.h"
+#include "record_decode.h"
+#include "record_encode.h"
+#include "utf8_json.h"
 
-static encode_opts plain, templated;
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static record_encoder plain, templated;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char *path = data_file("tokenizer.json");
@@ -27,20 +32,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     free(path);
     long eos = tokenizer_token_id(tok, "<|endoftext|>");
     if (eos < 0) die("the tokenizer has no <|endoftext|>");
-    plain = (encode_opts){.tok = tok, .eos = 1, .eos_id = (uint32_t)eos};
-    templated = plain;
+    record_encoder *both[] = {&plain, &templated};
+    for (int i = 0; i < 2; i++) {
+        record_encoder_init(both[i]);
+        both[i]->tok = tok;
+        both[i]->eos_id = (uint32_t)eos;
+    }
     template_parse(&templated.tmpl, "--template", "Q: {question}\\nA:");
     return 0;
 }
 
 /* What bpe-encode -d writes for a segment must read back as its text. */
-static void check_decoded(encode_opts *o, const segment *s) {
+static void check_decoded(record_encoder *o, const segment *s) {
     uint32_t n;
     const uint32_t *ids = segment_content(s, &n);
     utf8_buf text = {0}, json = {0};
     tokenizer_decode(o->tok, ids, n, 0, &text);
     utf8_buf_append(&json, "{\"s\":", 5);
-    put_json_string(&json, text.data ? text.data : "", text.len);
+    json_put_string(&json, text.data ? text.data : "", text.len);
     utf8_buf_append(&json, "}", 1);
     cJSON *back = cJSON_ParseWithLength(json.data, json.len);
     FUZZ_CHECK(back != NULL, "bpe-encode -d wrote invalid JSON for a segment of %zu bytes", text.len);
@@ -62,10 +71,11 @@ static long last_by_cjson(const cJSON *obj, const char *name) {
     return last;
 }
 
-static void check_record(encode_opts *o, const char *line, size_t len, uint64_t lineno, const record *r) {
-    if (!o->text_mode) {
+static void check_record(record_encoder *o, int text_mode, const char *line, size_t len, uint64_t lineno,
+                         const record *r) {
+    if (!text_mode) {
         cJSON *obj = cJSON_ParseWithLength(line, len);
-        const char *question = o->sources[QUESTION].member;
+        const char *question = o->sources[RECORD_QUESTION].member;
         size_t at;
         int exact = json_has_nul_escape(line, len);
         if (!exact) /* the exact reader skips what cJSON skips and finds the same member */
@@ -96,10 +106,10 @@ static void check_record(encode_opts *o, const char *line, size_t len, uint64_t 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    encode_opts *o = data[0] & 2 ? &templated : &plain;
-    o->text_mode = data[0] & 1;
+    record_encoder *o = data[0] & 2 ? &templated : &plain;
+    int text_mode = data[0] & 1;
     o->eos = !(data[0] & 4);
-    set_fields(o, data[0] & 8 ? "prompt,completion" : "question,answer");
+    record_encoder_set_fields(o, data[0] & 8 ? "prompt,completion" : "question,answer");
     char *text = fuzz_cstr(data + 1, size - 1);
     record r = {0};
     char err[256];
@@ -115,9 +125,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char *copy = fuzz_cstr((const uint8_t *)line, len); /* exact size, so ASan sees over-reads */
         int rc = -2;
         memset(err, 0x55, sizeof err);
-        if (o->text_mode) rc = encode_text_line(o, copy, len, lineno + 1, &r, err, sizeof err);
-        else if (strspn(copy, " \t\r") != len) rc = encode_json_line(o, copy, len, lineno + 1, &r, err, sizeof err);
-        if (rc == 0) check_record(o, copy, len, lineno + 1, &r);
+        if (text_mode) rc = record_encode_text(o, copy, len, lineno + 1, &r, err, sizeof err);
+        else if (strspn(copy, " \t\r") != len) rc = record_encode_json(o, copy, len, lineno + 1, &r, err, sizeof err);
+        if (rc == 0) check_record(o, text_mode, copy, len, lineno + 1, &r);
         if (rc == -1) {
             size_t n = strnlen(err, sizeof err);
             FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated"); /* die() makes it one line */
