@@ -33,7 +33,7 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%.t)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check test deps install uninstall clean bench check-asan
+.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan
 .DELETE_ON_ERROR:
 # Keep the object files of tools and tests (make would delete them as
 # intermediates, and rebuild them every time).
@@ -96,6 +96,12 @@ install: all
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/bench.sh
+
+# bf16 training against fp32: 50 steps on lamini from the same random weights,
+# the loss curves compared step by step (scripts/bf16-curve.sh; ~10 minutes).
+bf16-curve: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bf16-curve.sh
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man1/$(TOOLS:%=%.1) \
