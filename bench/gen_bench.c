@@ -1,12 +1,16 @@
 /* gen_bench — inference speed of the GPT-NeoX forward with the KV cache:
- * prefill and decode tokens/s at batch 1 and at a larger batch, and peak
- * RSS. Weights: random, shaped by a config (default pythia-410m), or a
- * checkpoint directory (-m). Reports the median of several runs. */
+ * prefill and decode tokens/s at batch 1 and at a larger batch, and the
+ * peak RSS while generating (that of neox-gen with the same model and
+ * batch; making random weights is not counted). Weights: random, shaped
+ * by a config (default pythia-410m), or a checkpoint directory (-m).
+ * Reports the median of several runs. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "blas.h"
 #include "checkpoint.h"
@@ -21,7 +25,7 @@
 static const char usage[] =
     "Usage: gen_bench [OPTION]...\n"
     "  -c, --config FILE   random weights shaped by FILE (default data/pythia-410m.config.json)\n"
-    "  -m, --model DIR     load a checkpoint instead\n"
+    "  -m, --model DIR     load a checkpoint instead, as neox-gen does\n"
     "  -p, --prompt N      prompt tokens (default 128)\n"
     "  -d, --decode N      decode steps per run (default 32)\n"
     "  -b, --batch B       the larger batch (default 8)\n"
@@ -57,6 +61,44 @@ static void save_checkpoint(const neox_model *m, const char *config_path, const 
     free(t);
 }
 
+/* Random weights are made in fp32. With bf16 products their linear
+ * layers' fp32 pages are let go, as neox-gen, which loads them straight
+ * into bf16, never has them; the decoder does not read them. */
+static void drop_fp32_linear(neox_model *m) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < m->num_tensors; i++) {
+        const neox_tensor *t = &m->tensors[i];
+        if (t->ndim != 2 || m->params + t->offset == m->p.wte) continue;
+        uintptr_t lo = (uintptr_t)(m->params + t->offset), hi = (uintptr_t)(m->params + t->offset + t->numel);
+        lo = (lo + page - 1) & ~(page - 1);
+        hi &= ~(page - 1);
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+}
+
+/* The peak RSS from here on (Linux: resets VmHWM), and in MB. */
+static void reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+static double peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    while (f && fgets(line, sizeof line, f) && sscanf(line, "VmHWM: %lf kB", &kb) != 1) continue;
+    if (f) fclose(f);
+    if (kb < 0) { /* the process's peak, setup included */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        kb = (double)ru.ru_maxrss;
+    }
+    return kb / 1024;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -70,7 +112,7 @@ static double median(double *x, int n) {
 /* Prefills `batch` prompts of `prompt` tokens (one after another, as
  * neox-gen does), then decodes `decode` steps of all of them together.
  * Returns prefill and decode tokens/s. */
-static void run_once(const neox_model *m, const decoder_bf16 *bf16, int batch, int prompt, int decode, int rows,
+static void run_once(const neox_model *m, const model_gemm *bf16, int batch, int prompt, int decode, int rows,
                      double *prefill_tps, double *decode_tps) {
     int V = m->cfg.vocab_size;
     neox_decoder d;
@@ -146,10 +188,12 @@ int main(int argc, char **argv) {
         }
     }
     neox_model m;
+    model_gemm w16, *bf16 = use_bf16 ? &w16 : NULL;
     double t0 = now_seconds();
-    if (dir) {
+    if (dir) { /* as neox-gen loads it */
         char err[512];
-        if (!model_load(&m, dir, err, sizeof err)) die("%s", err);
+        if (!(bf16 ? model_load_bf16(&m, bf16, dir, err, sizeof err) : model_load(&m, dir, err, sizeof err)))
+            die("%s", err);
     } else {
         char *path = config ? xstrdup(config) : data_file("pythia-410m.config.json");
         neox_config cfg;
@@ -165,10 +209,13 @@ int main(int argc, char **argv) {
         free(path);
     }
     if (prompt + decode >= m.cfg.max_positions) die("prompt + decode exceed max_position_embeddings");
-    decoder_bf16 w16, *bf16 = use_bf16 ? &w16 : NULL;
-    if (bf16) decoder_bf16_init(bf16, &m);
-    printf("model: %s, %zu parameters (%.2f GB fp32), ready in %.1f s; BLAS core %s\n",
-           dir ? dir : "random", m.num_params, m.num_params * 4e-9, now_seconds() - t0, blas_core_name());
+    if (bf16 && !dir) {
+        decoder_bf16_init(bf16, &m);
+        drop_fp32_linear(&m);
+    }
+    reset_peak_rss();
+    printf("model: %s, %.2f GB fp32 parameters, ready in %.1f s; BLAS core %s\n",
+           dir ? dir : "random", m.num_params * 4e-9, now_seconds() - t0, blas_core_name());
     printf("dtype %s (products: %s), %d threads\n", use_bf16 ? "bf16" : "fp32",
            use_bf16 ? gemm_path_name(gemm_current_path()) : "fp32", parallel_threads());
     int batches[2] = {1, batch};
@@ -178,10 +225,8 @@ int main(int argc, char **argv) {
         printf("batch %d: prefill %.1f tok/s, decode %.2f tok/s (medians of %d; prompt %d, %d decode steps)\n",
                batches[k], median(pre, runs), median(dec, runs), runs, prompt, decode);
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("peak RSS: %.0f MB\n", ru.ru_maxrss / 1024.0);
-    if (bf16) decoder_bf16_free(bf16);
+    printf("peak RSS: %.0f MB\n", peak_rss_mb());
+    if (bf16) model_gemm_free(bf16, &m);
     model_free(&m);
     return 0;
 }

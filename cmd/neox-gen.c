@@ -29,7 +29,8 @@ static const char usage[] =
     "      --dtype fp32|bf16     fp32: exact products (default); bf16: the linear\n"
     "                            layers' weights in bf16 with fp32 accumulation\n"
     "                            (AMX or AVX-512 BF16): half the bytes read per\n"
-    "                            decoding step; close to, not equal to, fp32\n"
+    "                            decoding step, half the memory; close to, not\n"
+    "                            equal to, fp32\n"
     "      --eos-id ID           stop after emitting ID (default: the config's\n"
     "                            eos_token_id); -1 never stops early\n"
     "      --repetition-penalty R  penalize tokens already in the prompt or\n"
@@ -327,16 +328,19 @@ int main(int argc, char **argv) {
     if (temperature_set) so->sample = so->temperature > 0;
     progress_setup(progress_forced, quiet || o.interactive);
 
-    neox_model m;
-    char err[512];
-    if (!model_load(&m, o.model_dir, err, sizeof err)) die("%s", err);
-    if (o.gen.eos_id == -2) o.gen.eos_id = m.cfg.eos_token_id;
-    decoder_bf16 w16;
-    if (o.bf16) {
-        if (gemm_current_path() == GEMM_FP32) warn("--dtype bf16: this CPU has no bf16 products, using fp32");
-        decoder_bf16_init(&w16, &m);
-        o.gen.bf16 = &w16;
+    if (o.bf16 && gemm_current_path() == GEMM_FP32) {
+        warn("--dtype bf16: this CPU has no bf16 products, using fp32");
+        o.bf16 = 0;
     }
+    neox_model m;
+    model_gemm w16;
+    char err[512];
+    /* bf16: the linear weights are loaded into their bf16 copies only. */
+    if (!(o.bf16 ? model_load_bf16(&m, &w16, o.model_dir, err, sizeof err)
+                 : model_load(&m, o.model_dir, err, sizeof err)))
+        die("%s", err);
+    if (o.gen.eos_id == -2) o.gen.eos_id = m.cfg.eos_token_id;
+    if (o.bf16) o.gen.bf16 = &w16;
 
     if (o.interactive) {
         run_interactive(&m, &o);
@@ -352,7 +356,7 @@ int main(int argc, char **argv) {
         }
         stream_reader_close(sr);
     }
-    if (o.gen.bf16) decoder_bf16_free(&w16);
+    if (o.bf16) model_gemm_free(&w16, &m);
     model_free(&m);
     return 0;
 }

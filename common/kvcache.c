@@ -2,6 +2,7 @@
 #include "kvcache.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,45 +11,12 @@
 #include "gemv.h"
 #include "ops.h"
 
-static void bf16_weight(gemm_weight *gw, const float *w, int OC, int C) {
-    gemm_weight_init(gw, w, OC, C, GEMM_FOR_FORWARD);
-    gemm_weight_pack(gw);
+void decoder_bf16_init(model_gemm *w, const neox_model *m) {
+    model_gemm_init_for(w, m, GEMM_FOR_FORWARD);
+    model_gemm_pack(w, m);
 }
 
-void decoder_bf16_init(decoder_bf16 *w, const neox_model *m) {
-    const neox_config *c = &m->cfg;
-    const int L = c->num_layers, C = c->hidden_size, F = c->intermediate_size;
-    w->num_layers = L;
-    w->qkv = xcalloc((size_t)L, sizeof(gemm_weight));
-    w->attn_proj = xcalloc((size_t)L, sizeof(gemm_weight));
-    w->fc = xcalloc((size_t)L, sizeof(gemm_weight));
-    w->fc_proj = xcalloc((size_t)L, sizeof(gemm_weight));
-    for (int l = 0; l < L; l++) {
-        const neox_layer_params *lp = &m->p.layers[l];
-        bf16_weight(&w->qkv[l], lp->qkv_w, 3 * C, C);
-        bf16_weight(&w->attn_proj[l], lp->attn_proj_w, C, C);
-        bf16_weight(&w->fc[l], lp->fc_w, F, C);
-        bf16_weight(&w->fc_proj[l], lp->fc_proj_w, C, F);
-    }
-    bf16_weight(&w->lm_head, m->p.lm_head, c->vocab_size, C);
-}
-
-void decoder_bf16_free(decoder_bf16 *w) {
-    for (int l = 0; l < w->num_layers; l++) {
-        gemm_weight_free(&w->qkv[l]);
-        gemm_weight_free(&w->attn_proj[l]);
-        gemm_weight_free(&w->fc[l]);
-        gemm_weight_free(&w->fc_proj[l]);
-    }
-    gemm_weight_free(&w->lm_head);
-    free(w->qkv);
-    free(w->attn_proj);
-    free(w->fc);
-    free(w->fc_proj);
-    memset(w, 0, sizeof *w);
-}
-
-void decoder_init(neox_decoder *d, const neox_model *m, const decoder_bf16 *bf16, int num_slots,
+void decoder_init(neox_decoder *d, const neox_model *m, const model_gemm *bf16, int num_slots,
                   int capacity, int max_rows) {
     const neox_config *c = &m->cfg;
     memset(d, 0, sizeof *d);
@@ -67,6 +35,8 @@ void decoder_init(neox_decoder *d, const neox_model *m, const decoder_bf16 *bf16
     d->qkv = xmalloc(R * 3 * C * sizeof(float));
     d->atty = xmalloc(R * C * sizeof(float));
     d->branch = xmalloc(R * C * sizeof(float));
+    d->ln2 = xmalloc(R * C * sizeof(float));
+    d->branch2 = xmalloc(R * C * sizeof(float));
     d->fch = xmalloc(R * (size_t)c->intermediate_size * sizeof(float));
     d->scores = xmalloc(R * (size_t)d->capacity * sizeof(float));
 }
@@ -85,6 +55,8 @@ void decoder_free(neox_decoder *d) {
     free(d->qkv);
     free(d->atty);
     free(d->branch);
+    free(d->ln2);
+    free(d->branch2);
     free(d->fch);
     free(d->scores);
     memset(d, 0, sizeof *d);
@@ -121,11 +93,39 @@ void decoder_reserve(neox_decoder *d, int slot, int n) {
     d->room[slot] = room;
 }
 
+/* o [hd] = sum over j of s[j] · V[j, hd], adding in order of j and each
+ * product rounded first, as a plain loop under -ffp-contract=off. */
+static void weighted_sum(float *o, const float *s, const float *V, int P, int hd) {
+#if defined(__AVX512F__)
+    for (int i0 = 0; i0 < hd; i0 += 64) { /* four independent sums at a time */
+        __mmask16 m[4];
+        __m512 acc[4];
+        for (int k = 0; k < 4; k++) {
+            int left = hd - i0 - 16 * k;
+            m[k] = left <= 0 ? 0 : left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            acc[k] = _mm512_setzero_ps();
+        }
+        for (int j = 0; j < P; j++) {
+            const __m512 sj = _mm512_set1_ps(s[j]);
+            const float *vj = V + (size_t)j * hd + i0;
+            for (int k = 0; k < 4; k++)
+                acc[k] = _mm512_add_ps(acc[k], _mm512_mul_ps(sj, _mm512_maskz_loadu_ps(m[k], vj + 16 * k)));
+        }
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(o + i0 + 16 * k, m[k], acc[k]);
+    }
+#else
+    memset(o, 0, (size_t)hd * sizeof(float));
+    for (int j = 0; j < P; j++)
+        for (int i = 0; i < hd; i++) o[i] += s[j] * V[(size_t)j * hd + i];
+#endif
+}
+
 /* Attention of n new rows of one sequence, positions p0..p0+n-1, over its
  * cache (which already holds their own keys and values).
- * qkv [n, 3C] rotated; out [n, C]; scores [n, p0+n] scratch. */
+ * qkv [n, 3C] rotated; out [n, C]; scores [n, p0+n] scratch. here: on
+ * this thread alone (inside a job of the pool; n == 1 only). */
 static void cached_attention(neox_decoder *d, int slot, int l, const float *qkv, float *out,
-                             int p0, int n) {
+                             int p0, int n, int here) {
     const neox_config *c = &d->m->cfg;
     const int NH = c->num_heads, hd = c->head_dim, C = c->hidden_size, C3 = 3 * C, P = p0 + n;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -136,7 +136,8 @@ static void cached_attention(neox_decoder *d, int slot, int l, const float *qkv,
         /* One query (decoding): no OpenBLAS call, whose threads would then
          * spin against the decoding threads. */
         if (n == 1) {
-            gemv_forward(s, q, K, NULL, 1, hd, P);
+            if (here) gemv_forward_here(s, q, K, NULL, 1, hd, P);
+            else gemv_forward(s, q, K, NULL, 1, hd, P);
             for (int j = 0; j < P; j++) s[j] *= scale;
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, P, hd, scale, q, C3, K, hd, 0.0f, s, P);
@@ -152,11 +153,7 @@ static void cached_attention(neox_decoder *d, int slot, int l, const float *qkv,
             memset(row + visible, 0, (size_t)(P - visible) * sizeof(float));
         }
         if (n == 1) {
-            memset(o, 0, (size_t)hd * sizeof(float));
-            for (int j = 0; j < P; j++) {
-                const float *vj = V + (size_t)j * hd;
-                for (int i = 0; i < hd; i++) o[i] += s[j] * vj[i];
-            }
+            weighted_sum(o, s, V, P, hd);
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, P, 1.0f, s, P, V, hd, 0.0f, o, C);
         }
@@ -179,19 +176,95 @@ static void store_kv(neox_decoder *d, int slot, int l, float *qkv, int p0, int n
     }
 }
 
-/* out [N, OC] = inp [N, C] · wᵀ + bias: fp32 w, or its bf16 copy gw. */
+/* out [N, OC] = inp [N, C] · wᵀ + bias: fp32 w, or its bf16 copy gw
+ * (decoding steps: the few-row product, which streams it once). */
 static void linear(const neox_decoder *d, float *out, const float *inp, const float *w,
                    const gemm_weight *gw, const float *bias, int N, int C, int OC) {
-    if (d->bf16) gemm_forward(out, inp, gw, bias, N);
+    if (d->bf16 && N <= GEMV_MAX_ROWS && gw->fwd) gemv_bf16_forward(out, inp, gw, bias, N);
+    else if (d->bf16) gemm_forward(out, inp, gw, bias, N);
     else matmul_forward(out, inp, w, bias, N, C, OC);
+}
+
+/* Appends the step's keys and values to the cache and computes the
+ * attention of every sequence's new rows: d->qkv to d->atty. here: as
+ * cached_attention's. */
+static void attend(neox_decoder *d, int l, int nseq, const int *slot, const int *count, int here) {
+    const int C = d->m->cfg.hidden_size;
+    for (int b = 0, r = 0; b < nseq; r += count[b], b++) {
+        float *qkv = d->qkv + (size_t)r * 3 * C;
+        store_kv(d, slot[b], l, qkv, d->len[slot[b]], count[b]);
+        cached_attention(d, slot[b], l, qkv, d->atty + (size_t)r * C, d->len[slot[b]], count[b], here);
+    }
+}
+
+/* Layer l for R rows, one product at a time. */
+static void layer(neox_decoder *d, int l, int nseq, const int *slot, const int *count, int R) {
+    const neox_model *m = d->m;
+    const neox_config *c = &m->cfg;
+    const neox_layer_params *lp = &m->p.layers[l];
+    const model_gemm *w16 = d->bf16;
+    const int C = c->hidden_size, F = c->intermediate_size;
+    const float eps = (float)c->layer_norm_eps;
+    layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln1_w, lp->ln1_b, R, C, eps);
+    linear(d, d->qkv, d->ln, lp->qkv_w, w16 ? &w16->qkv[l] : NULL, lp->qkv_b, R, C, 3 * C);
+    attend(d, l, nseq, slot, count, 0);
+    linear(d, d->branch, d->atty, lp->attn_proj_w, w16 ? &w16->attn_proj[l] : NULL, lp->attn_proj_b, R, C, C);
+    if (c->use_parallel_residual) {
+        layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
+        residual_forward(d->x, d->x, d->branch, R * C);
+    } else {
+        residual_forward(d->x, d->x, d->branch, R * C);
+        layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
+    }
+    linear(d, d->fch, d->ln, lp->fc_w, w16 ? &w16->fc[l] : NULL, lp->fc_b, R, C, F);
+    gelu_forward(d->fch, d->fch, R * F);
+    linear(d, d->branch, d->fch, lp->fc_proj_w, w16 ? &w16->fc_proj[l] : NULL, lp->fc_proj_b, R, F, C);
+    residual_forward(d->x, d->x, d->branch, R * C);
+}
+
+typedef struct {
+    neox_decoder *d;
+    int l, nseq;
+    const int *slot, *count;
+} attend_ctx;
+
+static void attend_first(void *arg) {
+    attend_ctx *a = arg;
+    attend(a->d, a->l, a->nseq, a->slot, a->count, 1);
+}
+
+/* layer() for a decoding step (one new row per sequence) with bf16
+ * weights and a parallel residual: attention and MLP both start from
+ * layer norms of x, so qkv and the MLP's first product share one pass of
+ * the pool, and the two output products the next: two wake-ups and waits
+ * per layer instead of four. In the second the caller computes the
+ * attention while the other threads start on the MLP's product. The same
+ * arithmetic as layer(). */
+static void layer_fused(neox_decoder *d, int l, int nseq, const int *slot, const int *count, int R) {
+    const neox_model *m = d->m;
+    const neox_config *c = &m->cfg;
+    const neox_layer_params *lp = &m->p.layers[l];
+    const model_gemm *w16 = d->bf16;
+    const int C = c->hidden_size;
+    const float eps = (float)c->layer_norm_eps;
+    layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln1_w, lp->ln1_b, R, C, eps);
+    layernorm_forward(d->ln2, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
+    gemv_bf16_product in[2] = {{d->qkv, d->ln, &w16->qkv[l], lp->qkv_b, 0},
+                               {d->fch, d->ln2, &w16->fc[l], lp->fc_b, 1}};
+    gemv_bf16_forward_many(in, 2, R);
+    gemv_bf16_product out[2] = {{d->branch2, d->fch, &w16->fc_proj[l], lp->fc_proj_b, 0},
+                                {d->branch, d->atty, &w16->attn_proj[l], lp->attn_proj_b, 0}};
+    attend_ctx a = {d, l, nseq, slot, count};
+    gemv_bf16_forward_after(out, 2, R, 1, attend_first, &a);
+    residual_forward(d->x, d->x, d->branch, R * C);
+    residual_forward(d->x, d->x, d->branch2, R * C);
 }
 
 void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
                   const uint32_t *tokens, float *logits, int all) {
     const neox_model *m = d->m;
     const neox_config *c = &m->cfg;
-    const int C = c->hidden_size, F = c->intermediate_size;
-    const float eps = (float)c->layer_norm_eps;
+    const int C = c->hidden_size;
     int R = 0;
     for (int b = 0; b < nseq; b++) {
         R += count[b];
@@ -199,30 +272,11 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
     }
     for (int r = 0; r < R; r++)
         memcpy(d->x + (size_t)r * C, m->p.wte + (size_t)tokens[r] * C, (size_t)C * sizeof(float));
-    const decoder_bf16 *w16 = d->bf16;
-    for (int l = 0; l < c->num_layers; l++) {
-        const neox_layer_params *lp = &m->p.layers[l];
-        layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln1_w, lp->ln1_b, R, C, eps);
-        linear(d, d->qkv, d->ln, lp->qkv_w, w16 ? &w16->qkv[l] : NULL, lp->qkv_b, R, C, 3 * C);
-        for (int b = 0, r = 0; b < nseq; r += count[b], b++) {
-            float *qkv = d->qkv + (size_t)r * 3 * C;
-            store_kv(d, slot[b], l, qkv, d->len[slot[b]], count[b]);
-            cached_attention(d, slot[b], l, qkv, d->atty + (size_t)r * C, d->len[slot[b]], count[b]);
-        }
-        linear(d, d->branch, d->atty, lp->attn_proj_w, w16 ? &w16->attn_proj[l] : NULL, lp->attn_proj_b,
-               R, C, C);
-        if (c->use_parallel_residual) {
-            layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
-            residual_forward(d->x, d->x, d->branch, R * C);
-        } else {
-            residual_forward(d->x, d->x, d->branch, R * C);
-            layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
-        }
-        linear(d, d->fch, d->ln, lp->fc_w, w16 ? &w16->fc[l] : NULL, lp->fc_b, R, C, F);
-        gelu_forward(d->fch, d->fch, R * F);
-        linear(d, d->branch, d->fch, lp->fc_proj_w, w16 ? &w16->fc_proj[l] : NULL, lp->fc_proj_b, R, F, C);
-        residual_forward(d->x, d->x, d->branch, R * C);
-    }
+    const model_gemm *w16 = d->bf16;
+    const int fused = w16 && w16->qkv[0].fwd && R == nseq && R <= GEMV_MAX_ROWS && c->use_parallel_residual;
+    for (int l = 0; l < c->num_layers; l++)
+        if (fused) layer_fused(d, l, nseq, slot, count, R);
+        else layer(d, l, nseq, slot, count, R);
     for (int b = 0; b < nseq; b++) d->len[slot[b]] += count[b];
     int rows = R;
     if (!all) { /* only each sequence's last row */
@@ -232,7 +286,7 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
             memmove(d->x + (size_t)b * C, d->x + (size_t)(r - 1) * C, (size_t)C * sizeof(float));
         }
     }
-    layernorm_forward(d->ln, NULL, NULL, d->x, m->p.lnf_w, m->p.lnf_b, rows, C, eps);
+    layernorm_forward(d->ln, NULL, NULL, d->x, m->p.lnf_w, m->p.lnf_b, rows, C, (float)c->layer_norm_eps);
     linear(d, logits, d->ln, m->p.lm_head, w16 ? &w16->lm_head : NULL, NULL, rows, C, c->vocab_size);
 }
 

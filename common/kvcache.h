@@ -18,23 +18,16 @@
  * weights are streamed once per step. */
 #define DECODER_PREFILL_ROWS 256
 
-/* Bf16 copies of the linear layers' weights (gemm.h: bf16 products, fp32
- * accumulation), made once and shared by any number of decoders. The
- * embeddings, layer norms and biases stay fp32. */
-typedef struct {
-    gemm_weight *qkv, *attn_proj, *fc, *fc_proj; /* [L] */
-    gemm_weight lm_head;
-    int num_layers;
-} decoder_bf16;
-
-/* Converts m's current weights (m must outlive w). Memory: 2 bytes per
- * weight of the linear layers. */
-void decoder_bf16_init(decoder_bf16 *w, const neox_model *m);
-void decoder_bf16_free(decoder_bf16 *w);
+/* Bf16 forward copies of m's current linear weights (model_gemm, model.h:
+ * bf16 products, fp32 accumulation), made once and shared by any number of
+ * decoders (m must outlive w; model_load_bf16 makes them without fp32
+ * weights). The embeddings, layer norms and biases stay fp32. Free with
+ * model_gemm_free. Memory: 2 bytes per weight of the linear layers. */
+void decoder_bf16_init(model_gemm *w, const neox_model *m);
 
 typedef struct {
     const neox_model *m;
-    const decoder_bf16 *bf16; /* NULL: exact fp32 products */
+    const model_gemm *bf16;  /* NULL: exact fp32 products */
     int num_slots;          /* sequences held at once */
     int capacity;           /* positions per sequence at most (<= max_positions) */
     int max_rows;           /* tokens per step, all sequences together */
@@ -43,11 +36,12 @@ typedef struct {
     float **k, **v;         /* [num_slots] each [L, NH, room, hd]; keys rotated */
     /* scratch for one step, max_rows rows each */
     float *x, *ln, *qkv, *atty, *branch, *fch, *scores;
+    float *ln2, *branch2;   /* the MLP's, when it runs beside the attention */
 } neox_decoder;
 
 /* capacity 0 means max_positions. A slot's cache grows as its sequence does.
  * bf16: NULL for fp32 products, else the weights for bf16 ones. */
-void decoder_init(neox_decoder *d, const neox_model *m, const decoder_bf16 *bf16, int num_slots,
+void decoder_init(neox_decoder *d, const neox_model *m, const model_gemm *bf16, int num_slots,
                   int capacity, int max_rows);
 void decoder_free(neox_decoder *d);
 /* Empties a slot for a new sequence. */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "gemm_internal.h"
 #include "io.h"
 #include "ops.h"
 #include "parallel.h"
@@ -267,9 +268,15 @@ static int check_tensors(const neox_model *m, const shard_set *s, char *err, int
     return 1;
 }
 
-static void read_tensors(neox_model *m, const shard_set *s) {
+/* The linear layers' weights (model_load_bf16 keeps them in bf16 only). */
+static int is_linear_weight(const neox_tensor *t) {
+    return t->ndim == 2 && strcmp(t->name, "gpt_neox.embed_in.weight") != 0;
+}
+
+static void read_tensors(neox_model *m, const shard_set *s, int skip_linear) {
     for (int i = 0; i < m->num_tensors; i++) {
         const neox_tensor *t = &m->tensors[i];
+        if (skip_linear && is_linear_weight(t)) continue;
         const st_file *f;
         const st_tensor *st = find_in_shards(s, t, &f);
         st_read_f32(f, st, m->params + t->offset);
@@ -277,8 +284,87 @@ static void read_tensors(neox_model *m, const shard_set *s) {
     }
 }
 
-int model_load(neox_model *m, const char *dir, char *err, int errlen) {
+/* Rows converted at a time into the bf16 tiles: a multiple of 32, so each
+ * slice fills whole pairs of strips; at most a few MB of fp32. */
+#define SLICE_ROWS 256
+
+typedef struct {
+    uint16_t *dst;
+    const float *rows;
+    int n, C;
+} slice_pack;
+
+static void pack_strips(void *arg, size_t begin, size_t end, int part) {
+    const slice_pack *p = arg;
+    gemm_pack_b_transposed(p->dst, p->rows, p->C, p->C, p->n, (int)begin, (int)end);
+}
+
+/* gw's forward tiles (gemm_internal.h) from the checkpoint's tensor t
+ * [OC, C], SLICE_ROWS rows at a time through buf [SLICE_ROWS, C]. */
+static void read_packed(gemm_weight *gw, const shard_set *s, const neox_tensor *t, float *buf) {
+    const int OC = t->shape[0], C = t->shape[1], Kpad = gemm_round_up(C, GEMM_TILE_K);
+    const size_t strip = (size_t)Kpad * GEMM_TILE_N, bytes = strip * (gemm_round_up(OC, 32) / GEMM_TILE_N) * 2;
+    gemm_weight_init(gw, NULL, OC, C, GEMM_FOR_FORWARD);
+    gw->fwd = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!gw->fwd) die("out of memory (%zu bytes for bf16 weights)", bytes);
+    const st_file *f;
+    const st_tensor *st = find_in_shards(s, t, &f);
+    const size_t row_bytes = (size_t)C * st_dtype_size(st->dtype);
+    for (int r0 = 0; r0 < OC; r0 += SLICE_ROWS) {
+        const int n = OC - r0 < SLICE_ROWS ? OC - r0 : SLICE_ROWS;
+        st_tensor rows = *st;
+        rows.begin = st->begin + (size_t)r0 * row_bytes;
+        rows.end = rows.begin + (size_t)n * row_bytes;
+        rows.numel = (size_t)n * C;
+        st_read_f32(f, &rows, buf);
+        st_release(f, &rows);
+        slice_pack p = {gw->fwd + (size_t)(r0 / GEMM_TILE_N) * strip, buf, n, C};
+        parallel_for((size_t)gemm_round_up(n, 32) / GEMM_TILE_N, 1, pack_strips, &p);
+    }
+}
+
+/* The linear layers' weights of the checkpoint into g's forward tiles. */
+static void read_bf16(neox_model *m, model_gemm *g, const shard_set *s) {
+    const neox_config *c = &m->cfg;
+    model_gemm_init_for(g, m, GEMM_FOR_FORWARD);
+    const int widest = c->hidden_size > c->intermediate_size ? c->hidden_size : c->intermediate_size;
+    float *buf = xmalloc((size_t)SLICE_ROWS * widest * sizeof(float));
+    for (int l = 0, i = 0; i < m->num_tensors; i++) {
+        const neox_tensor *t = &m->tensors[i];
+        if (!is_linear_weight(t)) continue;
+        gemm_weight *gw = strcmp(t->name, "embed_out.weight") == 0 ? &g->lm_head
+                          : strstr(t->name, "query_key_value")      ? &g->qkv[l]
+                          : strstr(t->name, "attention.dense")      ? &g->attn_proj[l]
+                          : strstr(t->name, "dense_h_to_4h")        ? &g->fc[l]
+                                                                    : &g->fc_proj[l++];
+        read_packed(gw, s, t, buf);
+    }
+    free(buf);
+    if (c->tie_word_embeddings) gemm_weight_pack(&g->lm_head); /* from embed_in, kept in fp32 */
+}
+
+/* The parameter block without the linear layers' weights: their views
+ * become NULL. */
+static void allocate_without_linear(neox_model *m) {
+    m->num_params = 0;
+    for (int i = 0; i < m->num_tensors; i++) {
+        neox_tensor *t = &m->tensors[i];
+        t->offset = is_linear_weight(t) ? 0 : m->num_params;
+        m->num_params += is_linear_weight(t) ? 0 : t->numel;
+    }
+    allocate(m);
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        neox_layer_params *lp = &m->p.layers[l];
+        lp->qkv_w = lp->attn_proj_w = lp->fc_w = lp->fc_proj_w = NULL;
+    }
+    if (!m->cfg.tie_word_embeddings) m->p.lm_head = NULL;
+}
+
+/* model_load, or model_load_bf16 when g is not NULL. */
+static int load(neox_model *m, model_gemm *g, const char *dir, char *err, int errlen) {
     memset(m, 0, sizeof *m);
+    if (g && gemm_current_path() == GEMM_FP32)
+        return fail_message(err, errlen, "bf16 weights need bf16 products (gemm.h), and the fp32 path is in use");
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (!is_file(path)) return fail_message(err, errlen, "%s: no config.json", dir);
@@ -296,32 +382,47 @@ int model_load(neox_model *m, const char *dir, char *err, int errlen) {
     m->cfg = cfg;
     build_table(m);
     ok = check_tensors(m, &shards, err, errlen);
-    if (ok) {
+    if (ok && g) {
+        allocate_without_linear(m);
+        read_tensors(m, &shards, 1);
+        read_bf16(m, g, &shards);
+    } else if (ok) {
         allocate(m);
-        read_tensors(m, &shards);
+        read_tensors(m, &shards, 0);
     }
     shards_close(&shards);
     if (!ok) model_free(m);
     return ok;
 }
 
+int model_load(neox_model *m, const char *dir, char *err, int errlen) {
+    return load(m, NULL, dir, err, errlen);
+}
+
+int model_load_bf16(neox_model *m, model_gemm *g, const char *dir, char *err, int errlen) {
+    return load(m, g, dir, err, errlen);
+}
+
 /* ---- bf16 weights ------------------------------------------------------------ */
 
 void model_gemm_init(model_gemm *g, const neox_model *m) {
+    model_gemm_init_for(g, m, GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD);
+}
+
+void model_gemm_init_for(model_gemm *g, const neox_model *m, int uses) {
     int L = m->cfg.num_layers, C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
-    int both = GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD;
     g->qkv = xcalloc((size_t)L, sizeof *g->qkv);
     g->attn_proj = xcalloc((size_t)L, sizeof *g->attn_proj);
     g->fc = xcalloc((size_t)L, sizeof *g->fc);
     g->fc_proj = xcalloc((size_t)L, sizeof *g->fc_proj);
     for (int l = 0; l < L; l++) {
         const neox_layer_params *p = &m->p.layers[l];
-        gemm_weight_init(&g->qkv[l], p->qkv_w, 3 * C, C, both);
-        gemm_weight_init(&g->attn_proj[l], p->attn_proj_w, C, C, both);
-        gemm_weight_init(&g->fc[l], p->fc_w, F, C, both);
-        gemm_weight_init(&g->fc_proj[l], p->fc_proj_w, C, F, both);
+        gemm_weight_init(&g->qkv[l], p->qkv_w, 3 * C, C, uses);
+        gemm_weight_init(&g->attn_proj[l], p->attn_proj_w, C, C, uses);
+        gemm_weight_init(&g->fc[l], p->fc_w, F, C, uses);
+        gemm_weight_init(&g->fc_proj[l], p->fc_proj_w, C, F, uses);
     }
-    gemm_weight_init(&g->lm_head, m->p.lm_head, m->cfg.vocab_size, C, both);
+    gemm_weight_init(&g->lm_head, m->p.lm_head, m->cfg.vocab_size, C, uses);
 }
 
 void model_gemm_pack(model_gemm *g, const neox_model *m) {

@@ -132,6 +132,13 @@ void model_init_random(neox_model *m, uint64_t seed);
  * Returns 0 with a one-line reason in err on failure (the model is then
  * freed). */
 int model_load(neox_model *m, const char *dir, char *err, int errlen);
+/* model_load for inference with bf16 products (on a bf16 gemm path, gemm.h):
+ * the linear layers' weights go from the checkpoint straight into g's
+ * forward copies (model_gemm below), a slice at a time, and are never held
+ * in fp32: their views in m->p (lm_head unless tied) are NULL and
+ * m->params holds the other tensors only (num_params of them). Free g
+ * with model_gemm_free, then m. */
+int model_load_bf16(neox_model *m, model_gemm *g, const char *dir, char *err, int errlen);
 void model_free(neox_model *m);
 
 /* Views of a block of num_params floats laid out like m->params; out->layers
@@ -142,6 +149,8 @@ void model_free_views(neox_params *views);
 const neox_tensor *model_find_tensor(const neox_model *m, const char *name);
 
 void model_gemm_init(model_gemm *g, const neox_model *m);
+/* The same for some uses only (GEMM_FOR_* bits; model_gemm_init: both). */
+void model_gemm_init_for(model_gemm *g, const neox_model *m, int uses);
 /* Converts the current fp32 weights: after every change to them. */
 void model_gemm_pack(model_gemm *g, const neox_model *m);
 void model_gemm_free(model_gemm *g, const neox_model *m);

@@ -63,7 +63,7 @@ static double decode_vs_full(const neox_model *m, const uint32_t *ids, int T) {
 }
 
 /* Greedy continuation of prompt [np] by n tokens into out [n]. */
-static void greedy(const neox_model *m, const decoder_bf16 *bf16, const uint32_t *prompt, int np,
+static void greedy(const neox_model *m, const model_gemm *bf16, const uint32_t *prompt, int np,
                    int n, uint32_t *out) {
     const int V = m->cfg.vocab_size;
     float *lg = xmalloc((size_t)V * sizeof(float));
@@ -217,7 +217,7 @@ int main(void) {
         ok(1, "# SKIP no bf16 products on this CPU");
         ok(1, "# SKIP no bf16 products on this CPU");
     } else {
-        decoder_bf16 w16;
+        model_gemm w16;
         decoder_bf16_init(&w16, &m);
         enum { PROMPTS = 8, PROMPT_LEN = 16, NEW = 40 };
         int same_tokens = 0;
@@ -229,6 +229,31 @@ int main(void) {
         }
         double share = same_tokens / (double)(PROMPTS * NEW);
         ok(share >= 0.95, "bf16 greedy equals fp32 greedy on %.1f%% of %d tokens", 100 * share, PROMPTS * NEW);
+        /* The three sequences above decoded together in bf16 (one pass of
+         * the weights for all) get, bit for bit, the logits each gets alone. */
+        float *alone = xmalloc(3 * (size_t)steps * V * sizeof(float));
+        for (int s = 0; s < 3; s++) {
+            int s0 = 0, one = 1;
+            decoder_init(&d, &m, &w16, 1, 0, 16);
+            decoder_prefill(&d, 0, seq[s], lens[s], batch_logits);
+            for (int t = 0; t < steps; t++)
+                decoder_step(&d, 1, &s0, &one, &seq[s][lens[s] + t], alone + ((size_t)s * steps + t) * V, 0);
+            decoder_free(&d);
+        }
+        decoder_init(&d, &m, &w16, 3, 0, 16);
+        for (int s = 0; s < 3; s++) decoder_prefill(&d, slots[s], seq[s], lens[s], batch_logits);
+        int same_logits = 1;
+        for (int t = 0; t < steps; t++) {
+            int counts[3] = {1, 1, 1};
+            uint32_t toks[3] = {seq[0][lens[0] + t], seq[1][lens[1] + t], seq[2][lens[2] + t]};
+            decoder_step(&d, 3, slots, counts, toks, batch_logits, 0);
+            for (int s = 0; s < 3; s++)
+                same_logits &= memcmp(batch_logits + (size_t)s * V, alone + ((size_t)s * steps + t) * V,
+                                      (size_t)V * sizeof(float)) == 0;
+        }
+        decoder_free(&d);
+        free(alone);
+        ok(same_logits, "bf16: 3 sequences decoded together get the logits each gets alone");
         decoder_init(&d, &m, &w16, 1, 0, 64);
         int s0 = 0;
         for (int done = 0; done < T;) {
@@ -241,7 +266,29 @@ int main(void) {
         e = max_diff(got, want, lt->numel);
         ok(e <= 0.01 * scale, "bf16 logits of ids.c within 1%% of the largest fp32 logit (%.3g of %.3g)", e, scale);
         decoder_free(&d);
-        decoder_bf16_free(&w16);
+        model_gemm_free(&w16, &m);
+        /* model_load_bf16: the same bf16 copies, straight from the
+         * checkpoint, and no fp32 linear weights. */
+        neox_model m16;
+        if (!model_load_bf16(&m16, &w16, DATA "/tiny-f32", err, sizeof err)) {
+            printf("Bail out! %s\n", err);
+            return 1;
+        }
+        float *again = xmalloc(lt->numel * sizeof(float));
+        decoder_init(&d, &m16, &w16, 1, 0, 64);
+        for (int done = 0; done < T;) {
+            int n = T - done < 64 ? T - done : 64;
+            decoder_step(&d, 1, &s0, &n, c + done, again + (size_t)done * V, 1);
+            done += n;
+        }
+        ok(memcmp(again, got, lt->numel * sizeof(float)) == 0 && !m16.p.layers[0].qkv_w && !m16.p.lm_head &&
+               m16.num_params < m.num_params / 2,
+           "model_load_bf16: the same logits, without fp32 linear weights (%zu of %zu parameters in fp32)",
+           m16.num_params, m.num_params);
+        decoder_free(&d);
+        free(again);
+        model_gemm_free(&w16, &m16);
+        model_free(&m16);
     }
 
     free(c);
