@@ -141,6 +141,7 @@ typedef struct {
     int units;          /* A rows or B strips to share out */
     int lda;
     int kind;
+    int stream;         /* non-temporal stores (weights) */
 } pack_job;
 
 enum { PACK_A, PACK_A_TRANSPOSED, PACK_B, PACK_B_TRANSPOSED };
@@ -157,7 +158,8 @@ static void pack_run(void *arg, int thread, int nthreads) {
         gemm_pack_a_transposed(p->dst, p->lda, p->x, p->ldx, p->rows, p->cols, u0, u1);
         break;
     case PACK_B:
-        gemm_pack_b(p->dst, p->x, p->ldx, p->rows, p->cols, u0, u1, 0, gemm_round_up(p->rows, GEMM_TILE_K));
+        gemm_pack_b(p->dst, p->x, p->ldx, p->rows, p->cols, u0, u1, 0, gemm_round_up(p->rows, GEMM_TILE_K),
+                    p->stream);
         break;
     default: gemm_pack_b_transposed(p->dst, p->x, p->ldx, p->rows, p->cols, u0, u1); break;
     }
@@ -178,15 +180,16 @@ static int a_stride(int K) { return gemm_round_up(K, GEMM_TILE_K) + 32; }
 static uint16_t *pack_a(const float *x, int M, int K, int transposed) {
     const int Mpad = gemm_round_up(M, 16), lda = a_stride(K);
     uint16_t *a = scratch(&scratch_a, &scratch_a_size, (size_t)Mpad * lda);
-    pack_job p = {a, x, transposed ? M : K, M, K, Mpad, lda, transposed ? PACK_A_TRANSPOSED : PACK_A};
+    pack_job p = {a, x, transposed ? M : K, M, K, Mpad, lda, transposed ? PACK_A_TRANSPOSED : PACK_A, 0};
     pack(&p, (size_t)Mpad * lda);
     return a;
 }
 
-/* Tiles of x[K, N] (transposed: of the transpose of x[N, K]). */
-static void pack_b_into(uint16_t *dst, const float *x, int K, int N, int transposed) {
+/* Tiles of x[K, N] (transposed: of the transpose of x[N, K]); a weight's
+ * bypass the caches (see gemm_pack_b). */
+static void pack_b_into(uint16_t *dst, const float *x, int K, int N, int transposed, int weight) {
     const int strips = gemm_round_up(N, 32) / GEMM_TILE_N;
-    pack_job p = {dst, x, transposed ? K : N, K, N, strips, 0, transposed ? PACK_B_TRANSPOSED : PACK_B};
+    pack_job p = {dst, x, transposed ? K : N, K, N, strips, 0, transposed ? PACK_B_TRANSPOSED : PACK_B, weight};
     pack(&p, (size_t)gemm_round_up(K, GEMM_TILE_K) * strips * GEMM_TILE_N);
 }
 
@@ -206,11 +209,11 @@ void gemm_weight_pack(gemm_weight *gw) {
     if (gemm_current_path() == GEMM_FP32) return;
     if (gw->uses & GEMM_FOR_FORWARD) {
         if (!gw->fwd) gw->fwd = alloc_bf16(packed_values(gw->C, gw->OC));
-        pack_b_into(gw->fwd, gw->w, gw->C, gw->OC, 1);
+        pack_b_into(gw->fwd, gw->w, gw->C, gw->OC, 1, 1);
     }
     if (gw->uses & GEMM_FOR_BACKWARD) {
         if (!gw->bwd) gw->bwd = alloc_bf16(packed_values(gw->OC, gw->C));
-        pack_b_into(gw->bwd, gw->w, gw->OC, gw->C, 0);
+        pack_b_into(gw->bwd, gw->w, gw->OC, gw->C, 0, 1);
     }
 }
 
@@ -222,7 +225,7 @@ void gemm_weight_pack_rows(gemm_weight *gw, int o0, int o1) {
     if (gw->uses & GEMM_FOR_FORWARD)
         gemm_pack_b_transposed(gw->fwd, gw->w, C, C, OC, o0 / GEMM_TILE_N, end / GEMM_TILE_N);
     if (gw->uses & GEMM_FOR_BACKWARD)
-        gemm_pack_b(gw->bwd, gw->w, C, OC, C, 0, gemm_round_up(C, 32) / GEMM_TILE_N, o0, end);
+        gemm_pack_b(gw->bwd, gw->w, C, OC, C, 0, gemm_round_up(C, 32) / GEMM_TILE_N, o0, end, 1);
 }
 
 size_t gemm_weight_bytes(const gemm_weight *gw) {
@@ -397,6 +400,6 @@ void gemm_backward_weight(float *dw, float *dbias, const float *dout, const floa
         return;
     }
     uint16_t *b = scratch(&scratch_b, &scratch_b_size, packed_values(T, C));
-    pack_b_into(b, inp, T, C, 0);
+    pack_b_into(b, inp, T, C, 0, 0);
     product_compute(dw, OC, C, T, pack_a(dout, OC, T, 1), b, NULL, accumulate);
 }

@@ -146,7 +146,7 @@ void gemm_pack_a_transposed(uint16_t *dst, int lda, const float *x, long ldx, in
 }
 
 void gemm_pack_b(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1, int k_begin,
-                 int k_end) {
+                 int k_end, int stream) {
     const int Kpad = gemm_round_up(K, GEMM_TILE_K);
     for (int s = s0; s < s1; s++) {
         const int n = s * GEMM_TILE_N;
@@ -157,9 +157,11 @@ void gemm_pack_b(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, 
             __m512 v0 = k0 < K ? _mm512_maskz_loadu_ps(cols, x + (size_t)k0 * ldx + n) : _mm512_setzero_ps();
             __m512 v1 = k0 + 1 < K ? _mm512_maskz_loadu_ps(cols, x + (size_t)(k0 + 1) * ldx + n)
                                    : _mm512_setzero_ps();
-            _mm512_store_si512(d + 32 * r, interleave_bf16(v0, v1));
+            if (stream) _mm512_stream_si512((__m512i *)(d + 32 * r), interleave_bf16(v0, v1));
+            else _mm512_store_si512(d + 32 * r, interleave_bf16(v0, v1));
         }
     }
+    if (stream) _mm_sfence();
 }
 
 void gemm_pack_b_transposed(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1) {
@@ -179,7 +181,8 @@ void gemm_pack_b_transposed(uint16_t *dst, const float *x, long ldx, int K, int 
             }
             transpose16(rows);
 #pragma GCC unroll 16
-            for (int r = 0; r < 16; r++) _mm512_store_si512(d + (size_t)k * GEMM_TILE_N + 32 * r, rows[r]);
+            for (int r = 0; r < 16; r++) _mm512_stream_si512((__m512i *)(d + (size_t)k * GEMM_TILE_N + 32 * r), rows[r]);
         }
     }
+    _mm_sfence();
 }

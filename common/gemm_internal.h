@@ -53,10 +53,13 @@ void gemm_pack_a(uint16_t *dst, int lda, const float *x, long ldx, int M, int K,
 void gemm_pack_a_transposed(uint16_t *dst, int lda, const float *x, long ldx, int M, int K,
                             int r0, int r1);
 /* B from x[K, N] (row stride ldx): strips s0..s1, padded rows
- * k_begin..k_end of each (even; 0, Kpad for all). */
+ * k_begin..k_end of each (even; 0, Kpad for all). stream: with
+ * non-temporal stores, for weights, which are not read again before they
+ * have left the caches (and so need no read of the lines they overwrite). */
 void gemm_pack_b(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1, int k_begin,
-                 int k_end);
-/* B from the transpose of x[N, K] (row stride ldx): strips s0..s1. */
+                 int k_end, int stream);
+/* B from the transpose of x[N, K] (row stride ldx): strips s0..s1; only
+ * weights come this way, so always with non-temporal stores. */
 void gemm_pack_b_transposed(uint16_t *dst, const float *x, long ldx, int K, int N, int s0, int s1);
 
 #endif
