@@ -70,7 +70,7 @@ static void run_op(int op, const buffers *b, int T) {
     switch (op) {
     case OP_FORWARD: gemm_forward(b->out, b->inp, gw, NULL, T); break;
     case OP_BACKWARD_INPUT: gemm_backward_input(b->dinp, b->dout, gw, T); break;
-    default: gemm_backward_weight(b->dw, NULL, b->dout, b->inp, T, gw->OC, gw->C, 1); break;
+    default: gemm_backward_weight(b->dw, NULL, b->dout, b->inp, T, gw->OC, gw->C, 1, NULL); break;
     }
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "optim.h"
 #include "parallel.h"
 #include "vecmath.h"
 
@@ -82,16 +83,21 @@ static void column_sums(void *arg, size_t begin, size_t end, int part) {
 }
 
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate) {
+                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate,
+                     double *dw_sumsq) {
     if (gw) {
         if (dinp) {
             memset(dinp, 0, (size_t)N * C * sizeof(float));
             gemm_backward_input(dinp, dout, gw, N);
         }
-        gemm_backward_weight(dw, NULL, dout, inp, N, OC, C, accumulate);
+        double s;
+        gemm_backward_weight(dw, NULL, dout, inp, N, OC, C, accumulate, dw_sumsq ? &s : NULL);
+        if (dw_sumsq) *dw_sumsq += s;
     } else {
         if (dinp) parallel_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
         parallel_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, accumulate ? 1.0f : 0.0f, dw, C);
+        /* dw may still be in the last-level cache */
+        if (dw_sumsq) *dw_sumsq += grad_sum_squares(dw, (size_t)OC * C);
     }
     if (dbias) {
         if (!accumulate) memset(dbias, 0, (size_t)OC * sizeof *dbias);
@@ -332,7 +338,7 @@ void train_acts_free(train_acts *a) {
 static void attention_branch_backward(const neox_model *m, const model_gemm *g,
                                       const neox_layer_params *gl, const neox_layer_params *pl,
                                       train_acts *a, const neox_pack *pack, int l,
-                                      const float *resid_in, int accumulate) {
+                                      const float *resid_in, int accumulate, double *sumsq) {
     const neox_config *cfg = &m->cfg;
     int T = a->f.T, C = cfg->hidden_size, NH = cfg->num_heads, hd = cfg->head_dim;
     size_t TC = (size_t)T * C;
@@ -347,7 +353,7 @@ static void attention_branch_backward(const neox_model *m, const model_gemm *g,
         att += (size_t)NH * n * n;
     }
     matmul_backward(a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->f.ln1 + l * TC, pl->qkv_w,
-                    g ? &g->qkv[l] : NULL, T, C, 3 * C, accumulate);
+                    g ? &g->qkv[l] : NULL, T, C, 3 * C, accumulate, sumsq);
     layernorm_backward(a->dresid, gl->ln1_w, gl->ln1_b, a->dln, resid_in,
                        pl->ln1_w, a->f.ln1_mean + (size_t)l * T, a->f.ln1_rstd + (size_t)l * T, T, C);
 }
@@ -366,8 +372,13 @@ static void zero_accumulated_only(const neox_model *m, const neox_params *grads)
     if (grads->wte != grads->lm_head) memset(grads->wte, 0, (size_t)m->cfg.vocab_size * C * sizeof(float));
 }
 
+int model_backward_sums_squares(const neox_model *m, const neox_tensor *t) {
+    const float *w = m->params + t->offset;
+    return t->ndim == 2 && w != m->p.wte;
+}
+
 void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
-                    train_acts *a, const neox_pack *pack, int accumulate) {
+                    train_acts *a, const neox_pack *pack, int accumulate, double *sumsq) {
     const neox_config *cfg = &m->cfg;
     train_acts_reserve(a, cfg, pack);
     int T = a->f.T, R = a->f.R, C = cfg->hidden_size, F = cfg->intermediate_size;
@@ -378,7 +389,7 @@ void model_backward(const neox_model *m, const model_gemm *g, const neox_params 
     /* embed_out on the loss rows, then final_layer_norm over every token
      * (rows without a loss get zero gradient). */
     matmul_backward(a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, m->p.lm_head,
-                    g ? &g->lm_head : NULL, R, C, V, accumulate);
+                    g ? &g->lm_head : NULL, R, C, V, accumulate, grads->lm_head == grads->wte ? NULL : sumsq);
     memset(a->dln, 0, TC * sizeof(float));
     for (int r = 0; r < R; r++) {
         float *dst = a->dln + (size_t)pack->row_pos[r] * C;
@@ -398,20 +409,20 @@ void model_backward(const neox_model *m, const model_gemm *g, const neox_params 
         if (cfg->use_parallel_residual)
             /* Both branches read the layer's output gradient: take the
              * attention branch's share before the MLP adds to it. */
-            matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate);
+            matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid, a->f.atty + l * TC,
+                            pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate, sumsq);
         matmul_backward(a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->f.fch_gelu + l * TF,
-                        pl->fc_proj_w, g ? &g->fc_proj[l] : NULL, T, F, C, accumulate);
+                        pl->fc_proj_w, g ? &g->fc_proj[l] : NULL, T, F, C, accumulate, sumsq);
         gelu_backward(a->dfch, a->f.fch + l * TF, a->dfch, (int)TF);
         matmul_backward(a->dln, gl->fc_w, gl->fc_b, a->dfch, a->f.ln2 + l * TC, pl->fc_w,
-                        g ? &g->fc[l] : NULL, T, C, F, accumulate);
+                        g ? &g->fc[l] : NULL, T, C, F, accumulate, sumsq);
         layernorm_backward(a->dresid, gl->ln2_w, gl->ln2_b, a->dln, ln2_in, pl->ln2_w,
                            a->f.ln2_mean + (size_t)l * T, a->f.ln2_rstd + (size_t)l * T, T, C);
         if (!cfg->use_parallel_residual)
             /* dresid is now the gradient at resid_mid = resid + attention. */
-            matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->f.atty + l * TC, pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate);
-        attention_branch_backward(m, g, gl, pl, a, pack, l, resid_in, accumulate);
+            matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid, a->f.atty + l * TC,
+                            pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate, sumsq);
+        attention_branch_backward(m, g, gl, pl, a, pack, l, resid_in, accumulate, sumsq);
     }
     embedding_backward(grads->wte, a->dresid, pack->ids, T, C);
 }

@@ -20,9 +20,11 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
  * on the worker threads, else through gw's bf16 weights (model_gemm):
  * dinp [N, C] = dout · w (overwritten; skipped when NULL),
  * dw [OC, C] += doutᵀ · inp, dbias [OC] += column sums of dout (when
- * not NULL); "=" for both when !accumulate. */
+ * not NULL); "=" for both when !accumulate. dw_sumsq (may be NULL) += Σ dw²
+ * of the result, in double (gemm_backward_weight). */
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate);
+                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate,
+                     double *dw_sumsq);
 
 /* dqkv [T, NH*3*hd] in place: the gradient with respect to the rotated q
  * and k becomes the gradient with respect to them before rotary_forward
@@ -67,8 +69,14 @@ void train_acts_free(train_acts *a);
  * parameter gradients into grads (views of a block laid out like
  * m->params, see model_param_views), or overwrites them when !accumulate
  * (the first pack of a step: no pass to zero them, no reading zeros back).
- * g: NULL for fp32 products, else the packed bf16 weights. */
+ * g: NULL for fp32 products, else the packed bf16 weights. sumsq (may be
+ * NULL; only on a step's last pack) += the sum of the squares of the
+ * linear layers' weight gradients (every 2-D tensor but embed_in, and
+ * embed_out only when not tied to it: model_backward_sums_squares), taken
+ * as the products write them. */
 void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
-                    train_acts *a, const neox_pack *pack, int accumulate);
+                    train_acts *a, const neox_pack *pack, int accumulate, double *sumsq);
+/* 1 when model_backward's sumsq covers tensor t. */
+int model_backward_sums_squares(const neox_model *m, const neox_tensor *t);
 
 #endif

@@ -110,6 +110,12 @@ void *xcalloc(size_t count, size_t size) {
     return p;
 }
 
+void *xmalloc_aligned(size_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 1)) die("out of memory (%zu bytes)", n);
+    return p;
+}
+
 void *xrealloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
     if (!q) die("out of memory (%zu bytes)", n);

@@ -37,6 +37,9 @@ void print_help_and_exit(const char *text) __attribute__((noreturn));
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
+/* Aligned to a cache line (64 bytes), for the big arrays that vector
+ * loops stream through: an unaligned one splits every load. */
+void *xmalloc_aligned(size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 

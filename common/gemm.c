@@ -259,6 +259,7 @@ typedef struct {
     const uint16_t *b;
     const float *bias;
     int accumulate;
+    double *block_sumsq;    /* when not NULL: per 32x32 block of C, the sum of its squares */
     int panel_blocks, panels;
     atomic_int next_panel;
 } product;
@@ -301,8 +302,29 @@ static void prefetch_c(const product *p, int m0, int n0) {
     }
 }
 
+/* Sum of the squares of a block of C just computed (still in L1), in double. */
+static double block_sum_squares(const product *p, int m0, int n0) {
+    const int rows = p->M - m0 < 32 ? p->M - m0 : 32;
+    const int cols = p->N - n0 < 32 ? p->N - n0 : 32;
+    double s = 0;
+    for (int i = 0; i < rows; i++) {
+        const float *c = p->c + (size_t)(m0 + i) * p->ldc + n0;
+        int j = 0;
+#ifdef __AVX512F__
+        __m512d acc = _mm512_setzero_pd();
+        for (; j + 8 <= cols; j += 8) {
+            __m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(c + j));
+            acc = _mm512_fmadd_pd(x, x, acc);
+        }
+        s += _mm512_reduce_add_pd(acc);
+#endif
+        for (; j < cols; j++) s += (double)c[j] * c[j];
+    }
+    return s;
+}
+
 static void product_panel(const product *p, int nb0, int nb1) {
-    const int KT = p->Kpad / GEMM_TILE_K;
+    const int KT = p->Kpad / GEMM_TILE_K, nblocks = gemm_round_up(p->N, 32) / 32;
     const int first_init = p->accumulate ? GEMM_INIT_LOAD : p->bias ? GEMM_INIT_BIAS : GEMM_INIT_ZERO;
     for (int kt0 = 0; kt0 < KT; kt0 += K_CHUNK_TILES) {
         int ktiles = KT - kt0 < K_CHUNK_TILES ? KT - kt0 : K_CHUNK_TILES;
@@ -314,6 +336,8 @@ static void product_panel(const product *p, int nb0, int nb1) {
                     if (pm < p->M) prefetch_c(p, pm, pn);
                 }
                 product_block(p, m0, 32 * nb, kt0, ktiles, init);
+                if (p->block_sumsq && kt0 + ktiles == KT)
+                    p->block_sumsq[(size_t)(m0 / 32) * nblocks + nb] = block_sum_squares(p, m0, 32 * nb);
             }
     }
 }
@@ -333,23 +357,32 @@ static void product_run(void *arg, int thread, int nthreads) {
 }
 
 /* c[M, N] (row stride N) = (accumulate ? c : bias or 0) + A · B, A packed
- * from M rows of K values, B tiles of K x N. */
+ * from M rows of K values, B tiles of K x N. sumsq (may be NULL) gets the
+ * sum of the squares of the result, added up block by block in a fixed
+ * order (the same for any thread count). */
 static void product_compute(float *c, int M, int N, int K, const uint16_t *a, const uint16_t *b,
-                            const float *bias, int accumulate) {
+                            const float *bias, int accumulate, double *sumsq) {
+    const int nblocks = gemm_round_up(N, 32) / 32, threads = parallel_threads();
+    const size_t all_blocks = (size_t)(M + 31) / 32 * nblocks;
     product p = {
         .block = current_path == GEMM_AMX ? gemm_amx_block : gemm_avx512_block,
         .amx = current_path == GEMM_AMX,
         .c = c, .ldc = N, .M = M, .N = N,
         .a = a, .lda = a_stride(K), .Kpad = gemm_round_up(K, GEMM_TILE_K),
         .b = b, .bias = bias, .accumulate = accumulate,
+        .block_sumsq = sumsq ? xmalloc(all_blocks * sizeof(double)) : NULL,
     };
-    const int nblocks = gemm_round_up(N, 32) / 32, threads = parallel_threads();
     p.panel_blocks = nblocks / (4 * threads);
     if (p.panel_blocks < 1) p.panel_blocks = 1;
     if (p.panel_blocks > MAX_PANEL_BLOCKS) p.panel_blocks = MAX_PANEL_BLOCKS;
     p.panels = (nblocks + p.panel_blocks - 1) / p.panel_blocks;
     atomic_init(&p.next_panel, 0);
     parallel_run(product_run, &p);
+    if (sumsq) {
+        *sumsq = 0;
+        for (size_t i = 0; i < all_blocks; i++) *sumsq += p.block_sumsq[i];
+        free(p.block_sumsq);
+    }
 }
 
 static const uint16_t *packed(const uint16_t *tiles, const char *what) {
@@ -370,7 +403,7 @@ void gemm_forward(float *out, const float *inp, const gemm_weight *gw, const flo
         return;
     }
     const uint16_t *b = packed(gw->fwd, "forward");
-    product_compute(out, T, OC, C, pack_a(inp, T, C, 0), b, bias, 0);
+    product_compute(out, T, OC, C, pack_a(inp, T, C, 0), b, bias, 0, NULL);
 }
 
 void gemm_backward_input(float *dinp, const float *dout, const gemm_weight *gw, int T) {
@@ -382,13 +415,22 @@ void gemm_backward_input(float *dinp, const float *dout, const gemm_weight *gw, 
         return;
     }
     const uint16_t *b = packed(gw->bwd, "backward");
-    product_compute(dinp, T, C, OC, pack_a(dout, T, OC, 0), b, NULL, 1);
+    product_compute(dinp, T, C, OC, pack_a(dout, T, OC, 0), b, NULL, 1, NULL);
+}
+
+/* Sum of squares in double, for the fp32 path's result (the bf16 path adds
+ * them up as blocks finish). */
+static double sum_squares(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
 }
 
 void gemm_backward_weight(float *dw, float *dbias, const float *dout, const float *inp,
-                          int T, int OC, int C, int accumulate) {
+                          int T, int OC, int C, int accumulate, double *sumsq) {
     if (T <= 0) {
         if (!accumulate) memset(dw, 0, (size_t)OC * C * sizeof *dw);
+        if (sumsq) *sumsq = sum_squares(dw, (size_t)OC * C);
         return;
     }
     if (dbias)
@@ -397,9 +439,10 @@ void gemm_backward_weight(float *dw, float *dbias, const float *dout, const floa
     if (gemm_current_path() == GEMM_FP32) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C,
                     accumulate ? 1.0f : 0.0f, dw, C);
+        if (sumsq) *sumsq = sum_squares(dw, (size_t)OC * C);
         return;
     }
     uint16_t *b = scratch(&scratch_b, &scratch_b_size, packed_values(T, C));
     pack_b_into(b, inp, T, C, 0, 0);
-    product_compute(dw, OC, C, T, pack_a(dout, OC, T, 1), b, NULL, accumulate);
+    product_compute(dw, OC, C, T, pack_a(dout, OC, T, 1), b, NULL, accumulate, sumsq);
 }

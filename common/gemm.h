@@ -80,10 +80,13 @@ void gemm_forward(float *out, const float *inp, const gemm_weight *gw, const flo
 void gemm_backward_input(float *dinp, const float *dout, const gemm_weight *gw, int T);
 
 /* dw[OC, C] = (accumulate ? dw : 0) + doutᵀ · inp[T, C];
- * dbias[OC] += Σ_t dout[t, ·] in fp32 (dbias may be NULL). Needs no packed
- * weight. */
+ * dbias[OC] += Σ_t dout[t, ·] in fp32 (dbias may be NULL). sumsq (may be
+ * NULL) gets Σ dw² of the result in double, summed in an order that does
+ * not depend on the thread count: the bf16 paths take each block of dw
+ * while it is still in cache, sparing a pass over memory (the gradient
+ * norm). Needs no packed weight. */
 void gemm_backward_weight(float *dw, float *dbias, const float *dout, const float *inp,
-                          int T, int OC, int C, int accumulate);
+                          int T, int OC, int C, int accumulate, double *sumsq);
 
 /* Round-to-nearest-even conversions (NaN stays NaN, subnormals kept). */
 uint16_t gemm_fp32_to_bf16(float f);

@@ -89,7 +89,7 @@ const neox_tensor *model_find_tensor(const neox_model *m, const char *name) {
 /* The parameter block, its views and the rotary tables, for the table. */
 static void allocate(neox_model *m) {
     const neox_config *cfg = &m->cfg;
-    m->params = xmalloc(m->num_params * sizeof(float));
+    m->params = xmalloc_aligned(m->num_params * sizeof(float));
     model_param_views(m, m->params, &m->p);
     size_t half = (size_t)cfg->rotary_ndims / 2;
     m->rope_cos = xmalloc(((size_t)cfg->max_positions * half + 1) * sizeof(float));

@@ -21,9 +21,9 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
     t->clip = clip;
     t->pack_tokens = TRAIN_PACK_TOKENS;
     size_t n = model->num_params;
-    t->grad = xcalloc(n, sizeof(float));
-    t->adam_m = xcalloc(n, sizeof(float));
-    t->adam_v = xcalloc(n, sizeof(float));
+    t->grad = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
+    t->adam_m = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
+    t->adam_v = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
     model_param_views(model, t->grad, &t->grad_views);
     t->nspans = model->num_tensors;
     t->spans = xmalloc((size_t)t->nspans * sizeof *t->spans);
@@ -159,24 +159,29 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
     for (int i = 0; i < n; i++) res.targets += example_num_targets(&d->ex[ex[i]]);
     /* Each token's share of the step loss: the mean over all of them. */
     float scale = (float)(1.0 / (double)res.targets);
-    double loss_sum = 0;
+    double loss_sum = 0, sumsq = 0;
     const model_gemm *g = current_gemm(t);
     for (size_t next = 0; next < (size_t)n;) {
         int first = next == 0;
         neox_pack pack = next_pack(t, d, ex, (size_t)n, &next);
+        int last = next == (size_t)n;
         double t0 = now_seconds();
         model_forward_pack(t->model, g, &t->acts.f, &pack);
         loss_sum += crossentropy_forward_backward(t->acts.f.logits, pack.row_target, pack.nrows,
                                                   t->model->cfg.vocab_size, scale);
         double t1 = now_seconds();
-        model_backward(t->model, g, &t->grad_views, &t->acts, &pack, !first);
+        model_backward(t->model, g, &t->grad_views, &t->acts, &pack, !first, last ? &sumsq : NULL);
         t->time_forward += t1 - t0;
         t->time_backward += now_seconds() - t1;
         res.tokens += (size_t)pack.T;
     }
     res.loss = loss_sum / (double)res.targets;
+    /* The linear layers' squares came with their products; the rest here. */
     double t0 = now_seconds();
-    res.grad_norm = sqrt(grad_sum_squares(t->grad, t->model->num_params));
+    for (int i = 0; i < t->model->num_tensors; i++)
+        if (!model_backward_sums_squares(t->model, &t->model->tensors[i]))
+            sumsq += grad_sum_squares(t->grad + t->spans[i].offset, t->spans[i].count);
+    res.grad_norm = sqrt(sumsq);
     t->time_optimizer += now_seconds() - t0;
     return res;
 }

@@ -144,10 +144,23 @@ static void check_shape(int T, int C, int OC) {
                 ref[r][o * C + c] = s;
                 scale[o * C + c] = sa;
             }
-    gemm_backward_weight(dw, dbias, dout, inp, T, OC, C, 1);
+    double sumsq;
+    gemm_backward_weight(dw, dbias, dout, inp, T, OC, C, 1, &sumsq);
     ok(within(dw, ref[bf16], scale, (size_t)OC * C, tight, "backward weight") &&
            within(dw, ref[0], scale, (size_t)OC * C, bf16 ? loose : tight, "backward weight vs fp32"),
        "%s backward weight T=%d C=%d OC=%d", path, T, C, OC);
+    double want = 0;
+    for (size_t i = 0; i < (size_t)OC * C; i++) want += (double)dw[i] * dw[i];
+    ok(fabs(sumsq - want) <= 1e-12 * want, "%s backward weight: its sum of squares %.17g (want %.17g)",
+       path, sumsq, want);
+    /* Without accumulate the product overwrites: from NaNs it gives what
+     * adding it to zeros gives, bit for bit. */
+    float *zeros = calloc((size_t)OC * C, sizeof *zeros), *nans = malloc((size_t)OC * C * sizeof *nans);
+    for (size_t i = 0; i < (size_t)OC * C; i++) nans[i] = NAN;
+    gemm_backward_weight(zeros, NULL, dout, inp, T, OC, C, 1, NULL);
+    gemm_backward_weight(nans, NULL, dout, inp, T, OC, C, 0, NULL);
+    ok(memcmp(zeros, nans, (size_t)OC * C * sizeof *nans) == 0, "%s backward weight overwrites without accumulate", path);
+    free(zeros), free(nans);
     ok(within(dbias, dbias_ref, dbias_scale, OC, tight, "dbias"), "%s backward bias (fp32) OC=%d", path, OC);
     ok(guard_intact(out, (size_t)T * OC) && guard_intact(dinp, (size_t)T * C) &&
            guard_intact(dw, (size_t)OC * C),

@@ -374,6 +374,10 @@ static void test_gradients_overwrite(int bf16) {
     ok(a.grad_norm == b.grad_norm && memcmp(g1, t.grad, m.num_params * sizeof(float)) == 0,
        "%s: gradients over several packs overwrite the buffer (norm %.6f, then %.6f)",
        bf16 ? "bf16" : "fp32", a.grad_norm, b.grad_norm);
+    double direct = sqrt(grad_sum_squares(t.grad, m.num_params));
+    ok(fabs(b.grad_norm - direct) <= 1e-12 * direct,
+       "%s: the norm summed as the products finish is the gradients' norm (%.17g, %.17g)",
+       bf16 ? "bf16" : "fp32", b.grad_norm, direct);
     free(g1);
     trainer_free(&t);
     dataset_free(&d);
