@@ -231,15 +231,11 @@ static void run_interactive(const neox_model *m, const options *o) {
         }
         if (!(line = line_reader_next(lr, &len))) break;
         if (len == 0) continue;
-        /* One encode of the whole prompt: BPE splits depend on neighbours. */
-        size_t head = strlen(tmpl.prefix), tail = strlen(tmpl.suffix);
-        char *prompt = xmalloc(head + len + tail + 1);
-        memcpy(prompt, tmpl.prefix, head);
-        memcpy(prompt + head, line, len);
-        memcpy(prompt + head + len, tmpl.suffix, tail + 1);
+        utf8_buf prompt = {0};
+        template_wrap(&tmpl, line, len, &prompt);
         token_ids ids = {0};
-        int bad = tokenizer_encode(tok, prompt, head + len + tail, &ids, NULL) != 0;
-        free(prompt);
+        int bad = tokenizer_encode(tok, prompt.data, prompt.len, &ids, NULL) != 0;
+        utf8_buf_free(&prompt);
         if (bad || ids.n == 0) {
             warn("line %llu: not valid UTF-8", (unsigned long long)line_reader_lineno(lr));
             token_ids_free(&ids);
