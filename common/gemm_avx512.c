@@ -9,6 +9,11 @@
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16")
 
+/* Bytes ahead of each B stream to prefetch: enough to cover the memory
+ * latency at one core's share of the bandwidth when decoding streams the
+ * weights from memory (gemv_bf16.c). */
+#define PREFETCH_AHEAD 2048
+
 /* nr <= 8 rows x 32 columns of C in registers; per K pair: two B rows,
  * nr broadcast A pairs. nr is a constant after inlining. */
 static inline __attribute__((always_inline)) void rows_block(float *c, long ldc, const float *bias,
@@ -24,6 +29,8 @@ static inline __attribute__((always_inline)) void rows_block(float *c, long ldc,
                         : init == GEMM_INIT_BIAS ? _mm512_loadu_ps(bias + 16 * j)
                                                  : _mm512_setzero_ps();
     for (int r = 0; r < pairs; r++) {
+        _mm_prefetch((const char *)(b0 + 32 * r) + PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(b1 + 32 * r) + PREFETCH_AHEAD, _MM_HINT_T0);
         __m512bh w0 = (__m512bh)_mm512_load_si512(b0 + 32 * r);
         __m512bh w1 = (__m512bh)_mm512_load_si512(b1 + 32 * r);
 #pragma GCC unroll 8

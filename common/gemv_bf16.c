@@ -19,9 +19,6 @@
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16")
 
-/* Bytes ahead of each weight stream to prefetch: enough to cover the
- * memory latency at one core's share of the bandwidth. */
-#define PREFETCH_AHEAD 2048
 /* Weight bytes per claim, about: claiming is an atomic add on a line
  * every core writes, so it should stay a small part of the work, and the
  * last claim of a job, which one core may finish alone, short. */
@@ -57,39 +54,6 @@ static void pack_inputs(gemv16_job *j, int q0, int q1) {
     }
 }
 
-/* out[nr, 32] (row stride ldo) = bias + x[nr, Kpad] · (two strips b0, b1),
- * nr <= 8 a constant after inlining. */
-static inline __attribute__((always_inline)) void rows_x32(float *out, long ldo, const float *bias,
-                                                           const uint16_t *x, long ldx,
-                                                           const uint16_t *b0, const uint16_t *b1,
-                                                           int pairs, const int nr) {
-    __m512 acc[8][2];
-#pragma GCC unroll 8
-    for (int i = 0; i < nr; i++) {
-        acc[i][0] = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-        acc[i][1] = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
-    }
-    for (int r = 0; r < pairs; r++) {
-        _mm_prefetch((const char *)(b0 + 32 * r) + PREFETCH_AHEAD, _MM_HINT_T0);
-        _mm_prefetch((const char *)(b1 + 32 * r) + PREFETCH_AHEAD, _MM_HINT_T0);
-        __m512bh w0 = (__m512bh)_mm512_load_si512(b0 + 32 * r);
-        __m512bh w1 = (__m512bh)_mm512_load_si512(b1 + 32 * r);
-#pragma GCC unroll 8
-        for (int i = 0; i < nr; i++) {
-            int32_t pair;
-            memcpy(&pair, x + i * ldx + 2 * r, sizeof pair);
-            __m512bh xv = (__m512bh)_mm512_set1_epi32(pair);
-            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], xv, w0);
-            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], xv, w1);
-        }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < nr; i++) {
-        _mm512_storeu_ps(out + i * ldo, acc[i][0]);
-        _mm512_storeu_ps(out + i * ldo + 16, acc[i][1]);
-    }
-}
-
 /* Output columns 32 nb .. 32 nb + 31 of every row of product q: on AMX,
  * or by dot products in groups of 8 rows (a group after the first finds
  * the block in L2). A block reaching past OC goes through a local copy. */
@@ -97,8 +61,8 @@ static void block_x32(const gemv16_job *j, const product16 *q, int nb) {
     const gemv_bf16_product *p = q->p;
     const int N = j->N, OC = p->gw->OC, Kpad = q->Kpad, ldx = q->ldx;
     const long strip = (long)Kpad * GEMM_TILE_N;
-    const uint16_t *b0 = p->gw->fwd + (size_t)2 * nb * strip, *b1 = b0 + strip;
-    const int n0 = 32 * nb, cols = OC - n0 < 32 ? OC - n0 : 32, pairs = Kpad / 2;
+    const uint16_t *b0 = p->gw->fwd + (size_t)2 * nb * strip;
+    const int n0 = 32 * nb, cols = OC - n0 < 32 ? OC - n0 : 32;
     float edge[GEMV_MAX_ROWS * 32], bias_edge[32];
     const float *bias = p->bias ? p->bias + n0 : NULL;
     if (bias && cols < 32) { /* a bias vector load must not read past OC */
@@ -108,25 +72,8 @@ static void block_x32(const gemv16_job *j, const product16 *q, int nb) {
     }
     float *out = cols < 32 ? edge : p->out + n0;
     const long ldo = cols < 32 ? 32 : OC;
-    if (j->amx) {
-        gemm_amx_block(out, ldo, bias, bias ? GEMM_INIT_BIAS : GEMM_INIT_ZERO, q->x, ldx, b0, strip,
-                       Kpad / GEMM_TILE_K, N);
-    } else {
-        for (int g = 0; g < N; g += 8) {
-            const uint16_t *x = q->x + (size_t)g * ldx;
-            float *o = out + g * ldo;
-            switch (N - g) {
-            case 1: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 1); break;
-            case 2: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 2); break;
-            case 3: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 3); break;
-            case 4: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 4); break;
-            case 5: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 5); break;
-            case 6: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 6); break;
-            case 7: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 7); break;
-            default: rows_x32(o, ldo, bias, x, ldx, b0, b1, pairs, 8); break;
-            }
-        }
-    }
+    gemm_block_fn block = j->amx ? gemm_amx_block : gemm_avx512_block;
+    block(out, ldo, bias, bias ? GEMM_INIT_BIAS : GEMM_INIT_ZERO, q->x, ldx, b0, strip, Kpad / GEMM_TILE_K, N);
     for (int i = 0; i < N; i++) {
         float *row = p->out + (size_t)i * OC + n0;
         if (cols < 32) memcpy(row, edge + 32 * i, (size_t)cols * sizeof *edge);
