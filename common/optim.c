@@ -147,30 +147,3 @@ void adamw_update(const adamw_consts *c, float *restrict p, float *restrict g, f
         v[i] = vi;
     }
 }
-
-typedef struct {
-    float *param, *grad, *m, *v;
-    const param_span *spans;
-    int nspans;
-    adamw_consts k;
-} adamw_ctx;
-
-static void adamw_range(void *arg, size_t begin, size_t end, int part) {
-    const adamw_ctx *c = arg;
-    for (int s = 0; s < c->nspans; s++) {
-        size_t lo = c->spans[s].offset, hi = lo + c->spans[s].count;
-        if (lo < begin) lo = begin;
-        if (hi > end) hi = end;
-        if (lo < hi) adamw_update(&c->k, c->param, c->grad, c->m, c->v, lo, hi, c->spans[s].decay);
-    }
-}
-
-void adamw_step(float *param, float *grad, float *m, float *v,
-                const param_span *spans, int nspans,
-                const adamw_hparams *h, double lr, long t, float grad_factor) {
-    size_t n = 0;
-    for (int s = 0; s < nspans; s++)
-        if (spans[s].offset + spans[s].count > n) n = spans[s].offset + spans[s].count;
-    adamw_ctx c = {param, grad, m, v, spans, nspans, adamw_step_consts(h, lr, t, grad_factor)};
-    parallel_for(n, 1u << 16, adamw_range, &c);
-}

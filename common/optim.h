@@ -33,24 +33,20 @@ typedef struct {
     int decay;
 } param_span;
 
-/* One torch.optim.AdamW step over the spans of the flat block (t is the
- * 1-based step count after this update, for bias correction), on the
- * gradient times grad_factor (the clipping factor, applied on the fly as
- * clip_grad_norm_ would have beforehand). Leaves grad as it is: the
- * trainer's next backward overwrites it. Split over threads: memory
- * bandwidth is the limit, and the result does not depend on the split. */
-void adamw_step(float *param, float *grad, float *m, float *v,
-                const param_span *spans, int nspans,
-                const adamw_hparams *h, double lr, long t, float grad_factor);
-
-/* adamw_step's per-step constants, for callers that walk the parameters
- * themselves (the trainer updates a weight and re-packs its bf16 copies
- * piece by piece). */
+/* One torch.optim.AdamW step, in pieces: adamw_step_consts gives the
+ * step's constants (t is the 1-based step count after this update, for
+ * bias correction; the gradient is taken times grad_factor, the clipping
+ * factor, applied on the fly as clip_grad_norm_ would have beforehand);
+ * adamw_update applies it to elements [begin, end) of the flat arrays, on
+ * the calling thread, with weight decay when decay is set (a span's flag).
+ * Each element's result depends on nothing else, so any split of the
+ * block over threads gives the same bits; the trainer splits it by weight
+ * rows, to re-pack each weight's bf16 copies right after. grad is left as
+ * it is: the trainer's next backward overwrites it. */
 typedef struct {
     float beta1, beta2, eps, decay_keep, step_size, bc2_sqrt, grad_factor;
 } adamw_consts;
 adamw_consts adamw_step_consts(const adamw_hparams *h, double lr, long t, float grad_factor);
-/* adamw_step on elements [begin, end) of the flat arrays, on the calling thread. */
 void adamw_update(const adamw_consts *k, float *param, float *grad, float *m, float *v,
                   size_t begin, size_t end, int decay);
 

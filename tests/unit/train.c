@@ -296,9 +296,17 @@ static void test_thread_invariance(void) {
     model_free(&m);
 }
 
+/* AdamW over every span, in one pass on this thread: the reference the
+ * trainer's piecewise update on the pool must equal. */
+static void adamw_spans(const adamw_consts *k, float *p, float *g, float *m, float *v,
+                        const param_span *spans, int nspans) {
+    for (int s = 0; s < nspans; s++)
+        adamw_update(k, p, g, m, v, spans[s].offset, spans[s].offset + spans[s].count, spans[s].decay);
+}
+
 /* In bf16, the optimizer step re-packs each weight's bf16 copies as it
  * updates it: after some steps they are what packing the weights anew
- * gives, byte for byte, and the step is the one adamw_step takes. */
+ * gives, byte for byte, and the step is AdamW's over the whole block. */
 static void test_bf16_update(void) {
     if (gemm_current_path() == GEMM_FP32) {
         ok(1, "# SKIP no bf16 products on this CPU");
@@ -323,13 +331,13 @@ static void test_bf16_update(void) {
         memcpy(g, t.grad, m.num_params * sizeof(float));
         memset(t.grad, 0, m.num_params * sizeof(float));
         trainer_step(&t, &d, ex, 4, 1e-3);
-        adamw_step(twin.params, g, m1, v1, t.spans, t.nspans, &h, 1e-3, s + 1,
-                   (float)clip_factor(r.grad_norm, 1.0));
+        adamw_consts k = adamw_step_consts(&h, 1e-3, s + 1, (float)clip_factor(r.grad_norm, 1.0));
+        adamw_spans(&k, twin.params, g, m1, v1, t.spans, t.nspans);
         same_update &= memcmp(m.params, twin.params, m.num_params * sizeof(float)) == 0;
         memcpy(twin.params, m.params, m.num_params * sizeof(float));
         free(g);
     }
-    ok(same_update, "bf16: the piecewise update is adamw_step's, bit for bit");
+    ok(same_update, "bf16: the update on the pool, piece by piece, is AdamW's over the whole block, bit for bit");
     model_gemm fresh;
     model_gemm_init(&fresh, &m);
     model_gemm_pack(&fresh, &m);
@@ -505,17 +513,18 @@ static void test_adamw(void) {
         double mh = mi / (1 - pow(0.9, t)), vh = vi / (1 - pow(0.999, t));
         want[i] = pi - lr * mh / (sqrt(vh) + 1e-8);
     }
-    int threads = parallel_threads();
-    parallel_set_threads(1);
-    adamw_step(p[0], g[0], m[0], v[0], spans, 2, &h, lr, t, (float)factor);
-    parallel_set_threads(threads > 1 ? threads : 2);
-    adamw_step(p[1], g[1], m[1], v[1], spans, 2, &h, lr, t, (float)factor);
-    parallel_set_threads(threads);
+    adamw_consts consts = adamw_step_consts(&h, lr, t, (float)factor);
+    adamw_spans(&consts, p[0], g[0], m[0], v[0], spans, 2);
+    /* One element at a time: the scalar loop only. */
+    for (int s = 0; s < 2; s++)
+        for (size_t i = spans[s].offset; i < spans[s].offset + spans[s].count; i++)
+            adamw_update(&consts, p[1], g[1], m[1], v[1], i, i + 1, spans[s].decay);
     double worst = 0;
     for (int i = 0; i < N; i++) worst = fmax(worst, fabs(p[0][i] - want[i]) / fmax(fabs(want[i]), 1e-3));
     ok(worst < 1e-5, "AdamW matches torch's formula (worst relative %.2e)", worst);
-    ok(memcmp(p[0], p[1], N * sizeof(float)) == 0 && memcmp(v[0], v[1], N * sizeof(float)) == 0,
-       "AdamW gives the same bits on 1 and %d threads", threads > 1 ? threads : 2);
+    ok(memcmp(p[0], p[1], N * sizeof(float)) == 0 && memcmp(m[0], m[1], N * sizeof(float)) == 0 &&
+           memcmp(v[0], v[1], N * sizeof(float)) == 0,
+       "AdamW's vector and scalar loops give the same bits");
     for (int k = 0; k < 2; k++) {
         free(p[k]);
         free(g[k]);
