@@ -180,7 +180,7 @@ static void gelu_backward_range(void *arg, size_t begin, size_t end, int part) {
     const __m512 half = _mm512_set1_ps(0.5f), sqrt1_2 = _mm512_set1_ps((float)M_SQRT1_2);
     const __m512 neg_half = _mm512_set1_ps(-0.5f), pdf_scale = _mm512_set1_ps(inv_sqrt_2pi);
     for (; i < end; i += VECMATH_WIDTH) {
-        __mmask16 k = end - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (end - i)) - 1);
+        __mmask16 k = vec_mask(i, end);
         __m512 x = _mm512_maskz_loadu_ps(k, c->inp + i);
         __m512 cdf = _mm512_fmadd_ps(half, vec_erf(_mm512_mul_ps(x, sqrt1_2)), half);
         __m512 pdf = _mm512_mul_ps(pdf_scale, vec_exp(_mm512_mul_ps(neg_half, _mm512_mul_ps(x, x))));
@@ -214,16 +214,11 @@ void embedding_backward(float *dwte, const float *dout, const uint32_t *ids, int
 static double row_crossentropy(const float *row, uint32_t target, int V, float *ex, double *sum) {
     double target_logit = row[target]; /* ex may be row */
 #if VECMATH_WIDTH
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (int i = 0; i < V; i += VECMATH_WIDTH) {
-        __mmask16 k = V - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (V - i)) - 1);
-        vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_maskz_loadu_ps(k, row + i));
-    }
-    float mx = _mm512_reduce_max_ps(vmax);
+    float mx = vec_max(row, (size_t)V);
     /* the sum in double, as the scalar loop below, over 16 lanes */
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     for (int i = 0; i < V; i += VECMATH_WIDTH) {
-        __mmask16 k = V - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (V - i)) - 1);
+        __mmask16 k = vec_mask(i, V);
         __m512 e = vec_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), _mm512_set1_ps(mx)));
         e = _mm512_maskz_mov_ps(k, e);
         if (ex) _mm512_mask_storeu_ps(ex + i, k, e);

@@ -186,7 +186,7 @@ static uint16_t *pack_a(const float *x, int M, int K, int transposed) {
 }
 
 /* Tiles of x[K, N] (transposed: of the transpose of x[N, K]); a weight's
- * bypass the caches (see gemm_pack_b). */
+ * tiles are written past the caches (see gemm_pack_b). */
 static void pack_b_into(uint16_t *dst, const float *x, int K, int N, int transposed, int weight) {
     const int strips = gemm_round_up(N, 32) / GEMM_TILE_N;
     pack_job p = {dst, x, transposed ? K : N, K, N, strips, 0, transposed ? PACK_B_TRANSPOSED : PACK_B, weight};

@@ -76,14 +76,9 @@ void rotary_forward(float *qkv, const float *cos_t, const float *sin_t, int pos0
 /* row [n]: softmax in place over its first n entries. */
 static void softmax_row(float *row, int n) {
 #if VECMATH_WIDTH
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    __m512 mx = _mm512_set1_ps(vec_max(row, (size_t)n)), vsum = _mm512_setzero_ps();
     for (int i = 0; i < n; i += VECMATH_WIDTH) {
-        __mmask16 k = n - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
-        vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_maskz_loadu_ps(k, row + i));
-    }
-    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), vsum = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += VECMATH_WIDTH) {
-        __mmask16 k = n - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 k = vec_mask(i, n);
         __m512 e = _mm512_maskz_mov_ps(k, vec_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), mx)));
         _mm512_mask_storeu_ps(row + i, k, e);
         vsum = _mm512_add_ps(vsum, e);
@@ -128,7 +123,7 @@ void gelu_forward(float *out, const float *inp, int N) {
 #if VECMATH_WIDTH
     const __m512 half = _mm512_set1_ps(0.5f), sqrt1_2 = _mm512_set1_ps((float)M_SQRT1_2);
     for (; i < N; i += VECMATH_WIDTH) {
-        __mmask16 k = N - i >= VECMATH_WIDTH ? 0xffff : (__mmask16)((1u << (N - i)) - 1);
+        __mmask16 k = vec_mask(i, N);
         __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
         __m512 cdf = _mm512_fmadd_ps(half, vec_erf(_mm512_mul_ps(x, sqrt1_2)), half);
         _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, cdf));

@@ -15,6 +15,8 @@
 
 #ifdef __AVX512F__
 #include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
 
 #define VECMATH_WIDTH 16
 
@@ -37,6 +39,21 @@ static inline __m512 vec_exp(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, n);
+}
+
+/* The lanes a loop at i of n still has: all 16, or the first n - i. */
+static inline __mmask16 vec_mask(size_t i, size_t n) {
+    return n - i >= VECMATH_WIDTH ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+}
+
+/* max of x[0..n), n >= 1. */
+static inline float vec_max(const float *x, size_t n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (size_t i = 0; i < n; i += VECMATH_WIDTH) {
+        __mmask16 k = vec_mask(i, n);
+        m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, x + i));
+    }
+    return _mm512_reduce_max_ps(m);
 }
 
 /* erf(x), odd: sign(x) * erf(|x|). */
