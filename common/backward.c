@@ -367,11 +367,6 @@ static void zero_accumulated_only(const neox_model *m, const neox_params *grads)
     if (grads->wte != grads->lm_head) memset(grads->wte, 0, (size_t)m->cfg.vocab_size * C * sizeof(float));
 }
 
-int model_backward_sums_squares(const neox_model *m, const neox_tensor *t) {
-    const float *w = m->params + t->offset;
-    return t->ndim == 2 && w != m->p.wte;
-}
-
 void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
                     train_acts *a, const neox_pack *pack, int accumulate, double *sumsq) {
     const neox_config *cfg = &m->cfg;

@@ -71,12 +71,9 @@ void train_acts_free(train_acts *a);
  * (the first pack of a step: no pass to zero them, no reading zeros back).
  * g: NULL for fp32 products, else the packed bf16 weights. sumsq (may be
  * NULL; only on a step's last pack) += the sum of the squares of the
- * linear layers' weight gradients (every 2-D tensor but embed_in, and
- * embed_out only when not tied to it: model_backward_sums_squares), taken
- * as the products write them. */
+ * linear layers' weight gradients (model_is_linear_weight), taken as the
+ * products write them. */
 void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
                     train_acts *a, const neox_pack *pack, int accumulate, double *sumsq);
-/* 1 when model_backward's sumsq covers tensor t. */
-int model_backward_sums_squares(const neox_model *m, const neox_tensor *t);
 
 #endif

@@ -268,15 +268,14 @@ static int check_tensors(const neox_model *m, const shard_set *s, char *err, int
     return 1;
 }
 
-/* The linear layers' weights (model_load_bf16 keeps them in bf16 only). */
-static int is_linear_weight(const neox_tensor *t) {
+int model_is_linear_weight(const neox_tensor *t) {
     return t->ndim == 2 && strcmp(t->name, "gpt_neox.embed_in.weight") != 0;
 }
 
 static void read_tensors(neox_model *m, const shard_set *s, int skip_linear) {
     for (int i = 0; i < m->num_tensors; i++) {
         const neox_tensor *t = &m->tensors[i];
-        if (skip_linear && is_linear_weight(t)) continue;
+        if (skip_linear && model_is_linear_weight(t)) continue;
         const st_file *f;
         const st_tensor *st = find_in_shards(s, t, &f);
         st_read_f32(f, st, m->params + t->offset);
@@ -331,7 +330,7 @@ static void read_bf16(neox_model *m, model_gemm *g, const shard_set *s) {
     float *buf = xmalloc((size_t)SLICE_ROWS * widest * sizeof(float));
     for (int l = 0, i = 0; i < m->num_tensors; i++) {
         const neox_tensor *t = &m->tensors[i];
-        if (!is_linear_weight(t)) continue;
+        if (!model_is_linear_weight(t)) continue;
         gemm_weight *gw = strcmp(t->name, "embed_out.weight") == 0 ? &g->lm_head
                           : strstr(t->name, "query_key_value")      ? &g->qkv[l]
                           : strstr(t->name, "attention.dense")      ? &g->attn_proj[l]
@@ -349,8 +348,8 @@ static void allocate_without_linear(neox_model *m) {
     m->num_params = 0;
     for (int i = 0; i < m->num_tensors; i++) {
         neox_tensor *t = &m->tensors[i];
-        t->offset = is_linear_weight(t) ? 0 : m->num_params;
-        m->num_params += is_linear_weight(t) ? 0 : t->numel;
+        t->offset = model_is_linear_weight(t) ? 0 : m->num_params;
+        m->num_params += model_is_linear_weight(t) ? 0 : t->numel;
     }
     allocate(m);
     for (int l = 0; l < m->cfg.num_layers; l++) {

@@ -145,6 +145,9 @@ void model_free(neox_model *m);
  * is malloc'd (free it with model_free_views). */
 void model_param_views(const neox_model *m, float *block, neox_params *out);
 void model_free_views(neox_params *views);
+/* 1 for a linear layer's weight: every 2-D tensor but embed_in (embed_out
+ * included; with tie_word_embeddings there is none). */
+int model_is_linear_weight(const neox_tensor *t);
 /* The tensor called name, or NULL. */
 const neox_tensor *model_find_tensor(const neox_model *m, const char *name);
 

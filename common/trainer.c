@@ -179,7 +179,7 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
     /* The linear layers' squares came with their products; the rest here. */
     double t0 = now_seconds();
     for (int i = 0; i < t->model->num_tensors; i++)
-        if (!model_backward_sums_squares(t->model, &t->model->tensors[i]))
+        if (!model_is_linear_weight(&t->model->tensors[i]))
             sumsq += grad_sum_squares(t->grad + t->spans[i].offset, t->spans[i].count);
     res.grad_norm = sqrt(sumsq);
     t->time_optimizer += now_seconds() - t0;
