@@ -35,11 +35,26 @@ static void layernorm_backward_chunks(void *arg, size_t begin, size_t end, int p
             float mu = c->mean[n], r = c->rstd[n];
             /* The two means the input gradient needs: of dnorm and dnorm·norm. */
             double s1 = 0, s2 = 0;
+#if VECMATH_WIDTH
+            __m512d a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd();
+            for (int i = 0; i < C; i += VECMATH_WIDTH) {
+                __mmask16 k = vec_mask(i, C);
+                __m512 norm = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_set1_ps(mu)),
+                                            _mm512_set1_ps(r));
+                __m512 dnorm = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, c->w + i), _mm512_maskz_loadu_ps(k, dy + i));
+                a1 = _mm512_add_pd(a1, _mm512_add_pd(vec_lo_pd(dnorm), vec_hi_pd(dnorm)));
+                a2 = _mm512_fmadd_pd(vec_lo_pd(dnorm), vec_lo_pd(norm), a2);
+                a2 = _mm512_fmadd_pd(vec_hi_pd(dnorm), vec_hi_pd(norm), a2);
+            }
+            s1 = _mm512_reduce_add_pd(a1);
+            s2 = _mm512_reduce_add_pd(a2);
+#else
             for (int i = 0; i < C; i++) {
                 float norm = (x[i] - mu) * r, dnorm = c->w[i] * dy[i];
                 s1 += dnorm;
                 s2 += (double)dnorm * norm;
             }
+#endif
             float m1 = (float)(s1 / C), m2 = (float)(s2 / C);
             for (int i = 0; i < C; i++) {
                 float norm = (x[i] - mu) * r, dnorm = c->w[i] * dy[i];
@@ -222,8 +237,8 @@ static double row_crossentropy(const float *row, uint32_t target, int V, float *
         __m512 e = vec_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), _mm512_set1_ps(mx)));
         e = _mm512_maskz_mov_ps(k, e);
         if (ex) _mm512_mask_storeu_ps(ex + i, k, e);
-        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+        lo = _mm512_add_pd(lo, vec_lo_pd(e));
+        hi = _mm512_add_pd(hi, vec_hi_pd(e));
     }
     double s = _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
 #else

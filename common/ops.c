@@ -13,12 +13,32 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        /* Two passes in double: the statistics are a negligible share of the
-         * cost and this keeps them exact to fp32 whatever C is. */
+        /* Two passes in double: this keeps the statistics exact to fp32
+         * whatever C is. */
+        double v = 0, m;
+#if VECMATH_WIDTH
+        __m512d acc = _mm512_setzero_pd();
+        for (int i = 0; i < C; i += VECMATH_WIDTH) {
+            __m512 xi = _mm512_maskz_loadu_ps(vec_mask(i, C), x + i);
+            acc = _mm512_add_pd(acc, _mm512_add_pd(vec_lo_pd(xi), vec_hi_pd(xi)));
+        }
+        m = _mm512_reduce_add_pd(acc) / C;
+        __m512d vm = _mm512_set1_pd(m);
+        acc = _mm512_setzero_pd();
+        for (int i = 0; i < C; i += VECMATH_WIDTH) {
+            __mmask16 k = vec_mask(i, C);
+            __m512 xi = _mm512_maskz_loadu_ps(k, x + i);
+            __m512d lo = _mm512_maskz_sub_pd((__mmask8)k, vec_lo_pd(xi), vm);
+            __m512d hi = _mm512_maskz_sub_pd((__mmask8)(k >> 8), vec_hi_pd(xi), vm);
+            acc = _mm512_fmadd_pd(lo, lo, _mm512_fmadd_pd(hi, hi, acc));
+        }
+        v = _mm512_reduce_add_pd(acc);
+#else
         double s = 0;
         for (int i = 0; i < C; i++) s += x[i];
-        double m = s / C, v = 0;
+        m = s / C;
         for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+#endif
         float mf = (float)m, r = (float)(1.0 / sqrt(v / C + eps));
         for (int i = 0; i < C; i++) o[i] = (x[i] - mf) * r * w[i] + b[i];
         if (mean) mean[n] = mf;

@@ -56,6 +56,12 @@ static inline float vec_max(const float *x, size_t n) {
     return _mm512_reduce_max_ps(m);
 }
 
+/* The 16 floats of x as two vectors of 8 doubles. */
+static inline __m512d vec_lo_pd(__m512 x) { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
+static inline __m512d vec_hi_pd(__m512 x) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+}
+
 /* erf(x), odd: sign(x) * erf(|x|). */
 static inline __m512 vec_erf(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
