@@ -129,14 +129,25 @@ static double worst_tensor_diff(const neox_model *m, const float *block, const c
     return w;
 }
 
+/* The fixture model, its examples and a trainer on them. */
+static void setup(neox_model *m, dataset *d, trainer *t, loss_mode mode, const adamw_hparams *h) {
+    load_model(m);
+    load_examples(d, mode);
+    trainer_init(t, m, h, 1.0);
+}
+
+static void teardown(neox_model *m, dataset *d, trainer *t) {
+    trainer_free(t);
+    dataset_free(d);
+    model_free(m);
+}
+
 static void test_losses(void) {
     for (int mode = 0; mode < 2; mode++) {
         neox_model m;
-        load_model(&m);
         dataset d;
-        load_examples(&d, mode == 0 ? LOSS_ANSWER : LOSS_ALL);
         trainer t;
-        trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+        setup(&m, &d, &t, mode == 0 ? LOSS_ANSWER : LOSS_ALL, &ADAMW_DEFAULTS);
         size_t order[NUM_EX], n;
         for (int i = 0; i < NUM_EX; i++) order[i] = (size_t)i;
         double got[NUM_EX];
@@ -147,21 +158,17 @@ static void test_losses(void) {
         ok(worst < 1e-5, "--loss %s: per-example mean losses within 1e-5 relative (worst %.2e)",
            mode == 0 ? "answer" : "all", worst);
         free(want);
-        trainer_free(&t);
-        dataset_free(&d);
-        model_free(&m);
+        teardown(&m, &d, &t);
     }
 }
 
 static void test_grad0_and_trajectory(void) {
-    neox_model m;
-    load_model(&m);
-    dataset d;
-    load_examples(&d, LOSS_ANSWER);
     adamw_hparams h = ADAMW_DEFAULTS;
     h.weight_decay = 0.1;
+    neox_model m;
+    dataset d;
     trainer t;
-    trainer_init(&t, &m, &h, 1.0);
+    setup(&m, &d, &t, LOSS_ANSWER, &h);
     size_t n;
     double *want_loss = ref_tensor("train.loss", &n, 1);
     double *want_norm = ref_tensor("train.gradnorm", &n, 1);
@@ -193,20 +200,16 @@ static void test_grad0_and_trajectory(void) {
     ok(drift < 6 * 1e-3 * 0.05, "softmax-invariant key biases drift by rounding noise only (max |diff| %.2e)", drift);
     free(want_loss);
     free(want_norm);
-    trainer_free(&t);
-    dataset_free(&d);
-    model_free(&m);
+    teardown(&m, &d, &t);
 }
 
 /* A pack of three sequences gives each one's logits alone: positions and
  * attention restart at every sequence. */
 static void test_packed_forward(void) {
     neox_model m;
-    load_model(&m);
     dataset d;
-    load_examples(&d, LOSS_ALL);
     trainer t;
-    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    setup(&m, &d, &t, LOSS_ALL, &ADAMW_DEFAULTS);
     size_t ex[3] = {3, 0, 6};
     /* Pack all three; loss rows are every position but the last of each. */
     int seq_start[4], pos = 0, rows = 0;
@@ -239,19 +242,15 @@ static void test_packed_forward(void) {
         acts_free(&a);
     }
     ok(worst < 1e-5, "packed forward of 3 sequences equals the forward of each alone (max |diff| %.2e)", worst);
-    trainer_free(&t);
-    dataset_free(&d);
-    model_free(&m);
+    teardown(&m, &d, &t);
 }
 
 /* Gradients do not depend on how the step's examples are packed. */
 static void test_packing_invariance(void) {
     neox_model m;
-    load_model(&m);
     dataset d;
-    load_examples(&d, LOSS_ANSWER);
     trainer t;
-    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    setup(&m, &d, &t, LOSS_ANSWER, &ADAMW_DEFAULTS);
     size_t ex[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     step_result a = trainer_gradients(&t, &d, ex, 8);
     float *g1 = xmalloc(m.num_params * sizeof(float));
@@ -264,20 +263,16 @@ static void test_packing_invariance(void) {
        "one pack or one example per pack: same loss (%.8f, %.8f) and gradients (rel diff %.2e)",
        a.loss, b.loss, diff);
     free(g1);
-    trainer_free(&t);
-    dataset_free(&d);
-    model_free(&m);
+    teardown(&m, &d, &t);
 }
 
 /* The thread count changes no bit of the loss or the gradients (so a run
  * resumed with other --threads continues exactly). */
 static void test_thread_invariance(void) {
     neox_model m;
-    load_model(&m);
     dataset d;
-    load_examples(&d, LOSS_ANSWER);
     trainer t;
-    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    setup(&m, &d, &t, LOSS_ANSWER, &ADAMW_DEFAULTS);
     size_t ex[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     int threads = parallel_threads();
     parallel_set_threads(1);
@@ -291,9 +286,7 @@ static void test_thread_invariance(void) {
     ok(a.loss == b.loss && a.grad_norm == b.grad_norm && memcmp(g1, t.grad, m.num_params * sizeof(float)) == 0,
        "1 and 3 threads give the same loss, norm and gradients, bit for bit");
     free(g1);
-    trainer_free(&t);
-    dataset_free(&d);
-    model_free(&m);
+    teardown(&m, &d, &t);
 }
 
 /* AdamW over every span, in one pass on this thread: the reference the
@@ -313,14 +306,12 @@ static void test_bf16_update(void) {
         ok(1, "# SKIP no bf16 products on this CPU");
         return;
     }
-    neox_model m, twin;
-    load_model(&m);
-    load_model(&twin);
-    dataset d;
-    load_examples(&d, LOSS_ANSWER);
-    trainer t;
     adamw_hparams h = {0.9, 0.999, 1e-8, 0.1};
-    trainer_init(&t, &m, &h, 1.0);
+    neox_model m, twin;
+    dataset d;
+    trainer t;
+    setup(&m, &d, &t, LOSS_ANSWER, &h);
+    load_model(&twin);
     trainer_use_bf16(&t);
     float *m1 = xcalloc(m.num_params, sizeof(float)), *v1 = xcalloc(m.num_params, sizeof(float));
     size_t ex[4] = {0, 1, 2, 3};
@@ -356,9 +347,7 @@ static void test_bf16_update(void) {
     ok(same, "bf16: after 3 steps the copies re-packed in the update equal a fresh packing");
     model_gemm_free(&fresh, &m);
     free(m1), free(v1);
-    trainer_free(&t);
-    dataset_free(&d);
-    model_free(&m);
+    teardown(&m, &d, &t);
     model_free(&twin);
 }
 
@@ -366,11 +355,9 @@ static void test_bf16_update(void) {
  * writes, later packs add), in fp32 and in bf16. */
 static void test_gradients_overwrite(int bf16) {
     neox_model m;
-    load_model(&m);
     dataset d;
-    load_examples(&d, LOSS_ANSWER);
     trainer t;
-    trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
+    setup(&m, &d, &t, LOSS_ANSWER, &ADAMW_DEFAULTS);
     if (bf16) trainer_use_bf16(&t);
     t.pack_tokens = 40; /* several packs */
     size_t ex[8] = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -387,9 +374,7 @@ static void test_gradients_overwrite(int bf16) {
        "%s: the norm summed as the products finish is the gradients' norm (%.17g, %.17g)",
        bf16 ? "bf16" : "fp32", b.grad_norm, direct);
     free(g1);
-    trainer_free(&t);
-    dataset_free(&d);
-    model_free(&m);
+    teardown(&m, &d, &t);
 }
 
 /* Writes the 8 examples as a stream, padded (as pad-trunc pads) or not. */
@@ -441,9 +426,7 @@ static step_result step_from_stream(const char *path) {
     trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
     size_t ex[4] = {0, 1, 2, 3};
     step_result r = trainer_step(&t, &d, ex, 4, 1e-3);
-    trainer_free(&t);
-    dataset_free(&d);
-    model_free(&m);
+    teardown(&m, &d, &t);
     return r;
 }
 
