@@ -52,6 +52,9 @@ static const char usage[] =
     "                            the installed one)\n"
     "  -f, --force               write the binary stream even to a terminal\n"
     "      --progress            show progress even when stderr is not a terminal\n"
+    "  -v, --verbose             say which kernels compute (bf16 on AMX or\n"
+    "                            AVX512-BF16, fp32 on OpenBLAS's CORE) and on how\n"
+    "                            many threads\n"
     "  -q, --quiet               no progress\n"
     "  -h, --help                show this help and exit\n"
     "      --version             show the version and exit\n"
@@ -267,7 +270,7 @@ int main(int argc, char **argv) {
     options o = {.template = "### Question:\\n{question}\\n\\n### Answer:",
                  .gen = {.batch = 1, .max_new = 100, .eos_id = -2,
                          .sampling = {.temperature = 1.0, .top_p = 1.0, .repetition_penalty = 1.0}}};
-    int progress_forced = 0, quiet = 0, temperature_set = 0;
+    int progress_forced = 0, quiet = 0, verbose = 0, temperature_set = 0;
     enum { OPT_EOS = 256, OPT_REP, OPT_NGRAM, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_SCORE,
            OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION, OPT_DTYPE };
     static const struct option opts[] = {
@@ -283,10 +286,11 @@ int main(int argc, char **argv) {
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {"force", no_argument, 0, 'f'},              {"progress", no_argument, 0, OPT_PROGRESS},
         {"quiet", no_argument, 0, 'q'},              {"help", no_argument, 0, 'h'},
+        {"verbose", no_argument, 0, 'v'},
         {"version", no_argument, 0, OPT_VERSION},    {0, 0, 0, 0}};
     sampler_opts *so = &o.gen.sampling;
     int c;
-    while ((c = getopt_long(argc, argv, "m:n:b:ifqh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:n:b:ifqvh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': o.model_dir = optarg; break;
         case 'n': o.gen.max_new = (int)parse_long("--max-new", optarg, 0, 1 << 20); break;
@@ -312,6 +316,7 @@ int main(int argc, char **argv) {
         case 'f': o.force = 1; break;
         case OPT_PROGRESS: progress_forced = 1; break;
         case 'q': quiet = 1; break;
+        case 'v': verbose = 1; break;
         case 'h': print_help_and_exit(usage);
         case OPT_VERSION: print_version_and_exit();
         default: usage_error("unknown option");
@@ -324,10 +329,8 @@ int main(int argc, char **argv) {
     if (temperature_set) so->sample = so->temperature > 0;
     progress_setup(progress_forced, quiet || o.interactive);
 
-    if (o.bf16 && gemm_current_path() == GEMM_FP32) {
-        warn("--dtype bf16: this CPU has no bf16 products, using fp32");
-        o.bf16 = 0;
-    }
+    if (o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
+    if (verbose) gemm_tell_kernels(o.bf16);
     neox_model m;
     model_gemm w16;
     char err[512];

@@ -60,6 +60,9 @@ static const char usage[] =
     "Running:\n"
     "      --threads N          worker threads (default: all CPUs)\n"
     "      --progress           show progress even when stderr is not a terminal\n"
+    "  -v, --verbose            say which kernels compute (bf16 on AMX or\n"
+    "                           AVX512-BF16, fp32 on OpenBLAS's CORE) and on how\n"
+    "                           many threads\n"
     "  -q, --quiet              no progress, no closing message\n"
     "  -h, --help               show this help and exit\n"
     "      --version            show the version and exit\n"
@@ -96,6 +99,7 @@ static void parse_args(int argc, char **argv, options *o) {
         {"eval-every", required_argument, 0, OPT_EVAL_EVERY}, {"keep-best", no_argument, 0, OPT_KEEP_BEST},
         {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"threads", required_argument, 0, OPT_THREADS},
         {"progress", no_argument, 0, OPT_PROGRESS}, {"quiet", no_argument, 0, 'q'},
+        {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     train_options *t = &o->run;
@@ -106,7 +110,7 @@ static void parse_args(int argc, char **argv, options *o) {
                         .lr = 1e-6, .clip = 1.0, .schedule = SCHEDULE_LINEAR, .loss = LOSS_ANSWER,
                         .seed = 42, .shuffle = 1, .save_dtype = ST_F32};
     int c;
-    while ((c = getopt_long(argc, argv, "m:o:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:o:qvh", opts, NULL)) != -1) {
         /* Settings of the run itself: --resume takes them from the state. */
         int fixed = 1;
         switch (c) {
@@ -150,6 +154,7 @@ static void parse_args(int argc, char **argv, options *o) {
         case OPT_THREADS: o->threads = (int)parse_long("--threads", optarg, 1, 1024); fixed = 0; break;
         case OPT_PROGRESS: o->progress = 1; fixed = 0; break;
         case 'q': t->quiet = 1; fixed = 0; break;
+        case 'v': t->verbose = 1; fixed = 0; break;
         case 'h': print_help_and_exit(usage);
         case OPT_VERSION: print_version_and_exit();
         default: usage_error("unknown option");

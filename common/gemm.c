@@ -7,10 +7,12 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "gemm_internal.h"
 #include "parallel.h"
@@ -87,6 +89,26 @@ int gemm_use_path(gemm_path p) {
     if (!gemm_path_supported(p)) return 0;
     current_path = p;
     return 1;
+}
+
+int gemm_bf16_available(void) {
+    if (gemm_current_path() != GEMM_FP32) return 1;
+    if (gemm_path_supported(GEMM_AVX512BF16))
+        warn("--dtype bf16: TUNEPIPE_GEMM=fp32 asks for fp32 products, computing in fp32");
+    else
+        warn("--dtype bf16: this CPU has no bf16 products (AMX or AVX512_BF16), computing in fp32");
+    return 0;
+}
+
+void gemm_tell_kernels(int bf16) {
+    int threads = parallel_threads();
+    if (bf16)
+        fprintf(stderr, "%s: linear layers in bf16 on %s, the rest in fp32 on OpenBLAS %s; %d thread%s\n",
+                prog_name, gemm_current_path() == GEMM_AMX ? "AMX" : "AVX512-BF16", blas_core_name(),
+                threads, threads == 1 ? "" : "s");
+    else
+        fprintf(stderr, "%s: fp32 on OpenBLAS %s; %d thread%s\n", prog_name, blas_core_name(), threads,
+                threads == 1 ? "" : "s");
 }
 
 void gemm_set_threads(int n) { parallel_set_threads(n); }

@@ -39,6 +39,14 @@ int gemm_path_supported(gemm_path p);
 /* "amx", "avx512bf16", "fp32". */
 const char *gemm_path_name(gemm_path p);
 
+/* For --dtype bf16, the one rule of both tools: 1 when a bf16 path runs
+ * here; else a warning that the tool computes in fp32 instead, and 0. */
+int gemm_bf16_available(void);
+
+/* For --verbose: one line on stderr naming the kernels that compute (the
+ * bf16 path when bf16, OpenBLAS's kernel set) and the thread count. */
+void gemm_tell_kernels(int bf16);
+
 /* Threads the products use, counting the caller: those of the process's
  * one pool (parallel_set_threads, parallel_threads). */
 void gemm_set_threads(int n);

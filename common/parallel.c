@@ -134,24 +134,36 @@ typedef struct {
     float alpha, beta;
     const float *A, *B;
     float *C;
+    size_t blocks;
+    atomic_size_t next; /* the next column block nobody has taken */
 } sgemm_ctx;
 
-#define SGEMM_COLUMN_BLOCK 64
+/* Columns of C per sgemm call. Each block is its own single-threaded call,
+ * whatever the thread count: OpenBLAS's Haswell and Zen kernels sum in an
+ * order that depends on the width of the call, so parts whose width followed
+ * the thread count gave other bits with 1 and 2 threads. Wide enough that
+ * re-packing A for each block costs little. */
+#define SGEMM_COLUMN_BLOCK 128
 
-/* Column blocks [begin, end) of C. */
-static void sgemm_columns(void *arg, size_t begin, size_t end, int part) {
-    const sgemm_ctx *c = arg;
-    size_t n0 = begin * SGEMM_COLUMN_BLOCK, n1 = end * SGEMM_COLUMN_BLOCK;
-    if (n1 > (size_t)c->N) n1 = (size_t)c->N;
-    const float *B = c->B + (c->trans_b ? n0 * (size_t)c->ldb : n0);
-    cblas_sgemm(CblasRowMajor, c->trans_a ? CblasTrans : CblasNoTrans,
-                c->trans_b ? CblasTrans : CblasNoTrans, c->M, (int)(n1 - n0), c->K, c->alpha,
-                c->A, c->lda, B, c->ldb, c->beta, c->C + n0, c->ldc);
+/* Threads take blocks as they finish one, so a core slowed by another
+ * process does less of the work; which thread computes a block does not
+ * change its bits. */
+static void sgemm_blocks(void *arg, int thread, int nthreads) {
+    sgemm_ctx *c = arg;
+    for (size_t blk; (blk = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->blocks;) {
+        size_t n0 = blk * SGEMM_COLUMN_BLOCK, n1 = n0 + SGEMM_COLUMN_BLOCK;
+        if (n1 > (size_t)c->N) n1 = (size_t)c->N;
+        const float *B = c->B + (c->trans_b ? n0 * (size_t)c->ldb : n0);
+        cblas_sgemm(CblasRowMajor, c->trans_a ? CblasTrans : CblasNoTrans,
+                    c->trans_b ? CblasTrans : CblasNoTrans, c->M, (int)(n1 - n0), c->K, c->alpha,
+                    c->A, c->lda, B, c->ldb, c->beta, c->C + n0, c->ldc);
+    }
 }
 
 void parallel_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    sgemm_ctx c = {trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
     size_t blocks = ((size_t)N + SGEMM_COLUMN_BLOCK - 1) / SGEMM_COLUMN_BLOCK;
-    parallel_for(blocks, 1, sgemm_columns, &c);
+    sgemm_ctx c = {trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, blocks, 0};
+    int threads = parallel_threads();
+    run_job(sgemm_blocks, &c, blocks < (size_t)threads ? (int)blocks : threads);
 }

@@ -36,8 +36,9 @@ void parallel_for(size_t n, size_t min_part, void (*fn)(void *ctx, size_t begin,
  * the pool runs the element-wise ops. */
 void parallel_take_blas_threads(void);
 
-/* cblas_sgemm (row-major) with the columns of C split over the pool, in
- * multiples of 64; each part is one single-threaded sgemm. */
+/* cblas_sgemm (row-major) with the columns of C split over the pool in
+ * blocks of a fixed width, one single-threaded sgemm each: the result does
+ * not depend on the thread count, for any OpenBLAS kernel set. */
 void parallel_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
 

@@ -5,6 +5,8 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "gemm.h"
+#include "blas.h"
 #include "io.h"
 #include "model.h"
 #include "train_outdir.h"
@@ -72,9 +74,10 @@ static void log_step(run *r, const step_result *res, double lr, double seconds, 
     char line[512];
     int n = snprintf(line, sizeof line,
                      "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%zu,"
-                     "\"tokens_per_s\":%.2f,\"elapsed\":%.3f",
+                     "\"tokens_per_s\":%.2f,\"elapsed\":%.3f,\"kernel\":\"%s\",\"blas\":\"%s\"",
                      r->p.step, res->loss, lr, res->grad_norm, res->tokens,
-                     seconds > 0 ? (double)res->tokens / seconds : 0.0, r->p.elapsed);
+                     seconds > 0 ? (double)res->tokens / seconds : 0.0, r->p.elapsed,
+                     trainer_kernel_name(&r->t), blas_core_name());
     if (!isnan(eval_loss)) n += snprintf(line + n, sizeof line - (size_t)n, ",\"eval_loss\":%.9g", eval_loss);
     n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
     const char *q = line;
@@ -273,7 +276,8 @@ static int train(run *r) {
     const train_options *o = r->o;
     int exit_status = 0;
     order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
-    if (r->s.bf16) trainer_use_bf16(&r->t);
+    if (r->s.bf16 && gemm_bf16_available()) trainer_use_bf16(&r->t);
+    if (o->verbose) gemm_tell_kernels(r->t.bf16);
     catch_stop_signals();
     train_loop(r);
     progress_done();

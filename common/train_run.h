@@ -17,6 +17,7 @@ typedef struct {
     const char *tokenizer;      /* copied into out_dir; NULL: model_dir's or the shipped one */
     const char *input;          /* the training stream; "-": standard input */
     int quiet;                  /* no closing message */
+    int verbose;                /* say which kernels compute */
     /* Which of s were given: a fresh run keeps model_dir's dtype unless
      * given_save_dtype; a resumed run takes only the given steps (or
      * epochs), eval, eval_every and save_every from s. */

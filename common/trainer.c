@@ -50,22 +50,28 @@ static gemm_weight *bf16_copy_of(model_gemm *g, const neox_model *m, const float
     return NULL;
 }
 
-/* Cuts the parameter block into the pieces of trainer_step's update: a
- * weight with bf16 copies in whole multiples of 16 rows, the rest in
- * chunks of UPDATE_PIECE_PARAMS. */
+/* Parameters per update piece of span sp: whole multiples of 16 rows for a
+ * weight with bf16 copies (*gw), else UPDATE_PIECE_PARAMS. */
+static size_t piece_params(trainer *t, const param_span *sp, gemm_weight **gw) {
+    *gw = t->bf16 ? bf16_copy_of(&t->gemm, t->model, t->model->params + sp->offset) : NULL;
+    if (!*gw) return UPDATE_PIECE_PARAMS;
+    int rows = UPDATE_PIECE_PARAMS / (*gw)->C / 16 * 16;
+    return (size_t)(rows > 16 ? rows : 16) * (*gw)->C;
+}
+
+/* Cuts the parameter block into the pieces of trainer_step's update. */
 static void plan_update(trainer *t) {
     size_t n = 0;
-    for (int i = 0; i < t->nspans; i++) n += t->spans[i].count / UPDATE_PIECE_PARAMS + 2;
-    t->pieces = xrealloc(t->pieces, n * sizeof *t->pieces);
+    gemm_weight *gw;
+    for (int i = 0; i < t->nspans; i++) {
+        size_t step = piece_params(t, &t->spans[i], &gw);
+        n += (t->spans[i].count + step - 1) / step;
+    }
+    t->pieces = xrealloc(t->pieces, (n ? n : 1) * sizeof *t->pieces);
     t->npieces = 0;
     for (int i = 0; i < t->nspans; i++) {
         const param_span *sp = &t->spans[i];
-        gemm_weight *gw = t->bf16 ? bf16_copy_of(&t->gemm, t->model, t->model->params + sp->offset) : NULL;
-        size_t step = UPDATE_PIECE_PARAMS;
-        if (gw) {
-            int rows = UPDATE_PIECE_PARAMS / gw->C / 16 * 16;
-            step = (size_t)(rows > 16 ? rows : 16) * gw->C;
-        }
+        size_t step = piece_params(t, sp, &gw);
         for (size_t b = 0; b < sp->count; b += step) {
             size_t e = b + step < sp->count ? b + step : sp->count;
             update_piece *p = &t->pieces[t->npieces++];
@@ -80,6 +86,10 @@ void trainer_use_bf16(trainer *t) {
     model_gemm_init(&t->gemm, t->model);
     t->bf16 = t->bf16_stale = 1;
     plan_update(t);
+}
+
+const char *trainer_kernel_name(const trainer *t) {
+    return t->bf16 ? gemm_path_name(gemm_current_path()) : "fp32";
 }
 
 /* The products' view of the weights, packed when they changed. */

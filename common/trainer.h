@@ -67,6 +67,8 @@ void trainer_free(trainer *t);
  * (gemm.h: AMX where the CPU has it), as Hugging Face's bf16=True autocast
  * does; weights, gradients and AdamW stay fp32. Faster, not bit-exact. */
 void trainer_use_bf16(trainer *t);
+/* The products' kernel path: "amx", "avx512bf16" (bf16) or "fp32". */
+const char *trainer_kernel_name(const trainer *t);
 
 typedef struct {
     double loss;        /* mean CE over the step's target tokens */

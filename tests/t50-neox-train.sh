@@ -54,7 +54,7 @@ check "a trained checkpoint loads back as -m" \
 	"neox-train -m '$tiny' -o '$TMP/t1' --steps 2 -q <'$TMP/tiny.tok' && neox-train -m '$TMP/t1' -o '$TMP/t2' --steps 1 -q <'$TMP/tiny.tok'"
 check "log.jsonl: one line per step with its fields" \
 	"test \$(wc -l <'$TMP/t1/log.jsonl') -eq 2 &&
-	 grep -q '^{\"step\":2,\"loss\":[0-9.]*,\"lr\":[-0-9.e]*,\"grad_norm\":[0-9.e-]*,\"tokens\":[0-9]*,\"tokens_per_s\":[0-9.]*,\"elapsed\":[0-9.]*}\$' '$TMP/t1/log.jsonl'"
+	 grep -q '^{\"step\":2,\"loss\":[0-9.]*,\"lr\":[-0-9.e]*,\"grad_norm\":[0-9.e-]*,\"tokens\":[0-9]*,\"tokens_per_s\":[0-9.]*,\"elapsed\":[0-9.]*,\"kernel\":\"fp32\",\"blas\":\"[A-Za-z0-9]*\"}\$' '$TMP/t1/log.jsonl'"
 check "the first step of the default schedule (warmup 1) has lr 0" \
 	"head -1 '$TMP/t1/log.jsonl' | grep -q '\"lr\":0,'"
 check "an output directory holding a run is not overwritten without --overwrite" \
@@ -77,6 +77,35 @@ check "--dtype bf16 trains to nearly the fp32 losses" \
 	 sed 's/.*\"loss\":\\([0-9.]*\\).*/\\1/' '$TMP/b14/log.jsonl' >'$TMP/l32' &&
 	 sed 's/.*\"loss\":\\([0-9.]*\\).*/\\1/' '$TMP/bf16/log.jsonl' | paste - '$TMP/l32' |
 	 awk '{ d = \$1 - \$2; if (d < 0) d = -d; if (d > 0.01 * \$2) bad = 1 } END { exit bad }'"
+
+# ---- the thread count changes no bit, on every OpenBLAS kernel set ------------
+# Wide enough (256 x 1536) that every product is cut into several pieces.
+# OpenBLAS's Haswell kernels (also those of AMD's Zen) and its AVX-512
+# SkylakeX ones add in different orders; each must give the same bits for
+# any thread count.
+wide=$TOP/tests/data/neox-wide.config.json
+cores=Haswell
+grep -q avx512f /proc/cpuinfo && cores="$cores SkylakeX"
+for core in $cores; do
+	for t in 1 2 3; do
+		OPENBLAS_CORETYPE=$core neox-train --init "$wide" -o "$TMP/wide-$core-$t" --steps 2 --lr 1e-3 \
+			--threads $t -q "$TMP/tiny.tok"
+	done
+	check "OpenBLAS $core: 1, 2 and 3 threads train to the same weights, bit for bit" \
+		"cmp '$TMP/wide-$core-1/model.safetensors' '$TMP/wide-$core-2/model.safetensors' &&
+		 cmp '$TMP/wide-$core-1/model.safetensors' '$TMP/wide-$core-3/model.safetensors'"
+	check "OpenBLAS $core: ... and the same losses and gradient norms" \
+		"sed -f '$numbers' '$TMP/wide-$core-1/log.jsonl' >'$TMP/n1' && sed -f '$numbers' '$TMP/wide-$core-3/log.jsonl' >'$TMP/n3' &&
+		 cmp '$TMP/n1' '$TMP/n3'"
+	check "OpenBLAS $core: log.jsonl names the kernel set" \
+		"grep -q '\"kernel\":\"fp32\",\"blas\":\"$core\"' '$TMP/wide-$core-1/log.jsonl'"
+done
+check "--dtype bf16 trains the wide model (bf16 kernels, or fp32 where the CPU has none)" \
+	"neox-train --init '$wide' -o '$TMP/wide-bf16' --steps 2 --lr 1e-3 --dtype bf16 -q '$TMP/tiny.tok' 2>'$TMP/bf16.err' &&
+	 if grep -q 'no bf16 products' '$TMP/bf16.err'; then grep -q '\"kernel\":\"fp32\"' '$TMP/wide-bf16/log.jsonl';
+	 else grep -q '\"kernel\":\"a[mv]' '$TMP/wide-bf16/log.jsonl'; fi"
+check "-v names the kernels and the thread count" \
+	"neox-train --init '$wide' -o '$TMP/wide-v' --steps 1 --threads 1 -v -q '$TMP/tiny.tok' 2>&1 | grep -q '^neox-train: fp32 on OpenBLAS [A-Za-z0-9]*; 1 thread\$'"
 
 # ---- kill -9, then --resume ----------------------------------------------------
 steps=300

@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
     if (n <= 0) skip_all("no /proc/self/exe");
     self[n] = '\0';
     int avx512 = blas_cpu_has_avx512();
-    diag("AVX-512: %s; this process's core: %s", avx512 ? "yes" : "no", blas_core_name());
+    note("AVX-512: %s; this process's core: %s", avx512 ? "yes" : "no", blas_core_name());
     char *plain = child_core("");
     /* The core OpenBLAS picks by itself differs between CPU models (this
      * test cannot make it pick Prescott), so the decision is also checked

@@ -130,7 +130,7 @@ static int load_fails_with(const char *name, const char *what) {
     neox_model m;
     if (model_load(&m, path, err, sizeof err)) {
         model_free(&m);
-        diag("%s loaded", name);
+        note("%s loaded", name);
         return 0;
     }
     if (!strstr(err, what)) diag("%s: %s", name, err);

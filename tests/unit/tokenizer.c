@@ -177,7 +177,7 @@ static void check_long_runs(tokenizer *t) {
     text.len = 0;
     tokenizer_decode(t, got.ids, got.n, 0, &text);
     ok(text.len == n && memcmp(text.data, buf, n) == 0, "%zu newlines: %zu tokens, round trip", n, got.n);
-    diag("long runs took %.2f s", now_seconds() - t0);
+    note("long runs took %.2f s", now_seconds() - t0);
     utf8_buf_free(&text);
     token_ids_free(&got);
     free(buf);
@@ -233,7 +233,7 @@ static void check_refusals(void) {
 int main(void) {
     double t0 = now_seconds();
     tokenizer *t = tokenizer_load(tokenizer_path);
-    diag("tokenizer loaded in %.1f ms", (now_seconds() - t0) * 1e3);
+    note("tokenizer loaded in %.1f ms", (now_seconds() - t0) * 1e3);
     check_reference(t, "lamini_docs.ref.jsonl");
     check_reference(t, "tok_cases.ref.jsonl");
     check_lossy();
