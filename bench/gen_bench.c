@@ -187,6 +187,7 @@ int main(int argc, char **argv) {
         default: usage_error("unknown option");
         }
     }
+    if (use_bf16 && !gemm_bf16_available()) use_bf16 = 0;
     neox_model m;
     model_gemm w16, *bf16 = use_bf16 ? &w16 : NULL;
     double t0 = now_seconds();

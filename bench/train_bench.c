@@ -68,12 +68,12 @@ int main(int argc, char **argv) {
     close(fd);
     trainer t;
     trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);
-    if (bf16) trainer_use_bf16(&t);
+    if (bf16 && gemm_bf16_available()) trainer_use_bf16(&t);
     example_order order;
     order_init(&order, d.n, 1, 42);
-    printf("# %s: %zu parameters, %zu examples, %s products (BLAS core %s, gemm path %s), %d threads\n",
+    printf("# %s: %zu parameters, %zu examples, %s products (BLAS core %s, kernel %s), %d threads\n",
            argv[1], m.num_params, d.n, bf16 ? "bf16" : "fp32", blas_core_name(),
-           gemm_path_name(gemm_current_path()), parallel_threads());
+           trainer_kernel_name(&t), parallel_threads());
     double *tps = xmalloc((size_t)steps * sizeof *tps), *sec = xmalloc((size_t)steps * sizeof *sec);
     double *fw = xmalloc((size_t)steps * sizeof *fw), *bw = xmalloc((size_t)steps * sizeof *bw);
     double *op = xmalloc((size_t)steps * sizeof *op), *cpu_tps = xmalloc((size_t)steps * sizeof *cpu_tps);

@@ -20,8 +20,18 @@ export TUNEPIPE_DATA="$top/data"
 
 row() { printf '| %-34s | %-34s | %s |\n' "$1" "$2" "$3" >>"$dir/table.md"; }
 : >"$dir/table.md"
+rm -f "$dir"/gen-*.txt "$dir"/train-*.txt
 threads=$(nproc)
-core=${OPENBLAS_CORETYPE:-auto (SkylakeX on AVX-512)}
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+isa=$(for f in avx512f avx512_bf16 amx_bf16; do case " $flags " in *" $f "*) printf '%s ' "$f";; esac; done)
+isa=${isa% }
+# bf16 rows only where the CPU has bf16 products (else they would time fp32).
+case " $isa " in
+*" avx512_bf16 "*) ;;
+*) dtypes=$(echo " $dtypes " | sed 's/ bf16 / /; s/^ *//; s/ *$//')
+   echo "bench: this CPU has no bf16 products (AVX512_BF16 or AMX): bf16 rows left out" >&2 ;;
+esac
 
 echo "bench: tokenizer (single thread)..." >&2
 build/bench/bpe_bench >"$dir/bpe.txt"
@@ -42,11 +52,12 @@ row "tokenizer load" "$(sed -n 's/^load: \([0-9.]* ms\).*peak memory \([0-9.]* M
 for dtype in $dtypes; do
 	echo "bench: generation ($config, $dtype)..." >&2
 	build/bench/gen_bench -c "$config" --dtype "$dtype" >"$dir/gen-$dtype.txt"
+	kernels="$(sed -n 's/^dtype [a-z0-9]* (products: \([a-z0-9]*\)).*/\1/p' "$dir/gen-$dtype.txt"), BLAS $(sed -n 's/.*BLAS core \([A-Za-z0-9]*\).*/\1/p' "$dir/gen-$dtype.txt")"
 	for b in 1 8; do
 		line=$(grep "^batch $b:" "$dir/gen-$dtype.txt" || true)
 		[ -n "$line" ] || continue
 		row "neox-gen $dtype batch $b, $(basename "$config" .config.json)" \
-			"$(echo "$line" | sed 's/^batch [0-9]*: \([^(]*\) (.*/\1/')" "$threads threads, BLAS $core"
+			"$(echo "$line" | sed 's/^batch [0-9]*: \([^(]*\) (.*/\1/')" "$threads threads, $kernels"
 	done
 	row "neox-gen $dtype peak RSS" "$(sed -n 's/^peak RSS: //p' "$dir/gen-$dtype.txt")" "batch 8"
 done
@@ -57,12 +68,25 @@ bin/jsonl-split --part train data/lamini_docs.jsonl | bin/bpe-encode --template 
 for dtype in $dtypes; do
 	build/bench/train_bench "$config" "$dir/train.tok" "$steps" "$dtype" >"$dir/train-$dtype.txt"
 	line=$(grep '^median' "$dir/train-$dtype.txt")
+	kernels=$(sed -n 's/.*(BLAS core \([A-Za-z0-9]*\), kernel \([a-z0-9]*\)).*/\2, BLAS \1/p' "$dir/train-$dtype.txt")
 	row "neox-train $dtype, $(basename "$config" .config.json)" \
 		"$(echo "$line" | sed 's/^median of [0-9]* steps: \([0-9.]* tokens\/s\), \([0-9.]* s\/step\).*peak RSS \(.*\)$/\1, \2, peak RSS \3/')" \
-		"seed recipe (batch 1 x accum 4), -q1000 -a100 input, $threads threads"
+		"seed recipe (batch 1 x accum 4), -q1000 -a100 input, $threads threads, $kernels"
 done
+# bf16 against fp32, both measured in this run.
+ratio() { # FILE-A FILE-B SED-EXPRESSION: the number it picks from A over B's
+	a=$(sed -n "$3" "$1" | head -1) b=$(sed -n "$3" "$2" | head -1)
+	[ -n "$a" ] && [ -n "$b" ] && awk "BEGIN { printf \"%.2fx\", $a / $b }"
+}
+if case " $dtypes " in *" fp32 "*" bf16 "*|*" bf16 "*" fp32 "*) true;; *) false;; esac; then
+	row "bf16 / fp32, this run" \
+		"training $(ratio "$dir/train-bf16.txt" "$dir/train-fp32.txt" 's/^median of [0-9]* steps: \([0-9.]*\) tokens\/s.*/\1/p'), decode batch 1 $(ratio "$dir/gen-bf16.txt" "$dir/gen-fp32.txt" 's/^batch 1: .*decode \([0-9.]*\) tok\/s.*/\1/p')" \
+		"tokens/s ratios"
+fi
 
 {
+	echo
+	echo "Machine: $cpu, $threads cores ($isa); $(date -u +%Y-%m-%d)."
 	echo
 	echo "| what | figure | configuration |"
 	echo "|---|---|---|"
