@@ -12,6 +12,7 @@
 #include "train_outdir.h"
 #include "trainer.h"
 
+#include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -62,7 +63,7 @@ typedef struct {
 
 static void open_log(run *r, int resume) {
     char *path = path_join(r->o->out_dir, "log.jsonl");
-    r->log_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
+    r->log_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
     if (r->log_fd < 0) die("%s: %s", path, strerror(errno));
     /* Lines logged after the checkpoint belong to steps that will run again. */
     if (resume && ftruncate(r->log_fd, r->p.log_bytes) != 0) die("%s: %s", path, strerror(errno));
@@ -271,12 +272,34 @@ static void read_inputs(run *r) {
     if (r->s.epochs > 0) r->s.steps = (long)ceil(r->s.epochs * (double)r->train.n / (double)per_step);
 }
 
+/* The bits of a run depend on the kernels (not on the thread count): a run
+ * resumed on others continues, but not as the uninterrupted run would have.
+ * The last step logged before the checkpoint says which it began on. */
+static void warn_if_kernels_changed(run *r) {
+    char tail[1024];
+    off_t end = (off_t)r->p.log_bytes, start = end > (off_t)sizeof tail - 1 ? end - (off_t)sizeof tail + 1 : 0;
+    ssize_t n = pread(r->log_fd, tail, (size_t)(end - start), start);
+    if (n <= 1) return;
+    tail[n - 1] = '\0'; /* the last line's newline */
+    char *line = strrchr(tail, '\n');
+    cJSON *j = cJSON_Parse(line ? line + 1 : tail);
+    const char *kernel = cJSON_GetStringValue(cJSON_GetObjectItem(j, "kernel"));
+    const char *blas = cJSON_GetStringValue(cJSON_GetObjectItem(j, "blas"));
+    const char *now_kernel = trainer_kernel_name(&r->t), *now_blas = blas_core_name();
+    if (kernel && blas && (strcmp(kernel, now_kernel) != 0 || strcmp(blas, now_blas) != 0))
+        warn("the run so far computed on the %s kernels with OpenBLAS %s, this one on %s with OpenBLAS %s: "
+             "from step %ld on, the numbers differ from an uninterrupted run in the last bits",
+             kernel, blas, now_kernel, now_blas, r->p.step + 1);
+    cJSON_Delete(j);
+}
+
 /* Trains to the last step or a stop signal; returns the exit status. */
 static int train(run *r) {
     const train_options *o = r->o;
     int exit_status = 0;
     order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
     if (r->s.bf16 && gemm_bf16_available()) trainer_use_bf16(&r->t);
+    if (o->resume) warn_if_kernels_changed(r);
     if (o->verbose) gemm_tell_kernels(r->t.bf16);
     catch_stop_signals();
     train_loop(r);

@@ -100,6 +100,13 @@ for core in $cores; do
 	check "OpenBLAS $core: log.jsonl names the kernel set" \
 		"grep -q '\"kernel\":\"fp32\",\"blas\":\"$core\"' '$TMP/wide-$core-1/log.jsonl'"
 done
+check "--resume on other kernels says the numbers will differ in the last bits" \
+	"OPENBLAS_CORETYPE=Haswell neox-train -m '$tiny' -o '$TMP/moved' --steps 2 -q '$TMP/tiny.tok' &&
+	 OPENBLAS_CORETYPE=Prescott neox-train --resume '$TMP/moved' --steps 3 -q '$TMP/tiny.tok' 2>'$TMP/moved.err' &&
+	 grep -q 'OpenBLAS Haswell, this one on fp32 with OpenBLAS Prescott: from step 3 on' '$TMP/moved.err'"
+check "... and nothing when the kernels are the same" \
+	"OPENBLAS_CORETYPE=Prescott neox-train --resume '$TMP/moved' --steps 4 -q '$TMP/tiny.tok' 2>'$TMP/moved.err' &&
+	 test ! -s '$TMP/moved.err'"
 check "--dtype bf16 trains the wide model (bf16 kernels, or fp32 where the CPU has none)" \
 	"neox-train --init '$wide' -o '$TMP/wide-bf16' --steps 2 --lr 1e-3 --dtype bf16 -q '$TMP/tiny.tok' 2>'$TMP/bf16.err' &&
 	 if grep -q 'no bf16 products' '$TMP/bf16.err'; then grep -q '\"kernel\":\"fp32\"' '$TMP/wide-bf16/log.jsonl';
