@@ -26,7 +26,7 @@ BUILD ?= build
 BIN ?= bin
 
 TOOLS = jsonl-split bpe-encode pad-trunc neox-train neox-gen strip-prompt eval-compare
-COMMON_SRC = $(wildcard common/*.c)
+COMMON_SRC = $(wildcard common/*/*.c)
 COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%.t)

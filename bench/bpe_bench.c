@@ -13,11 +13,11 @@
  *   build/bench/bpe_bench --check REF.jsonl    compares encode and decode with
  *       lines {"text","ids","decoded"} made by bench/bpe_hf.js ids; exit 1 on
  *       any difference. */
-#include "cli.h"
-#include "io.h"
-#include "tokenizer.h"
-#include "utf8.h"
-#include "utf8_json.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer/utf8_json.h"
 
 #include <cJSON.h>
 #include <dirent.h>

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "losslog.h"
-#include "svgplot.h"
+#include "eval/losslog.h"
+#include "eval/svgplot.h"
 
 #define WIDTH 900
 #define HEIGHT 380

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "cli.h"
-#include "gemm.h"
+#include "kernels/blas.h"
+#include "base/cli.h"
+#include "kernels/gemm.h"
 
 static const char usage[] =
     "Usage: gemm_bench [OPTION]...\n"

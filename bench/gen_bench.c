@@ -12,15 +12,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "checkpoint.h"
-#include "cli.h"
-#include "io.h"
-#include "config.h"
-#include "gemm.h"
-#include "kvcache.h"
-#include "model.h"
-#include "parallel.h"
+#include "kernels/blas.h"
+#include "nn/checkpoint.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "nn/config.h"
+#include "kernels/gemm.h"
+#include "nn/kvcache.h"
+#include "nn/model.h"
+#include "kernels/parallel.h"
 
 static const char usage[] =
     "Usage: gen_bench [OPTION]...\n"

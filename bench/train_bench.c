@@ -21,15 +21,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "cli.h"
-#include "config.h"
-#include "dataset.h"
-#include "gemm.h"
-#include "io.h"
-#include "model.h"
-#include "parallel.h"
-#include "trainer.h"
+#include "kernels/blas.h"
+#include "base/cli.h"
+#include "nn/config.h"
+#include "stream/dataset.h"
+#include "kernels/gemm.h"
+#include "base/io.h"
+#include "nn/model.h"
+#include "kernels/parallel.h"
+#include "nn/trainer.h"
 
 static double cpu_seconds(void) {
     struct rusage ru;

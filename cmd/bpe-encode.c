@@ -1,10 +1,10 @@
 /* bpe-encode — JSONL or text lines to a token stream with the GPT-NeoX
  * tokenizer, and (-d) a token stream back to JSONL. */
-#include "cli.h"
-#include "io.h"
-#include "record_decode.h"
-#include "record_encode.h"
-#include "stream.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "stream/record_decode.h"
+#include "stream/record_encode.h"
+#include "stream/stream.h"
 
 #include <getopt.h>
 #include <stdlib.h>

@@ -1,9 +1,9 @@
 /* eval-compare — compare generated answers of one or more models with the
  * reference answers: a metric table, JSON, or an HTML report. */
-#include "cli.h"
-#include "evalset.h"
-#include "losslog.h"
-#include "report.h"
+#include "base/cli.h"
+#include "eval/evalset.h"
+#include "eval/losslog.h"
+#include "eval/report.h"
 
 #include <errno.h>
 #include <getopt.h>

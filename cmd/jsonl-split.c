@@ -1,7 +1,7 @@
 /* jsonl-split — deterministic, seeded train/test split of JSONL records. */
-#include "cli.h"
-#include "io.h"
-#include "rng.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "base/rng.h"
 
 #include <cJSON.h>
 #include <getopt.h>

@@ -1,14 +1,14 @@
 /* neox-gen — answer the questions of a token stream with a GPT-NeoX model
  * (appending a generated segment), score reference answers, or answer
  * questions typed at a terminal. */
-#include "blas.h"
-#include "cli.h"
-#include "generate.h"
-#include "io.h"
-#include "model.h"
-#include "stream.h"
-#include "template.h"
-#include "tokenizer.h"
+#include "kernels/blas.h"
+#include "base/cli.h"
+#include "nn/generate.h"
+#include "base/io.h"
+#include "nn/model.h"
+#include "stream/stream.h"
+#include "stream/template.h"
+#include "tokenizer/tokenizer.h"
 
 #include <getopt.h>
 #include <math.h>

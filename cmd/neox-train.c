@@ -7,12 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "checkpoint.h"
-#include "cli.h"
-#include "gemm.h"
-#include "parallel.h"
-#include "train_run.h"
+#include "kernels/blas.h"
+#include "nn/checkpoint.h"
+#include "base/cli.h"
+#include "kernels/gemm.h"
+#include "kernels/parallel.h"
+#include "train/train_run.h"
 
 static const char usage[] =
     "Usage: neox-train (-m DIR | --init CONFIG) -o OUT [OPTION]... [FILE]\n"

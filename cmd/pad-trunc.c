@@ -1,8 +1,8 @@
 /* pad-trunc — truncate and pad the question and answer segments of a token
  * stream to fixed lengths, recording both as segment metadata. */
-#include "cli.h"
-#include "io.h"
-#include "stream.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "stream/stream.h"
 
 #include <getopt.h>
 #include <string.h>

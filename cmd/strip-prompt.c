@@ -1,9 +1,9 @@
 /* strip-prompt — keep only the answer of generated records: drop the prompt,
  * cut the generation at its first EOS and, optionally, where it starts to
  * loop. */
-#include "cli.h"
-#include "io.h"
-#include "stream.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "stream/stream.h"
 
 #include <getopt.h>
 #include <string.h>

@@ -5,8 +5,8 @@
  * config.h promises hold). */
 #include "fuzz.h"
 
-#include "cli.h"
-#include "config.h"
+#include "base/cli.h"
+#include "nn/config.h"
 
 #include <stdlib.h>
 #include <string.h>

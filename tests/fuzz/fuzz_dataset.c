@@ -12,8 +12,8 @@
  * order is a permutation. */
 #include "fuzz.h"
 
-#include "cli.h"
-#include "dataset.h"
+#include "base/cli.h"
+#include "stream/dataset.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -14,10 +14,10 @@
  * when that is a non-negative integer, else the line number. */
 #include "fuzz.h"
 
-#include "cli.h"
-#include "record_decode.h"
-#include "record_encode.h"
-#include "utf8_json.h"
+#include "base/cli.h"
+#include "stream/record_decode.h"
+#include "stream/record_encode.h"
+#include "tokenizer/utf8_json.h"
 
 #include <cJSON.h>
 #include <math.h>

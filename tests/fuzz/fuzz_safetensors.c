@@ -7,8 +7,8 @@
  * tensor stays inside them. */
 #include "fuzz.h"
 
-#include "cli.h"
-#include "safetensors.h"
+#include "base/cli.h"
+#include "nn/safetensors.h"
 
 #include <stdlib.h>
 #include <string.h>

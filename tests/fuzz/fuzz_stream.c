@@ -12,8 +12,8 @@
  * trip through stream_writer unchanged. */
 #include "fuzz.h"
 
-#include "cli.h"
-#include "stream.h"
+#include "base/cli.h"
+#include "stream/stream.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,10 +11,10 @@
  * nothing; any ids decode to valid UTF-8, counting the unknown ones. */
 #include "fuzz.h"
 
-#include "cli.h"
-#include "tokenizer.h"
-#include "utf8.h"
-#include "utf8_nfc.h"
+#include "base/cli.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer/utf8_nfc.h"
 
 #include <stdlib.h>
 #include <string.h>

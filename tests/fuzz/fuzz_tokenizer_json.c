@@ -5,8 +5,8 @@
  * decodes sample texts to ids below its id limit without crashing. */
 #include "fuzz.h"
 
-#include "cli.h"
-#include "tokenizer.h"
+#include "base/cli.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>

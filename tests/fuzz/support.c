@@ -1,7 +1,7 @@
 /* support.c — see fuzz.h. */
 #include "fuzz.h"
 
-#include "cli.h"
+#include "base/cli.h"
 
 #include <cJSON.h>
 #include <zstd.h>

@@ -7,8 +7,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "cli.h"
+#include "kernels/blas.h"
+#include "base/cli.h"
 #include "tap.h"
 
 static char self[4096];

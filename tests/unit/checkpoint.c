@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "cli.h"
-#include "io.h"
-#include "model.h"
-#include "safetensors.h"
+#include "nn/checkpoint.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "nn/model.h"
+#include "nn/safetensors.h"
 #include "tap.h"
 
 #define TINY "tests/data/tiny-neox/tiny-f32"

@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "gemm.h"
+#include "kernels/gemm.h"
 #include "tap.h"
 
 static unsigned long long rng_state = 88172645463325252ull;

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cli.h"
-#include "gemv.h"
-#include "rng.h"
+#include "base/cli.h"
+#include "kernels/gemv.h"
+#include "base/rng.h"
 #include "tap.h"
 
 /* Largest |out - reference| relative to the row's magnitude. */

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "kvcache.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/cli.h"
+#include "nn/kvcache.h"
+#include "nn/model.h"
+#include "nn/safetensors.h"
 #include "tap.h"
 
 #define DATA "tests/data/tiny-neox"

@@ -1,5 +1,5 @@
 /* metrics.c — each metric on cases computed by hand (worked in comments). */
-#include "metrics.h"
+#include "eval/metrics.h"
 #include "tap.h"
 
 #include <math.h>

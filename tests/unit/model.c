@@ -9,10 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "config.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/cli.h"
+#include "nn/config.h"
+#include "nn/model.h"
+#include "nn/safetensors.h"
 #include "tap.h"
 
 #define DATA "tests/data/tiny-neox"

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "safetensors.h"
-#include "stream.h"
+#include "base/cli.h"
+#include "nn/safetensors.h"
+#include "stream/stream.h"
 #include "tap.h"
 
 #define DATA "tests/data/tiny-neox"

@@ -4,11 +4,11 @@
  * (common/train_state.h). The tools' behaviour end to end is in
  * tests/t30-bpe-encode.sh and t50-neox-train.sh. */
 #include "tap.h"
-#include "cli.h"
-#include "record_decode.h"
-#include "record_encode.h"
-#include "template.h"
-#include "train_state.h"
+#include "base/cli.h"
+#include "stream/record_decode.h"
+#include "stream/record_encode.h"
+#include "stream/template.h"
+#include "train/train_state.h"
 
 #include <stdlib.h>
 #include <string.h>

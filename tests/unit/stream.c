@@ -2,9 +2,9 @@
  * corruption: each must end in exit 1 with a one-line message, never a
  * signal or a silently short read. */
 #include "tap.h"
-#include "cli.h"
-#include "rng.h"
-#include "stream.h"
+#include "base/cli.h"
+#include "base/rng.h"
+#include "stream/stream.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

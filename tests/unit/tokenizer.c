@@ -4,10 +4,10 @@
  * special tokens as text, skipping specials, unknown ids, invalid input,
  * megabyte-long words, and tokenizer.json features that must be refused. */
 #include "tap.h"
-#include "cli.h"
-#include "io.h"
-#include "tokenizer.h"
-#include "utf8.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
 
 #include <cJSON.h>
 #include <stdlib.h>

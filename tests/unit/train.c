@@ -10,17 +10,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "io.h"
-#include "dataset.h"
-#include "model.h"
-#include "optim.h"
-#include "parallel.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "stream.h"
+#include "base/cli.h"
+#include "base/io.h"
+#include "stream/dataset.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+#include "kernels/parallel.h"
+#include "base/rng.h"
+#include "nn/safetensors.h"
+#include "stream/stream.h"
 #include "tap.h"
-#include "trainer.h"
+#include "nn/trainer.h"
 
 #define DATA "tests/data/tiny-neox"
 #define NUM_EX 8

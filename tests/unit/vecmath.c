@@ -3,10 +3,10 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "backward.h"
-#include "ops.h"
+#include "nn/backward.h"
+#include "nn/ops.h"
 #include "tap.h"
-#include "vecmath.h"
+#include "kernels/vecmath.h"
 
 /* Ulps between a and the correctly rounded fp32 of the exact value e. */
 static double ulps(float a, double e) {

@@ -1,0 +1,65 @@
+/* kvcache.h — inference with a key/value cache: prefill and decode steps
+ * for several sequences at once, each with its own positions and cache.
+ *
+ * A step appends count[b] tokens to each of nseq sequences. Their rows go
+ * through every linear layer together (one pass over the weights for the
+ * whole batch); rotary positions and attention are per sequence, over its
+ * cached keys and values only, so sequences of different lengths never see
+ * each other or any padding. */
+#ifndef TUNEPIPE_KVCACHE_H
+#define TUNEPIPE_KVCACHE_H
+
+#include <stdint.h>
+
+#include "kernels/gemm.h"
+#include "model.h"
+
+/* Rows per prefill step: enough for sgemm to run near its peak while the
+ * weights are streamed once per step. */
+#define DECODER_PREFILL_ROWS 256
+
+/* Bf16 forward copies of m's current linear weights (model_gemm, model.h:
+ * bf16 products, fp32 accumulation), made once and shared by any number of
+ * decoders (m must outlive w; model_load_bf16 makes them without fp32
+ * weights). The embeddings, layer norms and biases stay fp32. Free with
+ * model_gemm_free. Memory: 2 bytes per weight of the linear layers. */
+void decoder_bf16_init(model_gemm *w, const neox_model *m);
+
+typedef struct {
+    const neox_model *m;
+    const model_gemm *bf16;  /* NULL: exact fp32 products */
+    int num_slots;          /* sequences held at once */
+    int capacity;           /* positions per sequence at most (<= max_positions) */
+    int max_rows;           /* tokens per step, all sequences together */
+    int *len;               /* [num_slots] positions cached */
+    int *room;              /* [num_slots] positions allocated, grown on demand */
+    float **k, **v;         /* [num_slots] each [L, NH, room, hd]; keys rotated */
+    /* scratch for one step, max_rows rows each */
+    float *x, *ln, *qkv, *atty, *branch, *fch, *scores;
+    float *ln2, *branch2;   /* the MLP's, when it runs beside the attention */
+} neox_decoder;
+
+/* capacity 0 means max_positions. A slot's cache grows as its sequence does.
+ * bf16: NULL for fp32 products, else the weights for bf16 ones. */
+void decoder_init(neox_decoder *d, const neox_model *m, const model_gemm *bf16, int num_slots,
+                  int capacity, int max_rows);
+void decoder_free(neox_decoder *d);
+/* Empties a slot for a new sequence. */
+void decoder_reset(neox_decoder *d, int slot);
+/* Makes room for n positions in a slot (n <= capacity) at once, so a
+ * sequence whose final length is known grows its cache only once. */
+void decoder_reserve(neox_decoder *d, int slot, int n);
+
+/* Appends tokens to sequences: sequence b is slot[b] and takes the next
+ * count[b] >= 1 ids of tokens. Needs sum(count) <= max_rows and
+ * len[slot] + count <= capacity (the caller checks). logits: when all,
+ * [sum(count), V], one row per token; otherwise [nseq, V], the row of each
+ * sequence's last token. */
+void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
+                  const uint32_t *tokens, float *logits, int all);
+
+/* Feeds n tokens to one sequence in steps of max_rows; last_logits [V]
+ * receives the logits after the last one. */
+void decoder_prefill(neox_decoder *d, int slot, const uint32_t *tokens, int n, float *last_logits);
+
+#endif

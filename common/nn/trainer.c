@@ -1,0 +1,257 @@
+/* trainer.c — packed forward, optimizer steps and eval loss; see trainer.h. */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cli.h"
+#include "kernels/parallel.h"
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static void plan_update(trainer *t);
+
+void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip) {
+    memset(t, 0, sizeof *t);
+    parallel_take_blas_threads();
+    t->model = model;
+    t->adam = *adam;
+    t->clip = clip;
+    t->pack_tokens = TRAIN_PACK_TOKENS;
+    size_t n = model->num_params;
+    t->grad = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
+    t->adam_m = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
+    t->adam_v = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
+    model_param_views(model, t->grad, &t->grad_views);
+    t->nspans = model->num_tensors;
+    t->spans = xmalloc((size_t)t->nspans * sizeof *t->spans);
+    for (int i = 0; i < t->nspans; i++) {
+        const neox_tensor *tt = &model->tensors[i];
+        /* HF Trainer decays weights but not biases or LayerNorm parameters:
+         * exactly the tensors of two dimensions here. */
+        t->spans[i] = (param_span){tt->offset, tt->numel, tt->ndim >= 2};
+    }
+    plan_update(t);
+}
+
+/* Parameters per update piece: the four arrays AdamW walks (1 MB) stay in
+ * the core's L2 cache while a weight's rows are re-packed from them. */
+#define UPDATE_PIECE_PARAMS 65536
+
+static gemm_weight *bf16_copy_of(model_gemm *g, const neox_model *m, const float *w) {
+    if (g->lm_head.w == w) return &g->lm_head;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        gemm_weight *all[] = {&g->qkv[l], &g->attn_proj[l], &g->fc[l], &g->fc_proj[l]};
+        for (int i = 0; i < 4; i++)
+            if (all[i]->w == w) return all[i];
+    }
+    return NULL;
+}
+
+/* Parameters per update piece of span sp: whole multiples of 16 rows for a
+ * weight with bf16 copies (*gw), else UPDATE_PIECE_PARAMS. */
+static size_t piece_params(trainer *t, const param_span *sp, gemm_weight **gw) {
+    *gw = t->bf16 ? bf16_copy_of(&t->gemm, t->model, t->model->params + sp->offset) : NULL;
+    if (!*gw) return UPDATE_PIECE_PARAMS;
+    int rows = UPDATE_PIECE_PARAMS / (*gw)->C / 16 * 16;
+    return (size_t)(rows > 16 ? rows : 16) * (*gw)->C;
+}
+
+/* Cuts the parameter block into the pieces of trainer_step's update. */
+static void plan_update(trainer *t) {
+    size_t n = 0;
+    gemm_weight *gw;
+    for (int i = 0; i < t->nspans; i++) {
+        size_t step = piece_params(t, &t->spans[i], &gw);
+        n += (t->spans[i].count + step - 1) / step;
+    }
+    t->pieces = xrealloc(t->pieces, (n ? n : 1) * sizeof *t->pieces);
+    t->npieces = 0;
+    for (int i = 0; i < t->nspans; i++) {
+        const param_span *sp = &t->spans[i];
+        size_t step = piece_params(t, sp, &gw);
+        for (size_t b = 0; b < sp->count; b += step) {
+            size_t e = b + step < sp->count ? b + step : sp->count;
+            update_piece *p = &t->pieces[t->npieces++];
+            *p = (update_piece){sp->offset + b, sp->offset + e, sp->decay, gw, 0, 0};
+            if (gw) p->row0 = (int)(b / gw->C), p->row1 = (int)(e / gw->C);
+        }
+    }
+}
+
+void trainer_use_bf16(trainer *t) {
+    if (t->bf16) return;
+    model_gemm_init(&t->gemm, t->model);
+    t->bf16 = t->bf16_stale = 1;
+    plan_update(t);
+}
+
+const char *trainer_kernel_name(const trainer *t) {
+    return t->bf16 ? gemm_path_name(gemm_current_path()) : "fp32";
+}
+
+/* The products' view of the weights, packed when they changed. */
+static const model_gemm *current_gemm(trainer *t) {
+    if (!t->bf16) return NULL;
+    if (t->bf16_stale) model_gemm_pack(&t->gemm, t->model);
+    t->bf16_stale = 0;
+    return &t->gemm;
+}
+
+void trainer_free(trainer *t) {
+    if (t->bf16) model_gemm_free(&t->gemm, t->model);
+    free(t->grad);
+    free(t->adam_m);
+    free(t->adam_v);
+    model_free_views(&t->grad_views);
+    free(t->spans);
+    free(t->pieces);
+    train_acts_free(&t->acts);
+    free(t->seq_start);
+    free(t->row_pos);
+    free(t->ids);
+    free(t->row_target);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- packs ---------------------------------------------------------------- */
+
+/* Lays examples ex[*next ..] end to end while they fit in pack_tokens
+ * (at least one), advancing *next. */
+static neox_pack next_pack(trainer *t, const dataset *d, const size_t *ex, size_t n, size_t *next) {
+    size_t first = *next, last = first, tokens = 0, rows = 0;
+    while (last < n) {
+        const example *e = &d->ex[ex[last]];
+        if (last > first && tokens + e->len > (size_t)t->pack_tokens) break;
+        tokens += e->len;
+        rows += example_num_targets(e);
+        last++;
+    }
+    size_t nseq = last - first;
+    if (nseq + 1 > t->cap_seq) {
+        t->cap_seq = nseq + 1;
+        t->seq_start = xrealloc(t->seq_start, t->cap_seq * sizeof *t->seq_start);
+    }
+    if (tokens > t->cap_tokens) {
+        t->cap_tokens = tokens;
+        t->ids = xrealloc(t->ids, tokens * sizeof *t->ids);
+    }
+    if (rows > t->cap_rows) {
+        t->cap_rows = rows;
+        t->row_pos = xrealloc(t->row_pos, rows * sizeof *t->row_pos);
+        t->row_target = xrealloc(t->row_target, rows * sizeof *t->row_target);
+    }
+    int pos = 0, r = 0;
+    for (size_t s = 0; s < nseq; s++) {
+        const example *e = &d->ex[ex[first + s]];
+        const uint32_t *src = d->ids + e->start;
+        t->seq_start[s] = pos;
+        memcpy(t->ids + pos, src, e->len * sizeof *src);
+        /* Token p is predicted from the logits at position p - 1. */
+        for (uint32_t p = e->target_begin; p < e->len; p++, r++) {
+            t->row_pos[r] = pos + (int)p - 1;
+            t->row_target[r] = src[p];
+        }
+        pos += (int)e->len;
+    }
+    t->seq_start[nseq] = pos;
+    *next = last;
+    return (neox_pack){.T = pos, .nseq = (int)nseq, .seq_start = t->seq_start, .ids = t->ids,
+                        .nrows = r, .row_pos = t->row_pos, .row_target = t->row_target};
+}
+
+/* ---- steps ---------------------------------------------------------------- */
+
+step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n) {
+    step_result res = {0};
+    for (int i = 0; i < n; i++) res.targets += example_num_targets(&d->ex[ex[i]]);
+    /* Each token's share of the step loss: the mean over all of them. */
+    float scale = (float)(1.0 / (double)res.targets);
+    double loss_sum = 0, sumsq = 0;
+    const model_gemm *g = current_gemm(t);
+    for (size_t next = 0; next < (size_t)n;) {
+        int first = next == 0;
+        neox_pack pack = next_pack(t, d, ex, (size_t)n, &next);
+        int last = next == (size_t)n;
+        double t0 = now_seconds();
+        model_forward_pack(t->model, g, &t->acts.f, &pack);
+        loss_sum += crossentropy_forward_backward(t->acts.f.logits, pack.row_target, pack.nrows,
+                                                  t->model->cfg.vocab_size, scale);
+        double t1 = now_seconds();
+        model_backward(t->model, g, &t->grad_views, &t->acts, &pack, !first, last ? &sumsq : NULL);
+        t->time_forward += t1 - t0;
+        t->time_backward += now_seconds() - t1;
+        res.tokens += (size_t)pack.T;
+    }
+    res.loss = loss_sum / (double)res.targets;
+    /* The linear layers' squares came with their products; the rest here. */
+    double t0 = now_seconds();
+    for (int i = 0; i < t->model->num_tensors; i++)
+        if (!model_is_linear_weight(&t->model->tensors[i]))
+            sumsq += grad_sum_squares(t->grad + t->spans[i].offset, t->spans[i].count);
+    res.grad_norm = sqrt(sumsq);
+    t->time_optimizer += now_seconds() - t0;
+    return res;
+}
+
+typedef struct {
+    trainer *t;
+    adamw_consts k;
+    int repack;
+    atomic_int next;
+} update_ctx;
+
+/* Pieces are taken in turn as threads free up: they differ in cost. */
+static void update_pieces(void *arg, int thread, int nthreads) {
+    update_ctx *c = arg;
+    trainer *t = c->t;
+    (void)thread;
+    (void)nthreads;
+    int i;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < t->npieces) {
+        const update_piece *p = &t->pieces[i];
+        adamw_update(&c->k, t->model->params, t->grad, t->adam_m, t->adam_v, p->begin, p->end, p->decay);
+        if (c->repack && p->gw) gemm_weight_pack_rows(p->gw, p->row0, p->row1);
+    }
+}
+
+step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr) {
+    step_result res = trainer_gradients(t, d, ex, n);
+    float factor = (float)clip_factor(res.grad_norm, t->clip);
+    t->step++;
+    double t0 = now_seconds();
+    /* AdamW, and the bf16 copies of each weight's rows re-made right after
+     * their update (when the copies are current otherwise). */
+    update_ctx c = {.t = t, .k = adamw_step_consts(&t->adam, lr, t->step, factor),
+                    .repack = t->bf16 && !t->bf16_stale};
+    atomic_init(&c.next, 0);
+    parallel_run(update_pieces, &c);
+    if (t->bf16 && !c.repack) t->bf16_stale = 1;
+    t->time_optimizer += now_seconds() - t0;
+    return res;
+}
+
+double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,
+                    size_t *targets, double *per_example) {
+    double total = 0;
+    size_t count = 0;
+    const model_gemm *g = current_gemm(t);
+    for (size_t next = 0; next < n;) {
+        size_t first = next;
+        neox_pack pack = next_pack(t, d, ex, n, &next);
+        model_forward_pack(t->model, g, &t->acts.f, &pack);
+        int V = t->model->cfg.vocab_size, row = 0;
+        for (size_t i = first; i < next; i++) {
+            int k = (int)example_num_targets(&d->ex[ex[i]]);
+            double s = crossentropy_forward(t->acts.f.logits + (size_t)row * V, pack.row_target + row, k, V);
+            if (per_example) per_example[i] = s / k;
+            total += s;
+            count += (size_t)k;
+            row += k;
+        }
+    }
+    if (targets) *targets = count;
+    return total;
+}

@@ -1,0 +1,92 @@
+/* trainer.h — full fine-tuning of a GPT-NeoX model: one optimizer step
+ * over a set of examples (token-weighted cross-entropy, global-norm
+ * clipping, AdamW), and eval loss. The forward is model_forward_pack
+ * (model.h), the backward model_backward (backward.h).
+ *
+ * The examples of a step are laid end to end in packs of up to
+ * pack_tokens tokens (an example longer than that is a pack of its own),
+ * so the matrix products see hundreds of rows even at --batch 1; padding
+ * never enters (the dataset dropped it). Since the step loss is the sum of
+ * the cross-entropies of all target tokens of the step divided by their
+ * count, how examples are grouped into micro-batches or packs changes
+ * nothing but float rounding. */
+#ifndef TUNEPIPE_TRAINER_H
+#define TUNEPIPE_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backward.h"
+#include "stream/dataset.h"
+#include "model.h"
+#include "optim.h"
+
+/* Default pack size: large enough for efficient matrix products, small
+ * enough that activations of pythia-410m stay around a gigabyte. */
+#define TRAIN_PACK_TOKENS 512
+
+/* A piece of the optimizer step: parameters [begin, end) of the flat
+ * block; when gw is set, they are rows [row0, row1) of its weight. */
+typedef struct {
+    size_t begin, end;
+    int decay;
+    gemm_weight *gw;
+    int row0, row1;
+} update_piece;
+
+typedef struct {
+    neox_model *model;
+    float *grad, *adam_m, *adam_v;  /* flat blocks like model->params */
+    neox_params grad_views;
+    param_span *spans;              /* one per tensor, decay on 2-D weights */
+    int nspans;
+    update_piece *pieces;           /* the step's update, in order */
+    int npieces;
+    adamw_hparams adam;
+    double clip;                    /* max global norm; <= 0: none */
+    int pack_tokens;
+    int bf16;                       /* products in bf16 (trainer_use_bf16) */
+    int bf16_stale;                 /* weights changed since the last pack */
+    model_gemm gemm;
+    long step;                      /* optimizer steps taken */
+    /* seconds spent, cumulative (for benchmarks) */
+    double time_forward, time_backward, time_optimizer;
+    train_acts acts;
+    /* pack assembly */
+    int *seq_start, *row_pos;
+    uint32_t *ids, *row_target;
+    size_t cap_seq, cap_tokens, cap_rows;
+} trainer;
+
+/* The model stays the caller's; moments start at zero. Moves OpenBLAS's
+ * threads into the worker pool (parallel_take_blas_threads): from then on
+ * OpenBLAS runs single-threaded in this process. */
+void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip);
+void trainer_free(trainer *t);
+/* Computes the linear layers' products in bf16 with fp32 accumulation
+ * (gemm.h: AMX where the CPU has it), as Hugging Face's bf16=True autocast
+ * does; weights, gradients and AdamW stay fp32. Faster, not bit-exact. */
+void trainer_use_bf16(trainer *t);
+/* The products' kernel path: "amx", "avx512bf16" (bf16) or "fp32". */
+const char *trainer_kernel_name(const trainer *t);
+
+typedef struct {
+    double loss;        /* mean CE over the step's target tokens */
+    double grad_norm;   /* global norm before clipping */
+    size_t tokens;      /* tokens forwarded */
+    size_t targets;     /* target tokens */
+} step_result;
+
+/* Loss and gradients of examples ex[0..n) of d, without an update;
+ * gradients are left in t->grad (scaled for the token-weighted mean),
+ * overwriting what it held. n >= 1. */
+step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n);
+/* trainer_gradients, clipping, and one AdamW step at learning rate lr. */
+step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr);
+
+/* Sum of target CE over examples ex[0..n) of d (forward only); *targets
+ * gets their count. per_example (may be NULL) gets each example's mean. */
+double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,
+                    size_t *targets, double *per_example);
+
+#endif

@@ -1,0 +1,40 @@
+/* template.c — see template.h. */
+#include "template.h"
+#include "base/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MARK "{question}"
+
+void template_parse(prompt_template *t, const char *opt, const char *arg) {
+    size_t n = strlen(arg);
+    if (utf8_valid_prefix(arg, n) != n) usage_error("%s: not valid UTF-8", opt);
+    char *text = xmalloc(n + 1), *o = text;
+    for (const char *s = arg; *s; s++) {
+        if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
+            s++;
+            *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\';
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    char *at = strstr(text, MARK);
+    if (!at) usage_error("%s: no %s in '%s'", opt, MARK, arg);
+    t->suffix = xstrdup(at + strlen(MARK));
+    *at = '\0';
+    t->prefix = text;
+}
+
+void template_free(prompt_template *t) {
+    free(t->prefix);
+    free(t->suffix);
+    t->prefix = t->suffix = NULL;
+}
+
+void template_wrap(const prompt_template *t, const char *text, size_t n, utf8_buf *out) {
+    if (t->prefix) utf8_buf_append(out, t->prefix, strlen(t->prefix));
+    utf8_buf_append(out, text, n);
+    if (t->suffix) utf8_buf_append(out, t->suffix, strlen(t->suffix));
+}

@@ -1,0 +1,22 @@
+/* template.h — the prompt template wrapped around a question, written on
+ * the command line as "### Question:\n{question}\n\n### Answer:". */
+#ifndef TUNEPIPE_TEMPLATE_H
+#define TUNEPIPE_TEMPLATE_H
+
+#include <stddef.h>
+
+#include "tokenizer/utf8.h"
+
+typedef struct {
+    char *prefix, *suffix; /* the text before and after {question} */
+} prompt_template;
+
+/* Parses arg: \n, \t and \\ become the characters, {question} marks the
+ * question. Not valid UTF-8 or no {question}: a usage error naming opt. */
+void template_parse(prompt_template *t, const char *opt, const char *arg);
+void template_free(prompt_template *t);
+/* Appends prefix ++ text ++ suffix to out (just text when t has none): one
+ * string to encode, since BPE splits depend on the neighbouring bytes. */
+void template_wrap(const prompt_template *t, const char *text, size_t n, utf8_buf *out);
+
+#endif

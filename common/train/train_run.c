@@ -1,0 +1,342 @@
+/* train_run.c — see train_run.h. */
+#include "train_run.h"
+
+#include "nn/checkpoint.h"
+#include "base/cli.h"
+#include "nn/config.h"
+#include "stream/dataset.h"
+#include "kernels/gemm.h"
+#include "kernels/blas.h"
+#include "base/io.h"
+#include "nn/model.h"
+#include "train_outdir.h"
+#include "nn/trainer.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- stopping on a signal ------------------------------------------------------ */
+
+/* The first SIGINT or SIGTERM: the run stops at the next step boundary.
+ * Later ones change nothing, so a second ^C cannot cut the checkpoint
+ * being written (the writes are atomic anyway). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    if (!stop_signal) stop_signal = sig;
+}
+
+/* A signal ignored at start stays ignored: a shell starts a background job
+ * with SIGINT ignored, and the job's owner did not mean ^C for it. */
+static void catch_stop_signals(void) {
+    const int sigs[] = {SIGINT, SIGTERM};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old, sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* ---- the run --------------------------------------------------------------- */
+
+typedef struct {
+    const train_options *o;
+    run_settings s;
+    run_progress p;
+    neox_model model;
+    trainer t;
+    dataset train, eval;
+    int has_eval;
+    example_order order;
+    int log_fd;
+    char *config_json;
+    char *state_eval_path;  /* the resumed state's --eval, which s.eval_path may be */
+    long saved_step;        /* step of OUT's resumable checkpoint; -1: none */
+} run;
+
+static void open_log(run *r, int resume) {
+    char *path = path_join(r->o->out_dir, "log.jsonl");
+    r->log_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
+    if (r->log_fd < 0) die("%s: %s", path, strerror(errno));
+    /* Lines logged after the checkpoint belong to steps that will run again. */
+    if (resume && ftruncate(r->log_fd, r->p.log_bytes) != 0) die("%s: %s", path, strerror(errno));
+    if (lseek(r->log_fd, 0, SEEK_END) < 0) die("%s: %s", path, strerror(errno));
+    free(path);
+}
+
+static void log_step(run *r, const step_result *res, double lr, double seconds, double eval_loss) {
+    char line[512];
+    int n = snprintf(line, sizeof line,
+                     "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%zu,"
+                     "\"tokens_per_s\":%.2f,\"elapsed\":%.3f,\"kernel\":\"%s\",\"blas\":\"%s\"",
+                     r->p.step, res->loss, lr, res->grad_norm, res->tokens,
+                     seconds > 0 ? (double)res->tokens / seconds : 0.0, r->p.elapsed,
+                     trainer_kernel_name(&r->t), blas_core_name());
+    if (!isnan(eval_loss)) n += snprintf(line + n, sizeof line - (size_t)n, ",\"eval_loss\":%.9g", eval_loss);
+    n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
+    const char *q = line;
+    for (size_t left = (size_t)n; left > 0;) {
+        ssize_t w = write(r->log_fd, q, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) die("%s/log.jsonl: write error: %s", r->o->out_dir, strerror(errno));
+        q += w;
+        left -= (size_t)w;
+    }
+    r->p.log_bytes += n;
+}
+
+static double eval_loss(run *r) {
+    size_t *all = xmalloc(r->eval.n * sizeof *all), targets;
+    for (size_t i = 0; i < r->eval.n; i++) all[i] = i;
+    double sum = trainer_loss(&r->t, &r->eval, all, r->eval.n, &targets, NULL);
+    free(all);
+    return sum / (double)targets;
+}
+
+/* config.json, the model, then (when resumable) the state: after a crash
+ * between any two renames, each file is whole and the state is
+ * self-contained. */
+static void save_checkpoint(run *r, int resumable) {
+    const char *out = r->o->out_dir;
+    if (fsync(r->log_fd) != 0) die("%s/log.jsonl: %s", out, strerror(errno));
+    char *path = path_join(out, "config.json");
+    char *cfg = config_with_dtype(r->config_json, r->s.save_dtype);
+    atomic_write_file(path, cfg, strlen(cfg));
+    free(cfg);
+    free(path);
+    path = path_join(out, "model.safetensors");
+    model_save(path, &r->model, r->s.save_dtype);
+    free(path);
+    /* Without training there is nothing to resume: -m OUT starts from
+     * this checkpoint just as well. */
+    if (!resumable) return;
+    path = path_join(out, TRAIN_STATE_FILE);
+    char *json = train_state_json(&r->s, &r->p);
+    state_save(path, &r->model, r->t.adam_m, r->t.adam_v, json);
+    free(json);
+    free(path);
+    r->saved_step = r->p.step;
+}
+
+static void format_eta(char *buf, size_t n, double seconds) {
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(buf, n, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else snprintf(buf, n, "%ldm%02lds", s / 60, s % 60);
+}
+
+static void train_loop(run *r) {
+    const run_settings *s = &r->s;
+    long per_step = s->batch * s->grad_accum;
+    size_t *ex = xmalloc((size_t)per_step * sizeof *ex);
+    double tokens_done = 0, seconds_done = 0;
+    long steps_done = 0;
+    while (r->p.step < s->steps && !stop_signal) {
+        long step = r->p.step;
+        for (long j = 0; j < per_step; j++) ex[j] = order_at(&r->order, (uint64_t)step * per_step + j);
+        double lr = lr_at_step(s->schedule, s->lr, step, s->warmup, s->steps);
+        double t0 = now_seconds();
+        step_result res = trainer_step(&r->t, &r->train, ex, (int)per_step, lr);
+        double dt = now_seconds() - t0;
+        r->p.step++;
+        r->p.elapsed += dt;
+        tokens_done += (double)res.tokens;
+        seconds_done += dt;
+        int last = r->p.step == s->steps;
+        double ev = NAN;
+        if (r->has_eval && (last || (s->eval_every && r->p.step % s->eval_every == 0))) {
+            ev = eval_loss(r);
+            if (s->keep_best && (r->p.best_step < 0 || ev < r->p.best_eval)) {
+                r->p.best_step = r->p.step;
+                r->p.best_eval = ev;
+                char *path = path_join(r->o->out_dir, TRAIN_BEST_FILE);
+                model_save(path, &r->model, s->save_dtype);
+                free(path);
+            }
+        }
+        log_step(r, &res, lr, dt, ev);
+        if (last || (s->save_every && r->p.step % s->save_every == 0)) save_checkpoint(r, 1);
+        steps_done++;
+        char eta[32];
+        format_eta(eta, sizeof eta, (double)(s->steps - r->p.step) * seconds_done / steps_done);
+        progress("step %ld/%ld  loss %.4f  lr %.3g  %.1f tok/s  ETA %s", r->p.step, s->steps, res.loss,
+                 lr, tokens_done / seconds_done, eta);
+    }
+    free(ex);
+}
+
+static void read_dataset(dataset *d, const char *path, const run *r) {
+    int fd = open_input(path);
+    dataset_read(d, fd, path, r->s.loss, r->model.cfg.vocab_size, r->model.cfg.max_positions);
+    if (fd != STDIN_FILENO) close(fd);
+}
+
+/* A new run: the model from -m or --init. */
+static void start_fresh(run *r) {
+    const train_options *o = r->o;
+    char *state = path_join(o->out_dir, TRAIN_STATE_FILE);
+    if (file_exists(state) && !o->overwrite)
+        die("%s holds a training run; continue it with --resume %s, or start afresh with --overwrite",
+            o->out_dir, o->out_dir);
+    free(state);
+    if (o->model_dir) {
+        char err[512];
+        if (!model_load(&r->model, o->model_dir, err, sizeof err)) die("%s", err);
+        char *path = path_join(o->model_dir, "config.json");
+        r->config_json = read_file(path, NULL);
+        free(path);
+        if (!o->given_save_dtype) r->s.save_dtype = config_torch_dtype(r->config_json);
+    } else {
+        neox_config cfg;
+        config_load(o->init_config, &cfg);
+        r->config_json = read_file(o->init_config, NULL);
+        model_build(&r->model, &cfg);
+        model_init_random(&r->model, r->s.seed);
+    }
+    trainer_init(&r->t, &r->model, &(adamw_hparams){0.9, 0.999, 1e-8, r->s.weight_decay}, r->s.clip);
+    r->p.best_step = -1;
+}
+
+/* A resumed run: settings, parameters and moments from OUT's state; of
+ * the settings given now, those a resumed run takes replace the saved. */
+static void start_resumed(run *r) {
+    const train_options *o = r->o;
+    char *path = path_join(o->out_dir, "config.json");
+    if (!file_exists(path)) die("%s: no config.json: not a neox-train output directory", o->out_dir);
+    neox_config cfg;
+    config_load(path, &cfg);
+    r->config_json = read_file(path, NULL);
+    free(path);
+    model_build(&r->model, &cfg);
+    path = path_join(o->out_dir, TRAIN_STATE_FILE);
+    if (!file_exists(path)) die("%s: no %s to resume from", o->out_dir, TRAIN_STATE_FILE);
+    /* The moments are read straight into the trainer's blocks. */
+    trainer_init(&r->t, &r->model, &ADAMW_DEFAULTS, 0);
+    char *json = state_load(path, &r->model, r->t.adam_m, r->t.adam_v);
+    train_state_parse(json, path, &r->s, &r->p);
+    r->state_eval_path = r->s.eval_path;
+    free(json);
+    free(path);
+    if (o->given_steps) {
+        r->s.steps = o->s.steps;
+        r->s.epochs = o->s.epochs;
+    }
+    if (o->s.eval_path) r->s.eval_path = o->s.eval_path;
+    if (o->given_eval_every) r->s.eval_every = o->s.eval_every;
+    if (o->given_save_every) r->s.save_every = o->s.save_every;
+    r->t.adam.weight_decay = r->s.weight_decay;
+    r->t.clip = r->s.clip;
+    r->t.step = r->p.step;
+    r->saved_step = r->p.step;
+}
+
+/* With --keep-best, model.safetensors becomes the best one (hard link, so
+ * best.safetensors stays for a later --resume). */
+static void install_best(run *r) {
+    const char *out = r->o->out_dir;
+    char *best = path_join(out, TRAIN_BEST_FILE), *model = path_join(out, "model.safetensors");
+    char *tmp = path_join(out, "model.safetensors.tmp.best");
+    unlink(tmp);
+    if (link(best, tmp) != 0 || rename(tmp, model) != 0) {
+        unlink(tmp);
+        atomic_copy_file(best, model);
+    }
+    if (!r->o->quiet)
+        fprintf(stderr, "%s: %s is the model of step %ld, the lowest eval loss (%.6g)\n", prog_name,
+                model, r->p.best_step, r->p.best_eval);
+    free(best);
+    free(model);
+    free(tmp);
+}
+
+/* Every input is read and checked; OUT is not touched yet. */
+static void read_inputs(run *r) {
+    const train_options *o = r->o;
+    read_dataset(&r->train, o->input, r);
+    if (o->resume && (r->train.fingerprint != r->p.data_fingerprint || r->train.n != r->p.data_examples))
+        die("%s: not the training data of the run in %s (%zu examples; the run had %zu)",
+            o->input, o->out_dir, r->train.n, r->p.data_examples);
+    r->p.data_fingerprint = r->train.fingerprint;
+    r->p.data_examples = r->train.n;
+    if (r->s.eval_path) {
+        read_dataset(&r->eval, r->s.eval_path, r);
+        r->has_eval = 1;
+    }
+    long per_step = r->s.batch * r->s.grad_accum;
+    if (r->s.epochs > 0) r->s.steps = (long)ceil(r->s.epochs * (double)r->train.n / (double)per_step);
+}
+
+/* The bits of a run depend on the kernels (not on the thread count): a run
+ * resumed on others continues, but not as the uninterrupted run would have.
+ * The last step logged before the checkpoint says which it began on. */
+static void warn_if_kernels_changed(run *r) {
+    char tail[1024];
+    off_t end = (off_t)r->p.log_bytes, start = end > (off_t)sizeof tail - 1 ? end - (off_t)sizeof tail + 1 : 0;
+    ssize_t n = pread(r->log_fd, tail, (size_t)(end - start), start);
+    if (n <= 1) return;
+    tail[n - 1] = '\0'; /* the last line's newline */
+    char *line = strrchr(tail, '\n');
+    cJSON *j = cJSON_Parse(line ? line + 1 : tail);
+    const char *kernel = cJSON_GetStringValue(cJSON_GetObjectItem(j, "kernel"));
+    const char *blas = cJSON_GetStringValue(cJSON_GetObjectItem(j, "blas"));
+    const char *now_kernel = trainer_kernel_name(&r->t), *now_blas = blas_core_name();
+    if (kernel && blas && (strcmp(kernel, now_kernel) != 0 || strcmp(blas, now_blas) != 0))
+        warn("the run so far computed on the %s kernels with OpenBLAS %s, this one on %s with OpenBLAS %s: "
+             "from step %ld on, the numbers differ from an uninterrupted run in the last bits",
+             kernel, blas, now_kernel, now_blas, r->p.step + 1);
+    cJSON_Delete(j);
+}
+
+/* Trains to the last step or a stop signal; returns the exit status. */
+static int train(run *r) {
+    const train_options *o = r->o;
+    int exit_status = 0;
+    order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
+    if (r->s.bf16 && gemm_bf16_available()) trainer_use_bf16(&r->t);
+    if (o->resume) warn_if_kernels_changed(r);
+    if (o->verbose) gemm_tell_kernels(r->t.bf16);
+    catch_stop_signals();
+    train_loop(r);
+    progress_done();
+    if (r->p.step < r->s.steps) { /* stopped by a signal */
+        if (r->saved_step != r->p.step) save_checkpoint(r, 1);
+        int stdin_input = strcmp(o->input, "-") == 0;
+        fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: neox-train --resume %s %s\n",
+                prog_name, r->p.step, r->s.steps, o->out_dir, stdin_input ? "and the same training stream" : o->input);
+        exit_status = 128 + stop_signal;
+    } else if (r->s.keep_best && r->p.best_step >= 0) {
+        install_best(r);
+    }
+    order_free(&r->order);
+    dataset_free(&r->train);
+    if (r->has_eval) dataset_free(&r->eval);
+    return exit_status;
+}
+
+int train_run(const train_options *o) {
+    run r = {.o = o, .s = o->s, .saved_step = -1};
+    if (o->resume) start_resumed(&r);
+    else start_fresh(&r);
+    int trains = o->resume || r.s.steps > 0 || r.s.epochs > 0;
+    if (trains) read_inputs(&r);
+    make_dirs(o->out_dir);
+    outdir_remove_stale_temporaries(o->out_dir);
+    if (!o->resume) outdir_forget_run(o->out_dir);
+    open_log(&r, o->resume);
+    if (!o->resume) outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer);
+    int exit_status = 0;
+    if (trains) exit_status = train(&r);
+    else save_checkpoint(&r, 0); /* the starting point alone, e.g. --init */
+    close(r.log_fd);
+    trainer_free(&r.t);
+    model_free(&r.model);
+    free(r.config_json);
+    free(r.state_eval_path);
+    return exit_status;
+}
