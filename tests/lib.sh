@@ -10,6 +10,8 @@ export TOP BIN TMP
 trap 'rm -rf "$TMP"' EXIT
 _n=0
 _failed=0
+# A failing test's name and output go to stderr, which prove shows without
+# -v (it hides the TAP on stdout).
 # ok DESCRIPTION COMMAND...: runs the command; passes when it exits 0.
 ok() {
 	desc=$1; shift
@@ -18,7 +20,7 @@ ok() {
 		echo "ok $_n - $desc"
 	else
 		echo "not ok $_n - $desc"
-		sed 's/^/#   /' "$TMP/.out" | head -20
+		{ echo "#   Failed test $_n - $desc"; sed 's/^/#   /' "$TMP/.out" | head -40; } >&2
 		_failed=$((_failed + 1))
 	fi
 }
@@ -28,5 +30,25 @@ check() {
 	desc=$1; shift
 	ok "$desc" eval "($1)"
 }
+# test_expect_success DESCRIPTION BODY, as in git's t/: BODY, single-quoted
+# so that it reads the variables when it runs, is evaluated in a subshell
+# (assignments do not outlive it); on failure the body and its output are
+# shown.
+test_expect_success() {
+	_n=$((_n + 1))
+	if (eval "$2") >"$TMP/.out" 2>&1; then
+		echo "ok $_n - $1"
+	else
+		echo "not ok $_n - $1"
+		{
+			echo "#   Failed test $_n - $1"
+			printf '%s\n' "$2" | sed "/^[[:space:]]*\$/d; s/^/#$(printf '\t')/"
+			sed 's/^/#   /' "$TMP/.out" | head -40
+		} >&2
+		_failed=$((_failed + 1))
+	fi
+}
+# test_cmp EXPECTED ACTUAL: like cmp, with a diff -u of the two when they differ.
+test_cmp() { diff -u "$1" "$2"; }
 skip_all() { echo "1..0 # SKIP $1"; exit 0; }
 done_testing() { echo "1..$_n"; [ "$_failed" -eq 0 ]; }

@@ -34,9 +34,10 @@ false refusals % (of 2)      0.0        0.0
 perplexity                  7.39       2.72
 reference answers: mean 5.7 words, median 5.0; 1 of 3 are refusals
 EOF
-check "table of hand-computed metrics" \
-	"eval-compare -s $D/base.score.jsonl $B --score $D/ft.score.jsonl --label finetuned $F >$TMP/table 2>$TMP/err &&
-	 diff $TMP/expected $TMP/table && ! test -s $TMP/err"
+test_expect_success 'table of hand-computed metrics' '
+	eval-compare -s $D/base.score.jsonl $B --score $D/ft.score.jsonl --label finetuned $F >$TMP/table 2>$TMP/err &&
+	test_cmp $TMP/expected $TMP/table && test_cmp /dev/null $TMP/err
+'
 
 check "--json: fractions, counts, null where undefined" \
 	"eval-compare --json $B -s $D/ft.score.jsonl -l ft $F >$TMP/json &&
