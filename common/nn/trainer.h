@@ -64,8 +64,8 @@ void trainer_free(trainer *t);
 /* Computes the linear layers' products in bf16 with fp32 accumulation
  * (gemm.h: AMX where the CPU has it), as Hugging Face's bf16=True autocast
  * does; weights, gradients and AdamW stay fp32. Faster, not bit-exact.
- * The model's dtype (model_set_dtype) from the current weights on; each
- * step re-packs the copies of what it updates. */
+ * Sets the model's dtype (model_set_dtype: the copies are made from the
+ * current weights); each step then re-packs the rows it updates. */
 void trainer_use_bf16(trainer *t);
 /* The products' kernel path: "amx", "avx512bf16" (bf16) or "fp32". */
 const char *trainer_kernel_name(const trainer *t);
