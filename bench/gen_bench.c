@@ -20,6 +20,7 @@
 #include "kernels/gemm.h"
 #include "nn/kvcache.h"
 #include "nn/model.h"
+#include "nn/model_io.h"
 #include "kernels/parallel.h"
 
 static const char usage[] =
@@ -112,11 +113,11 @@ static double median(double *x, int n) {
 /* Prefills `batch` prompts of `prompt` tokens (one after another, as
  * neox-gen does), then decodes `decode` steps of all of them together.
  * Returns prefill and decode tokens/s. */
-static void run_once(const neox_model *m, const model_gemm *bf16, int batch, int prompt, int decode, int rows,
+static void run_once(const neox_model *m, int batch, int prompt, int decode, int rows,
                      double *prefill_tps, double *decode_tps) {
     int V = m->cfg.vocab_size;
     neox_decoder d;
-    decoder_init(&d, m, bf16, batch, prompt + decode + 1, batch > rows ? batch : rows);
+    decoder_init(&d, m, batch, prompt + decode + 1, batch > rows ? batch : rows);
     uint32_t *ids = xmalloc((size_t)prompt * sizeof *ids);
     float *logits = xmalloc((size_t)batch * V * sizeof(float));
     int *slots = xmalloc((size_t)batch * sizeof(int)), *counts = xmalloc((size_t)batch * sizeof(int));
@@ -189,11 +190,10 @@ int main(int argc, char **argv) {
     }
     if (use_bf16 && !gemm_bf16_available()) use_bf16 = 0;
     neox_model m;
-    model_gemm w16, *bf16 = use_bf16 ? &w16 : NULL;
     double t0 = now_seconds();
     if (dir) { /* as neox-gen loads it */
         char err[512];
-        if (!(bf16 ? model_load_bf16(&m, bf16, dir, err, sizeof err) : model_load(&m, dir, err, sizeof err)))
+        if (!(use_bf16 ? model_load_bf16(&m, dir, err, sizeof err) : model_load(&m, dir, err, sizeof err)))
             die("%s", err);
     } else {
         char *path = config ? xstrdup(config) : data_file("pythia-410m.config.json");
@@ -210,8 +210,8 @@ int main(int argc, char **argv) {
         free(path);
     }
     if (prompt + decode >= m.cfg.max_positions) die("prompt + decode exceed max_position_embeddings");
-    if (bf16 && !dir) {
-        decoder_bf16_init(bf16, &m);
+    if (use_bf16 && !dir) {
+        model_set_dtype(&m, DTYPE_BF16, GEMM_FOR_FORWARD);
         drop_fp32_linear(&m);
     }
     reset_peak_rss();
@@ -222,12 +222,11 @@ int main(int argc, char **argv) {
     int batches[2] = {1, batch};
     for (int k = 0; k < (batch > 1 ? 2 : 1); k++) {
         double pre[100], dec[100];
-        for (int r = 0; r < runs; r++) run_once(&m, bf16, batches[k], prompt, decode, rows, &pre[r], &dec[r]);
+        for (int r = 0; r < runs; r++) run_once(&m, batches[k], prompt, decode, rows, &pre[r], &dec[r]);
         printf("batch %d: prefill %.1f tok/s, decode %.2f tok/s (medians of %d; prompt %d, %d decode steps)\n",
                batches[k], median(pre, runs), median(dec, runs), runs, prompt, decode);
     }
     printf("peak RSS: %.0f MB\n", peak_rss_mb());
-    if (bf16) model_gemm_free(bf16, &m);
     model_free(&m);
     return 0;
 }

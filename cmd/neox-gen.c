@@ -6,6 +6,7 @@
 #include "nn/generate.h"
 #include "base/io.h"
 #include "nn/model.h"
+#include "nn/model_io.h"
 #include "stream/stream.h"
 #include "stream/template.h"
 #include "tokenizer/tokenizer.h"
@@ -154,7 +155,7 @@ static void flush_stdout(void *unused) {
 
 static void run_score(const neox_model *m, const options *o, stream_reader *sr) {
     neox_decoder dec;
-    decoder_init(&dec, m, o->gen.bf16, 1, 0, DECODER_PREFILL_ROWS);
+    decoder_init(&dec, m, 1, 0, DECODER_PREFILL_ROWS);
     float *logits = xmalloc((size_t)dec.max_rows * m->cfg.vocab_size * sizeof(float));
     io_set_idle_hook(flush_stdout, NULL);
     record r = {0};
@@ -332,14 +333,12 @@ int main(int argc, char **argv) {
     if (o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
     if (verbose) gemm_tell_kernels(o.bf16);
     neox_model m;
-    model_gemm w16;
     char err[512];
     /* bf16: the linear weights are loaded into their bf16 copies only. */
-    if (!(o.bf16 ? model_load_bf16(&m, &w16, o.model_dir, err, sizeof err)
+    if (!(o.bf16 ? model_load_bf16(&m, o.model_dir, err, sizeof err)
                  : model_load(&m, o.model_dir, err, sizeof err)))
         die("%s", err);
     if (o.gen.eos_id == -2) o.gen.eos_id = m.cfg.eos_token_id;
-    if (o.bf16) o.gen.bf16 = &w16;
 
     if (o.interactive) {
         run_interactive(&m, &o);
@@ -355,7 +354,6 @@ int main(int argc, char **argv) {
         }
         stream_reader_close(sr);
     }
-    if (o.bf16) model_gemm_free(&w16, &m);
     model_free(&m);
     return 0;
 }

@@ -131,12 +131,18 @@ float gemm_bf16_to_fp32(uint16_t h) {
     return f;
 }
 
-/* 64-byte aligned (tile rows and vector stores), zero-filled. */
-static uint16_t *alloc_bf16(size_t count) {
+/* 64-byte aligned (tile rows and vector stores); zero-filled unless the
+ * caller writes every value. */
+static uint16_t *alloc_bf16_uninit(size_t count) {
     size_t bytes = (count * 2 + 63) / 64 * 64;
     void *p = aligned_alloc(64, bytes ? bytes : 64);
     if (!p) die("out of memory (%zu bytes for bf16 weights)", bytes);
-    memset(p, 0, bytes);
+    return p;
+}
+
+static uint16_t *alloc_bf16(size_t count) {
+    uint16_t *p = alloc_bf16_uninit(count);
+    memset(p, 0, (count * 2 + 63) / 64 * 64);
     return p;
 }
 
@@ -248,6 +254,26 @@ void gemm_weight_pack_rows(gemm_weight *gw, int o0, int o1) {
         gemm_pack_b_transposed(gw->fwd, gw->w, C, C, OC, o0 / GEMM_TILE_N, end / GEMM_TILE_N);
     if (gw->uses & GEMM_FOR_BACKWARD)
         gemm_pack_b(gw->bwd, gw->w, C, OC, C, 0, gemm_round_up(C, 32) / GEMM_TILE_N, o0, end, 1);
+}
+
+typedef struct {
+    uint16_t *dst;
+    const float *rows;
+    int n, C;
+} slice_job;
+
+static void pack_slice_strips(void *arg, size_t begin, size_t end, int part) {
+    const slice_job *p = arg;
+    gemm_pack_b_transposed(p->dst, p->rows, p->C, p->C, p->n, (int)begin, (int)end);
+}
+
+void gemm_weight_pack_slice(gemm_weight *gw, const float *rows, int o0, int n) {
+    const int C = gw->C;
+    const size_t strip = (size_t)gemm_round_up(C, GEMM_TILE_K) * GEMM_TILE_N;
+    /* every strip is written whole, padding included */
+    if (!gw->fwd) gw->fwd = alloc_bf16_uninit(packed_values(C, gw->OC));
+    slice_job p = {gw->fwd + (size_t)(o0 / GEMM_TILE_N) * strip, rows, n, C};
+    parallel_for((size_t)gemm_round_up(n, 32) / GEMM_TILE_N, 1, pack_slice_strips, &p);
 }
 
 size_t gemm_weight_bytes(const gemm_weight *gw) {

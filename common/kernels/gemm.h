@@ -76,6 +76,13 @@ void gemm_weight_pack(gemm_weight *gw);
  * re-pack disjoint rows of a weight at once, each right after updating
  * them, while they are still in its cache. */
 void gemm_weight_pack_rows(gemm_weight *gw, int o0, int o1);
+/* The forward copy (GEMM_FOR_FORWARD) from a slice of the weight held
+ * elsewhere: rows [n, C] are rows o0 .. o0+n-1 of w, o0 a multiple of 32
+ * and n too unless the slice ends at OC. For loading a weight a slice at a
+ * time, never holding all of it in fp32 (gw->w may then be NULL). The
+ * first slice allocates the copy; the conversion runs on the pool. On a
+ * bf16 path only. */
+void gemm_weight_pack_slice(gemm_weight *gw, const float *rows, int o0, int n);
 /* Bytes the bf16 copies of gw take (0 when not packed). */
 size_t gemm_weight_bytes(const gemm_weight *gw);
 void gemm_weight_free(gemm_weight *gw);

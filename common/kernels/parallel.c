@@ -124,10 +124,15 @@ void parallel_for(size_t n, size_t min_part, void (*fn)(void *ctx, size_t begin,
     run_job(run_range, &r, parts);
 }
 
+static int owns_blas;
+
 void parallel_take_blas_threads(void) {
     parallel_threads();
     openblas_set_num_threads(1);
+    owns_blas = 1;
 }
+
+int parallel_owns_blas(void) { return owns_blas; }
 
 typedef struct {
     int trans_a, trans_b, M, N, K, lda, ldb, ldc;
@@ -162,6 +167,11 @@ static void sgemm_blocks(void *arg, int thread, int nthreads) {
 
 void parallel_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (!owns_blas) {
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                    M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     size_t blocks = ((size_t)N + SGEMM_COLUMN_BLOCK - 1) / SGEMM_COLUMN_BLOCK;
     sgemm_ctx c = {trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, blocks, 0};
     int threads = parallel_threads();

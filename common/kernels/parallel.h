@@ -33,12 +33,17 @@ void parallel_for(size_t n, size_t min_part, void (*fn)(void *ctx, size_t begin,
  * count (unless parallel_set_threads chose one) and OpenBLAS runs single
  * threaded from then on, inside parallel_sgemm's parts. One set of threads
  * that sleep between jobs, instead of OpenBLAS's workers spinning while
- * the pool runs the element-wise ops. */
+ * the pool runs the element-wise ops. The trainer does this; the
+ * inference tools leave OpenBLAS its own threads. */
 void parallel_take_blas_threads(void);
+/* 1 once parallel_take_blas_threads has run. */
+int parallel_owns_blas(void);
 
-/* cblas_sgemm (row-major) with the columns of C split over the pool in
- * blocks of a fixed width, one single-threaded sgemm each: the result does
- * not depend on the thread count, for any OpenBLAS kernel set. */
+/* cblas_sgemm (row-major). Once the pool owns OpenBLAS's threads, the
+ * columns of C are split over the pool in blocks of a fixed width, one
+ * single-threaded sgemm each: the result does not depend on the thread
+ * count, for any OpenBLAS kernel set. Before, it is one cblas_sgemm call,
+ * threaded by OpenBLAS. */
 void parallel_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
 

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "base/cli.h"
-#include "optim.h"
 #include "kernels/parallel.h"
 #include "kernels/vecmath.h"
 
@@ -80,45 +79,6 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
         }
     }
     free(c.partial);
-}
-
-typedef struct {
-    float *sum;
-    const float *rows;
-    int N, OC;
-} column_sum_ctx;
-
-/* sum[o] += column o of rows [N, OC], for o in [begin, end). */
-static void column_sums(void *arg, size_t begin, size_t end, int part) {
-    column_sum_ctx *c = arg;
-    for (int n = 0; n < c->N; n++) {
-        const float *d = c->rows + (size_t)n * c->OC;
-        for (size_t o = begin; o < end; o++) c->sum[o] += d[o];
-    }
-}
-
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate,
-                     double *dw_sumsq) {
-    if (gw) {
-        if (dinp) {
-            memset(dinp, 0, (size_t)N * C * sizeof(float));
-            gemm_backward_input(dinp, dout, gw, N);
-        }
-        double s;
-        gemm_backward_weight(dw, NULL, dout, inp, N, OC, C, accumulate, dw_sumsq ? &s : NULL);
-        if (dw_sumsq) *dw_sumsq += s;
-    } else {
-        if (dinp) parallel_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-        parallel_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, accumulate ? 1.0f : 0.0f, dw, C);
-        /* dw may still be in the last-level cache */
-        if (dw_sumsq) *dw_sumsq += grad_sum_squares(dw, (size_t)OC * C);
-    }
-    if (dbias) {
-        if (!accumulate) memset(dbias, 0, (size_t)OC * sizeof *dbias);
-        column_sum_ctx c = {dbias, dout, N, OC};
-        parallel_for((size_t)OC, 64, column_sums, &c);
-    }
 }
 
 void rotary_backward(float *dqkv, const float *cos_t, const float *sin_t, int pos0,
@@ -345,8 +305,8 @@ void train_acts_free(train_acts *a) {
 /* Backward of one layer's attention branch: from datty (the gradient at
  * the input of attention.dense, already computed) down to the gradient at
  * ln1, accumulated into dresid through input_layernorm. */
-static void attention_branch_backward(const neox_model *m, const model_gemm *g,
-                                      const neox_layer_params *gl, const neox_layer_params *pl,
+static void attention_branch_backward(const neox_model *m, const neox_layer_params *gl,
+                                      const neox_layer_params *pl,
                                       train_acts *a, const neox_pack *pack, int l,
                                       const float *resid_in, int accumulate, double *sumsq) {
     const neox_config *cfg = &m->cfg;
@@ -362,8 +322,8 @@ static void attention_branch_backward(const neox_model *m, const model_gemm *g,
                         cfg->rotary_ndims);
         att += (size_t)NH * n * n;
     }
-    matmul_backward(a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->f.ln1 + l * TC, pl->qkv_w,
-                    g ? &g->qkv[l] : NULL, T, C, 3 * C, accumulate, sumsq);
+    linear_backward(&m->lin[l].qkv, a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->f.ln1 + l * TC, T,
+                    accumulate, sumsq);
     layernorm_backward(a->dresid, gl->ln1_w, gl->ln1_b, a->dln, resid_in,
                        pl->ln1_w, a->f.ln1_mean + (size_t)l * T, a->f.ln1_rstd + (size_t)l * T, T, C);
 }
@@ -382,19 +342,19 @@ static void zero_accumulated_only(const neox_model *m, const neox_params *grads)
     if (grads->wte != grads->lm_head) memset(grads->wte, 0, (size_t)m->cfg.vocab_size * C * sizeof(float));
 }
 
-void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
-                    train_acts *a, const neox_pack *pack, int accumulate, double *sumsq) {
+void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const neox_pack *pack,
+                    int accumulate, double *sumsq) {
     const neox_config *cfg = &m->cfg;
     train_acts_reserve(a, cfg, pack);
     int T = a->f.T, R = a->f.R, C = cfg->hidden_size, F = cfg->intermediate_size;
-    int V = cfg->vocab_size, L = cfg->num_layers;
+    int L = cfg->num_layers;
     size_t TC = (size_t)T * C, TF = (size_t)T * F;
     if (!accumulate) zero_accumulated_only(m, grads);
 
     /* embed_out on the loss rows, then final_layer_norm over every token
      * (rows without a loss get zero gradient). */
-    matmul_backward(a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, m->p.lm_head,
-                    g ? &g->lm_head : NULL, R, C, V, accumulate, grads->lm_head == grads->wte ? NULL : sumsq);
+    linear_backward(&m->lm_head, a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, R,
+                    accumulate, grads->lm_head == grads->wte ? NULL : sumsq);
     memset(a->dln, 0, TC * sizeof(float));
     for (int r = 0; r < R; r++) {
         float *dst = a->dln + (size_t)pack->row_pos[r] * C;
@@ -409,25 +369,25 @@ void model_backward(const neox_model *m, const model_gemm *g, const neox_params 
      * adds its branches' contributions, leaving the gradient at its input. */
     for (int l = L - 1; l >= 0; l--) {
         const neox_layer_params *pl = &m->p.layers[l], *gl = &grads->layers[l];
+        const neox_layer_linear *ll = &m->lin[l];
         const float *resid_in = a->f.resid + l * TC;
         const float *ln2_in = cfg->use_parallel_residual ? resid_in : a->f.resid_mid + l * TC;
         if (cfg->use_parallel_residual)
             /* Both branches read the layer's output gradient: take the
              * attention branch's share before the MLP adds to it. */
-            matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid, a->f.atty + l * TC,
-                            pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate, sumsq);
-        matmul_backward(a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->f.fch_gelu + l * TF,
-                        pl->fc_proj_w, g ? &g->fc_proj[l] : NULL, T, F, C, accumulate, sumsq);
+            linear_backward(&ll->attn_proj, a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
+                            a->f.atty + l * TC, T, accumulate, sumsq);
+        linear_backward(&ll->fc_proj, a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->f.fch_gelu + l * TF,
+                        T, accumulate, sumsq);
         gelu_backward(a->dfch, a->f.fch + l * TF, a->dfch, (int)TF);
-        matmul_backward(a->dln, gl->fc_w, gl->fc_b, a->dfch, a->f.ln2 + l * TC, pl->fc_w,
-                        g ? &g->fc[l] : NULL, T, C, F, accumulate, sumsq);
+        linear_backward(&ll->fc, a->dln, gl->fc_w, gl->fc_b, a->dfch, a->f.ln2 + l * TC, T, accumulate, sumsq);
         layernorm_backward(a->dresid, gl->ln2_w, gl->ln2_b, a->dln, ln2_in, pl->ln2_w,
                            a->f.ln2_mean + (size_t)l * T, a->f.ln2_rstd + (size_t)l * T, T, C);
         if (!cfg->use_parallel_residual)
             /* dresid is now the gradient at resid_mid = resid + attention. */
-            matmul_backward(a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid, a->f.atty + l * TC,
-                            pl->attn_proj_w, g ? &g->attn_proj[l] : NULL, T, C, C, accumulate, sumsq);
-        attention_branch_backward(m, g, gl, pl, a, pack, l, resid_in, accumulate, sumsq);
+            linear_backward(&ll->attn_proj, a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
+                            a->f.atty + l * TC, T, accumulate, sumsq);
+        attention_branch_backward(m, gl, pl, a, pack, l, resid_in, accumulate, sumsq);
     }
     embedding_backward(grads->wte, a->dresid, pack->ids, T, C);
 }

@@ -1,6 +1,7 @@
 /* backward.h — the backward pass of GPT-NeoX for training: the backward of
  * each op in ops.h, the fused softmax cross-entropy, and model_backward
- * over the activations of a packed forward (model_forward_pack, model.h).
+ * over the activations of a packed forward (model_forward_pack,
+ * forward.h). A linear layer's backward is linear_backward (linear.h).
  * Shapes are in the comment above each function; "+=" marks an output that accumulates (weight gradients do, over packs). */
 #ifndef TUNEPIPE_BACKWARD_H
 #define TUNEPIPE_BACKWARD_H
@@ -8,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "forward.h"
 #include "model.h"
 
 /* dinp [N, C] +=, dw, db [C] +=; dout, inp [N, C]; w [C]; mean, rstd [N]
@@ -15,16 +17,6 @@
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                         const float *inp, const float *w, const float *mean,
                         const float *rstd, int N, int C);
-
-/* Of out [N, OC] = inp [N, C] · w[OC, C]ᵀ + bias, with gw NULL in fp32
- * on the worker threads, else through gw's bf16 weights (model_gemm):
- * dinp [N, C] = dout · w (overwritten; skipped when NULL),
- * dw [OC, C] += doutᵀ · inp, dbias [OC] += column sums of dout (when
- * not NULL); "=" for both when !accumulate. dw_sumsq (may be NULL) += Σ dw²
- * of the result, in double (gemm_backward_weight). */
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                     const float *w, const gemm_weight *gw, int N, int C, int OC, int accumulate,
-                     double *dw_sumsq);
 
 /* dqkv [T, NH*3*hd] in place: the gradient with respect to the rotated q
  * and k becomes the gradient with respect to them before rotary_forward
@@ -69,11 +61,11 @@ void train_acts_free(train_acts *a);
  * parameter gradients into grads (views of a block laid out like
  * m->params, see model_param_views), or overwrites them when !accumulate
  * (the first pack of a step: no pass to zero them, no reading zeros back).
- * g: NULL for fp32 products, else the packed bf16 weights. sumsq (may be
+ * The products are in m's dtype, as the forward's. sumsq (may be
  * NULL; only on a step's last pack) += the sum of the squares of the
  * linear layers' weight gradients (model_is_linear_weight), taken as the
  * products write them. */
-void model_backward(const neox_model *m, const model_gemm *g, const neox_params *grads,
-                    train_acts *a, const neox_pack *pack, int accumulate, double *sumsq);
+void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const neox_pack *pack,
+                    int accumulate, double *sumsq);
 
 #endif

@@ -12,7 +12,7 @@ void generator_init(generator *g, const neox_model *m, const gen_opts *o) {
     g->m = m;
     g->o = *o;
     int rows = o->batch > DECODER_PREFILL_ROWS ? o->batch : DECODER_PREFILL_ROWS;
-    decoder_init(&g->dec, m, o->bf16, o->batch, 0, rows);
+    decoder_init(&g->dec, m, o->batch, 0, rows);
     sampler_init(&g->smp, &o->sampling, m->cfg.vocab_size);
     g->active = xcalloc((size_t)o->batch, sizeof *g->active);
     g->logits = xmalloc((size_t)o->batch * m->cfg.vocab_size * sizeof(float));

@@ -23,7 +23,6 @@ typedef struct {
     long eos_id;            /* -1: never stop early */
     uint64_t seed;          /* sampling: sequence k draws from seed and its key */
     sampler_opts sampling;
-    const model_gemm *bf16;  /* NULL: fp32 products */
 } gen_opts;
 
 typedef struct {

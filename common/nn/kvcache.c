@@ -8,20 +8,14 @@
 #include <string.h>
 
 #include "base/cli.h"
+#include "forward.h"
 #include "kernels/gemv.h"
 #include "ops.h"
 
-void decoder_bf16_init(model_gemm *w, const neox_model *m) {
-    model_gemm_init_for(w, m, GEMM_FOR_FORWARD);
-    model_gemm_pack(w, m);
-}
-
-void decoder_init(neox_decoder *d, const neox_model *m, const model_gemm *bf16, int num_slots,
-                  int capacity, int max_rows) {
+void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows) {
     const neox_config *c = &m->cfg;
     memset(d, 0, sizeof *d);
     d->m = m;
-    d->bf16 = bf16;
     d->num_slots = num_slots;
     d->capacity = capacity > 0 && capacity < c->max_positions ? capacity : c->max_positions;
     d->max_rows = max_rows;
@@ -176,88 +170,28 @@ static void store_kv(neox_decoder *d, int slot, int l, float *qkv, int p0, int n
     }
 }
 
-/* out [N, OC] = inp [N, C] · wᵀ + bias: fp32 w, or its bf16 copy gw
- * (decoding steps: the few-row product, which streams it once). */
-static void linear(const neox_decoder *d, float *out, const float *inp, const float *w,
-                   const gemm_weight *gw, const float *bias, int N, int C, int OC) {
-    if (d->bf16 && N <= GEMV_MAX_ROWS && gw->fwd) gemv_bf16_forward(out, inp, gw, bias, N);
-    else if (d->bf16) gemm_forward(out, inp, gw, bias, N);
-    else matmul_forward(out, inp, w, bias, N, C, OC);
-}
-
 /* Appends the step's keys and values to the cache and computes the
- * attention of every sequence's new rows: d->qkv to d->atty. here: as
+ * attention of every sequence's new rows: qkv to atty. here: as
  * cached_attention's. */
-static void attend(neox_decoder *d, int l, int nseq, const int *slot, const int *count, int here) {
+static void attend(neox_decoder *d, int l, int nseq, const int *slot, const int *count, float *qkv_all,
+                   float *atty, int here) {
     const int C = d->m->cfg.hidden_size;
     for (int b = 0, r = 0; b < nseq; r += count[b], b++) {
-        float *qkv = d->qkv + (size_t)r * 3 * C;
+        float *qkv = qkv_all + (size_t)r * 3 * C;
         store_kv(d, slot[b], l, qkv, d->len[slot[b]], count[b]);
-        cached_attention(d, slot[b], l, qkv, d->atty + (size_t)r * C, d->len[slot[b]], count[b], here);
+        cached_attention(d, slot[b], l, qkv, atty + (size_t)r * C, d->len[slot[b]], count[b], here);
     }
-}
-
-/* Layer l for R rows, one product at a time. */
-static void layer(neox_decoder *d, int l, int nseq, const int *slot, const int *count, int R) {
-    const neox_model *m = d->m;
-    const neox_config *c = &m->cfg;
-    const neox_layer_params *lp = &m->p.layers[l];
-    const model_gemm *w16 = d->bf16;
-    const int C = c->hidden_size, F = c->intermediate_size;
-    const float eps = (float)c->layer_norm_eps;
-    layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln1_w, lp->ln1_b, R, C, eps);
-    linear(d, d->qkv, d->ln, lp->qkv_w, w16 ? &w16->qkv[l] : NULL, lp->qkv_b, R, C, 3 * C);
-    attend(d, l, nseq, slot, count, 0);
-    linear(d, d->branch, d->atty, lp->attn_proj_w, w16 ? &w16->attn_proj[l] : NULL, lp->attn_proj_b, R, C, C);
-    if (c->use_parallel_residual) {
-        layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
-        residual_forward(d->x, d->x, d->branch, R * C);
-    } else {
-        residual_forward(d->x, d->x, d->branch, R * C);
-        layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
-    }
-    linear(d, d->fch, d->ln, lp->fc_w, w16 ? &w16->fc[l] : NULL, lp->fc_b, R, C, F);
-    gelu_forward(d->fch, d->fch, R * F);
-    linear(d, d->branch, d->fch, lp->fc_proj_w, w16 ? &w16->fc_proj[l] : NULL, lp->fc_proj_b, R, F, C);
-    residual_forward(d->x, d->x, d->branch, R * C);
 }
 
 typedef struct {
     neox_decoder *d;
-    int l, nseq;
+    int nseq;
     const int *slot, *count;
-} attend_ctx;
+} step_ctx;
 
-static void attend_first(void *arg) {
-    attend_ctx *a = arg;
-    attend(a->d, a->l, a->nseq, a->slot, a->count, 1);
-}
-
-/* layer() for a decoding step (one new row per sequence) with bf16
- * weights and a parallel residual: attention and MLP both start from
- * layer norms of x, so qkv and the MLP's first product share one pass of
- * the pool, and the two output products the next: two wake-ups and waits
- * per layer instead of four. In the second the caller computes the
- * attention while the other threads start on the MLP's product. The same
- * arithmetic as layer(). */
-static void layer_fused(neox_decoder *d, int l, int nseq, const int *slot, const int *count, int R) {
-    const neox_model *m = d->m;
-    const neox_config *c = &m->cfg;
-    const neox_layer_params *lp = &m->p.layers[l];
-    const model_gemm *w16 = d->bf16;
-    const int C = c->hidden_size;
-    const float eps = (float)c->layer_norm_eps;
-    layernorm_forward(d->ln, NULL, NULL, d->x, lp->ln1_w, lp->ln1_b, R, C, eps);
-    layernorm_forward(d->ln2, NULL, NULL, d->x, lp->ln2_w, lp->ln2_b, R, C, eps);
-    gemv_bf16_product in[2] = {{d->qkv, d->ln, &w16->qkv[l], lp->qkv_b, 0},
-                               {d->fch, d->ln2, &w16->fc[l], lp->fc_b, 1}};
-    gemv_bf16_forward_many(in, 2, R);
-    gemv_bf16_product out[2] = {{d->branch2, d->fch, &w16->fc_proj[l], lp->fc_proj_b, 0},
-                                {d->branch, d->atty, &w16->attn_proj[l], lp->attn_proj_b, 0}};
-    attend_ctx a = {d, l, nseq, slot, count};
-    gemv_bf16_forward_after(out, 2, R, 1, attend_first, &a);
-    residual_forward(d->x, d->x, d->branch, R * C);
-    residual_forward(d->x, d->x, d->branch2, R * C);
+static void step_attention(void *arg, int l, float *qkv, float *atty, int here) {
+    const step_ctx *s = arg;
+    attend(s->d, l, s->nseq, s->slot, s->count, qkv, atty, here);
 }
 
 void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
@@ -272,11 +206,13 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
     }
     for (int r = 0; r < R; r++)
         memcpy(d->x + (size_t)r * C, m->p.wte + (size_t)tokens[r] * C, (size_t)C * sizeof(float));
-    const model_gemm *w16 = d->bf16;
-    const int fused = w16 && w16->qkv[0].fwd && R == nseq && R <= GEMV_MAX_ROWS && c->use_parallel_residual;
-    for (int l = 0; l < c->num_layers; l++)
-        if (fused) layer_fused(d, l, nseq, slot, count, R);
-        else layer(d, l, nseq, slot, count, R);
+    step_ctx sc = {d, nseq, slot, count};
+    const layer_attention att = {step_attention, &sc, R == nseq};
+    /* in place on x; no statistics kept, GELU in place */
+    const layer_bufs bufs = {.in = d->x, .out = d->x, .ln1 = d->ln, .qkv = d->qkv, .atty = d->atty,
+                             .ln2 = d->ln2, .fch = d->fch, .fch_gelu = d->fch, .branch = d->branch,
+                             .branch2 = d->branch2};
+    for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &bufs, R, &att);
     for (int b = 0; b < nseq; b++) d->len[slot[b]] += count[b];
     int rows = R;
     if (!all) { /* only each sequence's last row */
@@ -287,7 +223,7 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
         }
     }
     layernorm_forward(d->ln, NULL, NULL, d->x, m->p.lnf_w, m->p.lnf_b, rows, C, (float)c->layer_norm_eps);
-    linear(d, logits, d->ln, m->p.lm_head, w16 ? &w16->lm_head : NULL, NULL, rows, C, c->vocab_size);
+    linear_forward(&m->lm_head, logits, d->ln, rows);
 }
 
 void decoder_prefill(neox_decoder *d, int slot, const uint32_t *tokens, int n, float *last_logits) {

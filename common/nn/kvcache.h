@@ -11,23 +11,14 @@
 
 #include <stdint.h>
 
-#include "kernels/gemm.h"
 #include "model.h"
 
 /* Rows per prefill step: enough for sgemm to run near its peak while the
  * weights are streamed once per step. */
 #define DECODER_PREFILL_ROWS 256
 
-/* Bf16 forward copies of m's current linear weights (model_gemm, model.h:
- * bf16 products, fp32 accumulation), made once and shared by any number of
- * decoders (m must outlive w; model_load_bf16 makes them without fp32
- * weights). The embeddings, layer norms and biases stay fp32. Free with
- * model_gemm_free. Memory: 2 bytes per weight of the linear layers. */
-void decoder_bf16_init(model_gemm *w, const neox_model *m);
-
 typedef struct {
-    const neox_model *m;
-    const model_gemm *bf16;  /* NULL: exact fp32 products */
+    const neox_model *m;    /* its products in its dtype (model_set_dtype) */
     int num_slots;          /* sequences held at once */
     int capacity;           /* positions per sequence at most (<= max_positions) */
     int max_rows;           /* tokens per step, all sequences together */
@@ -36,13 +27,12 @@ typedef struct {
     float **k, **v;         /* [num_slots] each [L, NH, room, hd]; keys rotated */
     /* scratch for one step, max_rows rows each */
     float *x, *ln, *qkv, *atty, *branch, *fch, *scores;
-    float *ln2, *branch2;   /* the MLP's, when it runs beside the attention */
+    float *ln2, *branch2;   /* the MLP's input; its output when it runs beside the attention */
 } neox_decoder;
 
-/* capacity 0 means max_positions. A slot's cache grows as its sequence does.
- * bf16: NULL for fp32 products, else the weights for bf16 ones. */
-void decoder_init(neox_decoder *d, const neox_model *m, const model_gemm *bf16, int num_slots,
-                  int capacity, int max_rows);
+/* capacity 0 means max_positions. A slot's cache grows as its sequence
+ * does. Any number of decoders may share m. */
+void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows);
 void decoder_free(neox_decoder *d);
 /* Empties a slot for a new sequence. */
 void decoder_reset(neox_decoder *d, int slot);

@@ -5,7 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "kernels/gemv.h"
 #include "kernels/vecmath.h"
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -44,20 +43,6 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
         if (mean) mean[n] = mf;
         if (rstd) rstd[n] = r;
     }
-}
-
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
-                    int N, int C, int OC) {
-    if (N <= GEMV_MAX_ROWS) {
-        gemv_forward(out, inp, w, bias, N, C, OC);
-        return;
-    }
-    float beta = 0;
-    if (bias) {
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
-        beta = 1;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
 }
 
 void rotary_tables(float *cos_t, float *sin_t, int max_positions, int rot, double base) {

@@ -1,6 +1,7 @@
 /* ops.h — the forward ops of GPT-NeoX, each on plain fp32 arrays (row-major,
  * shapes in the comment above each function). The backward passes live in
- * backward.h (trainer); they consume what these write. */
+ * backward.h (trainer); they consume what these write. Linear layers are
+ * in linear.h. */
 #ifndef TUNEPIPE_OPS_H
 #define TUNEPIPE_OPS_H
 
@@ -8,12 +9,6 @@
  * out = (inp - mean) * rstd * w + b, rstd = 1/sqrt(var + eps), biased var. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *w, const float *b, int N, int C, float eps);
-
-/* out [N, OC] = inp [N, C] · w[OC, C]ᵀ + bias [OC] (bias may be NULL).
- * cblas_sgemm, except a few rows (decoding), which stream w once over all
- * rows on the worker threads. */
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
-                    int N, int C, int OC);
 
 /* qkv [T, NH*3*hd] in HF's per-head layout (q|k|v per head), rotated in
  * place: the first rot dims of each q and k, token t at position pos0 + t.

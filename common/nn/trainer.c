@@ -40,20 +40,11 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
  * the core's L2 cache while a weight's rows are re-packed from them. */
 #define UPDATE_PIECE_PARAMS 65536
 
-static gemm_weight *bf16_copy_of(model_gemm *g, const neox_model *m, const float *w) {
-    if (g->lm_head.w == w) return &g->lm_head;
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        gemm_weight *all[] = {&g->qkv[l], &g->attn_proj[l], &g->fc[l], &g->fc_proj[l]};
-        for (int i = 0; i < 4; i++)
-            if (all[i]->w == w) return all[i];
-    }
-    return NULL;
-}
-
-/* Parameters per update piece of span sp: whole multiples of 16 rows for a
- * weight with bf16 copies (*gw), else UPDATE_PIECE_PARAMS. */
-static size_t piece_params(trainer *t, const param_span *sp, gemm_weight **gw) {
-    *gw = t->bf16 ? bf16_copy_of(&t->gemm, t->model, t->model->params + sp->offset) : NULL;
+/* Parameters per update piece of tensor i: whole multiples of 16 rows for
+ * a weight with bf16 copies (*gw), else UPDATE_PIECE_PARAMS. */
+static size_t piece_params(trainer *t, int i, gemm_weight **gw) {
+    linear *l = t->model->dtype == DTYPE_BF16 ? t->model->tensor_linear[i] : NULL;
+    *gw = l ? &l->lowp : NULL;
     if (!*gw) return UPDATE_PIECE_PARAMS;
     int rows = UPDATE_PIECE_PARAMS / (*gw)->C / 16 * 16;
     return (size_t)(rows > 16 ? rows : 16) * (*gw)->C;
@@ -64,14 +55,14 @@ static void plan_update(trainer *t) {
     size_t n = 0;
     gemm_weight *gw;
     for (int i = 0; i < t->nspans; i++) {
-        size_t step = piece_params(t, &t->spans[i], &gw);
+        size_t step = piece_params(t, i, &gw);
         n += (t->spans[i].count + step - 1) / step;
     }
     t->pieces = xrealloc(t->pieces, (n ? n : 1) * sizeof *t->pieces);
     t->npieces = 0;
     for (int i = 0; i < t->nspans; i++) {
         const param_span *sp = &t->spans[i];
-        size_t step = piece_params(t, sp, &gw);
+        size_t step = piece_params(t, i, &gw);
         for (size_t b = 0; b < sp->count; b += step) {
             size_t e = b + step < sp->count ? b + step : sp->count;
             update_piece *p = &t->pieces[t->npieces++];
@@ -82,26 +73,15 @@ static void plan_update(trainer *t) {
 }
 
 void trainer_use_bf16(trainer *t) {
-    if (t->bf16) return;
-    model_gemm_init(&t->gemm, t->model);
-    t->bf16 = t->bf16_stale = 1;
+    model_set_dtype(t->model, DTYPE_BF16, GEMM_FOR_FORWARD | GEMM_FOR_BACKWARD);
     plan_update(t);
 }
 
 const char *trainer_kernel_name(const trainer *t) {
-    return t->bf16 ? gemm_path_name(gemm_current_path()) : "fp32";
-}
-
-/* The products' view of the weights, packed when they changed. */
-static const model_gemm *current_gemm(trainer *t) {
-    if (!t->bf16) return NULL;
-    if (t->bf16_stale) model_gemm_pack(&t->gemm, t->model);
-    t->bf16_stale = 0;
-    return &t->gemm;
+    return t->model->dtype == DTYPE_BF16 ? gemm_path_name(gemm_current_path()) : "fp32";
 }
 
 void trainer_free(trainer *t) {
-    if (t->bf16) model_gemm_free(&t->gemm, t->model);
     free(t->grad);
     free(t->adam_m);
     free(t->adam_v);
@@ -170,17 +150,16 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
     /* Each token's share of the step loss: the mean over all of them. */
     float scale = (float)(1.0 / (double)res.targets);
     double loss_sum = 0, sumsq = 0;
-    const model_gemm *g = current_gemm(t);
     for (size_t next = 0; next < (size_t)n;) {
         int first = next == 0;
         neox_pack pack = next_pack(t, d, ex, (size_t)n, &next);
         int last = next == (size_t)n;
         double t0 = now_seconds();
-        model_forward_pack(t->model, g, &t->acts.f, &pack);
+        model_forward_pack(t->model, &t->acts.f, &pack);
         loss_sum += crossentropy_forward_backward(t->acts.f.logits, pack.row_target, pack.nrows,
                                                   t->model->cfg.vocab_size, scale);
         double t1 = now_seconds();
-        model_backward(t->model, g, &t->grad_views, &t->acts, &pack, !first, last ? &sumsq : NULL);
+        model_backward(t->model, &t->grad_views, &t->acts, &pack, !first, last ? &sumsq : NULL);
         t->time_forward += t1 - t0;
         t->time_backward += now_seconds() - t1;
         res.tokens += (size_t)pack.T;
@@ -199,7 +178,6 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
 typedef struct {
     trainer *t;
     adamw_consts k;
-    int repack;
     atomic_int next;
 } update_ctx;
 
@@ -213,7 +191,7 @@ static void update_pieces(void *arg, int thread, int nthreads) {
     while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < t->npieces) {
         const update_piece *p = &t->pieces[i];
         adamw_update(&c->k, t->model->params, t->grad, t->adam_m, t->adam_v, p->begin, p->end, p->decay);
-        if (c->repack && p->gw) gemm_weight_pack_rows(p->gw, p->row0, p->row1);
+        if (p->gw) gemm_weight_pack_rows(p->gw, p->row0, p->row1);
     }
 }
 
@@ -223,12 +201,10 @@ step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, 
     t->step++;
     double t0 = now_seconds();
     /* AdamW, and the bf16 copies of each weight's rows re-made right after
-     * their update (when the copies are current otherwise). */
-    update_ctx c = {.t = t, .k = adamw_step_consts(&t->adam, lr, t->step, factor),
-                    .repack = t->bf16 && !t->bf16_stale};
+     * their update. */
+    update_ctx c = {.t = t, .k = adamw_step_consts(&t->adam, lr, t->step, factor)};
     atomic_init(&c.next, 0);
     parallel_run(update_pieces, &c);
-    if (t->bf16 && !c.repack) t->bf16_stale = 1;
     t->time_optimizer += now_seconds() - t0;
     return res;
 }
@@ -237,11 +213,10 @@ double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,
                     size_t *targets, double *per_example) {
     double total = 0;
     size_t count = 0;
-    const model_gemm *g = current_gemm(t);
     for (size_t next = 0; next < n;) {
         size_t first = next;
         neox_pack pack = next_pack(t, d, ex, n, &next);
-        model_forward_pack(t->model, g, &t->acts.f, &pack);
+        model_forward_pack(t->model, &t->acts.f, &pack);
         int V = t->model->cfg.vocab_size, row = 0;
         for (size_t i = first; i < next; i++) {
             int k = (int)example_num_targets(&d->ex[ex[i]]);

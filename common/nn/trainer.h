@@ -1,7 +1,7 @@
 /* trainer.h — full fine-tuning of a GPT-NeoX model: one optimizer step
  * over a set of examples (token-weighted cross-entropy, global-norm
  * clipping, AdamW), and eval loss. The forward is model_forward_pack
- * (model.h), the backward model_backward (backward.h).
+ * (forward.h), the backward model_backward (backward.h).
  *
  * The examples of a step are laid end to end in packs of up to
  * pack_tokens tokens (an example longer than that is a pack of its own),
@@ -26,7 +26,8 @@
 #define TRAIN_PACK_TOKENS 512
 
 /* A piece of the optimizer step: parameters [begin, end) of the flat
- * block; when gw is set, they are rows [row0, row1) of its weight. */
+ * block; when gw is set, they are rows [row0, row1) of its weight, whose
+ * bf16 copies the step re-packs. */
 typedef struct {
     size_t begin, end;
     int decay;
@@ -45,9 +46,6 @@ typedef struct {
     adamw_hparams adam;
     double clip;                    /* max global norm; <= 0: none */
     int pack_tokens;
-    int bf16;                       /* products in bf16 (trainer_use_bf16) */
-    int bf16_stale;                 /* weights changed since the last pack */
-    model_gemm gemm;
     long step;                      /* optimizer steps taken */
     /* seconds spent, cumulative (for benchmarks) */
     double time_forward, time_backward, time_optimizer;
@@ -65,7 +63,9 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
 void trainer_free(trainer *t);
 /* Computes the linear layers' products in bf16 with fp32 accumulation
  * (gemm.h: AMX where the CPU has it), as Hugging Face's bf16=True autocast
- * does; weights, gradients and AdamW stay fp32. Faster, not bit-exact. */
+ * does; weights, gradients and AdamW stay fp32. Faster, not bit-exact.
+ * Sets the model's dtype (model_set_dtype: the copies are made from the
+ * current weights); each step then re-packs the rows it updates. */
 void trainer_use_bf16(trainer *t);
 /* The products' kernel path: "amx", "avx512bf16" (bf16) or "fp32". */
 const char *trainer_kernel_name(const trainer *t);

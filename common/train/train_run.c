@@ -9,6 +9,7 @@
 #include "kernels/blas.h"
 #include "base/io.h"
 #include "nn/model.h"
+#include "nn/model_io.h"
 #include "train_outdir.h"
 #include "nn/trainer.h"
 
@@ -300,7 +301,7 @@ static int train(run *r) {
     order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
     if (r->s.bf16 && gemm_bf16_available()) trainer_use_bf16(&r->t);
     if (o->resume) warn_if_kernels_changed(r);
-    if (o->verbose) gemm_tell_kernels(r->t.bf16);
+    if (o->verbose) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
     catch_stop_signals();
     train_loop(r);
     progress_done();

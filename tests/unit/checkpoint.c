@@ -13,6 +13,7 @@
 #include "base/cli.h"
 #include "base/io.h"
 #include "nn/model.h"
+#include "nn/model_io.h"
 #include "nn/safetensors.h"
 #include "tap.h"
 

@@ -10,6 +10,8 @@
 #include "base/cli.h"
 #include "nn/kvcache.h"
 #include "nn/model.h"
+#include "nn/model_io.h"
+#include "nn/forward.h"
 #include "nn/safetensors.h"
 #include "tap.h"
 
@@ -49,7 +51,7 @@ static double decode_vs_full(const neox_model *m, const uint32_t *ids, int T) {
     int V = m->cfg.vocab_size;
     float *want = full_logits(m, ids, T), *got = xmalloc((size_t)V * sizeof(float));
     neox_decoder d;
-    decoder_init(&d, m, NULL, 1, 0, 8);
+    decoder_init(&d, m, 1, 0, 8);
     double e = 0;
     int slot = 0, one = 1;
     for (int t = 0; t < T; t++) {
@@ -63,12 +65,12 @@ static double decode_vs_full(const neox_model *m, const uint32_t *ids, int T) {
 }
 
 /* Greedy continuation of prompt [np] by n tokens into out [n]. */
-static void greedy(const neox_model *m, const model_gemm *bf16, const uint32_t *prompt, int np,
+static void greedy(const neox_model *m, const uint32_t *prompt, int np,
                    int n, uint32_t *out) {
     const int V = m->cfg.vocab_size;
     float *lg = xmalloc((size_t)V * sizeof(float));
     neox_decoder d;
-    decoder_init(&d, m, bf16, 1, 0, 16);
+    decoder_init(&d, m, 1, 0, 16);
     int slot = 0, one = 1;
     decoder_prefill(&d, 0, prompt, np, lg);
     for (int t = 0; t < n; t++) {
@@ -99,7 +101,7 @@ int main(void) {
     float *want = xmalloc(lt->numel * sizeof(float)), *got = xmalloc(lt->numel * sizeof(float));
     st_read_f32(&ref, lt, want);
     neox_decoder d;
-    decoder_init(&d, &m, NULL, 2, 0, 64);
+    decoder_init(&d, &m, 2, 0, 64);
     int slot = 1;
     for (int done = 0; done < T;) {
         int n = T - done < 64 ? T - done : 64;
@@ -126,7 +128,7 @@ int main(void) {
     uint32_t seq[3][64];
     for (int s = 0; s < 3; s++)
         for (int t = 0; t < lens[s] + steps; t++) seq[s][t] = s == 1 ? b[t % Tb] : c[(t * 7 + s * 13) % T];
-    decoder_init(&d, &m, NULL, 3, 0, 16);
+    decoder_init(&d, &m, 3, 0, 16);
     float *batch_logits = xmalloc(3 * (size_t)V * sizeof(float));
     int slots[3] = {2, 0, 1};
     for (int s = 0; s < 3; s++) decoder_prefill(&d, slots[s], seq[s], lens[s], batch_logits);
@@ -194,7 +196,7 @@ int main(void) {
             same_full &= (uint32_t)best == greedy[t];
             free(lg);
         }
-        decoder_init(&d, &m, NULL, 1, 0, 16);
+        decoder_init(&d, &m, 1, 0, 16);
         int s0 = 0, one = 1;
         decoder_prefill(&d, 0, prompt, np, last);
         for (int t = 0; t < ng; t++) {
@@ -217,15 +219,14 @@ int main(void) {
         ok(1, "# SKIP no bf16 products on this CPU");
         ok(1, "# SKIP no bf16 products on this CPU");
     } else {
-        model_gemm w16;
-        decoder_bf16_init(&w16, &m);
         enum { PROMPTS = 8, PROMPT_LEN = 16, NEW = 40 };
+        uint32_t want_ids[PROMPTS][NEW], got_ids[NEW];
+        for (int k = 0; k < PROMPTS; k++) greedy(&m, c + 32 * k, PROMPT_LEN, NEW, want_ids[k]);
+        model_set_dtype(&m, DTYPE_BF16, GEMM_FOR_FORWARD);
         int same_tokens = 0;
         for (int k = 0; k < PROMPTS; k++) {
-            uint32_t want_ids[NEW], got_ids[NEW];
-            greedy(&m, NULL, c + 32 * k, PROMPT_LEN, NEW, want_ids);
-            greedy(&m, &w16, c + 32 * k, PROMPT_LEN, NEW, got_ids);
-            for (int t = 0; t < NEW; t++) same_tokens += want_ids[t] == got_ids[t];
+            greedy(&m, c + 32 * k, PROMPT_LEN, NEW, got_ids);
+            for (int t = 0; t < NEW; t++) same_tokens += want_ids[k][t] == got_ids[t];
         }
         double share = same_tokens / (double)(PROMPTS * NEW);
         ok(share >= 0.95, "bf16 greedy equals fp32 greedy on %.1f%% of %d tokens", 100 * share, PROMPTS * NEW);
@@ -234,13 +235,13 @@ int main(void) {
         float *alone = xmalloc(3 * (size_t)steps * V * sizeof(float));
         for (int s = 0; s < 3; s++) {
             int s0 = 0, one = 1;
-            decoder_init(&d, &m, &w16, 1, 0, 16);
+            decoder_init(&d, &m, 1, 0, 16);
             decoder_prefill(&d, 0, seq[s], lens[s], batch_logits);
             for (int t = 0; t < steps; t++)
                 decoder_step(&d, 1, &s0, &one, &seq[s][lens[s] + t], alone + ((size_t)s * steps + t) * V, 0);
             decoder_free(&d);
         }
-        decoder_init(&d, &m, &w16, 3, 0, 16);
+        decoder_init(&d, &m, 3, 0, 16);
         for (int s = 0; s < 3; s++) decoder_prefill(&d, slots[s], seq[s], lens[s], batch_logits);
         int same_logits = 1;
         for (int t = 0; t < steps; t++) {
@@ -254,7 +255,7 @@ int main(void) {
         decoder_free(&d);
         free(alone);
         ok(same_logits, "bf16: 3 sequences decoded together get the logits each gets alone");
-        decoder_init(&d, &m, &w16, 1, 0, 64);
+        decoder_init(&d, &m, 1, 0, 64);
         int s0 = 0;
         for (int done = 0; done < T;) {
             int n = T - done < 64 ? T - done : 64;
@@ -266,16 +267,16 @@ int main(void) {
         e = max_diff(got, want, lt->numel);
         ok(e <= 0.01 * scale, "bf16 logits of ids.c within 1%% of the largest fp32 logit (%.3g of %.3g)", e, scale);
         decoder_free(&d);
-        model_gemm_free(&w16, &m);
+        model_set_dtype(&m, DTYPE_FP32, 0);
         /* model_load_bf16: the same bf16 copies, straight from the
          * checkpoint, and no fp32 linear weights. */
         neox_model m16;
-        if (!model_load_bf16(&m16, &w16, DATA "/tiny-f32", err, sizeof err)) {
+        if (!model_load_bf16(&m16, DATA "/tiny-f32", err, sizeof err)) {
             printf("Bail out! %s\n", err);
             return 1;
         }
         float *again = xmalloc(lt->numel * sizeof(float));
-        decoder_init(&d, &m16, &w16, 1, 0, 64);
+        decoder_init(&d, &m16, 1, 0, 64);
         for (int done = 0; done < T;) {
             int n = T - done < 64 ? T - done : 64;
             decoder_step(&d, 1, &s0, &n, c + done, again + (size_t)done * V, 1);
@@ -287,7 +288,6 @@ int main(void) {
            m16.num_params, m.num_params);
         decoder_free(&d);
         free(again);
-        model_gemm_free(&w16, &m16);
         model_free(&m16);
     }
 

@@ -12,6 +12,8 @@
 #include "base/cli.h"
 #include "nn/config.h"
 #include "nn/model.h"
+#include "nn/model_io.h"
+#include "nn/forward.h"
 #include "nn/safetensors.h"
 #include "tap.h"
 
