@@ -32,14 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backward.h"
-#include "cli.h"
-#include "config.h"
-#include "gemm.h"
-#include "model.h"
-#include "ops.h"
-#include "parallel.h"
-#include "rng.h"
+#include "nn/backward.h"
+#include "base/cli.h"
+#include "nn/config.h"
+#include "kernels/gemm.h"
+#include "nn/linear.h"
+#include "nn/model.h"
+#include "nn/ops.h"
+#include "kernels/parallel.h"
+#include "base/rng.h"
 #include "tap.h"
 
 #define TOL_GRAD 1e-4
@@ -290,7 +291,7 @@ static double mm_loss(void *arg) {
     return dot(c->dout, c->y, (size_t)c->N * c->OC);
 }
 
-/* N <= 16 runs matmul_forward's decoding path, N > 16 sgemm; C > 64 splits
+/* N <= 16 runs linear_forward's decoding path, N > 16 sgemm; C > 64 splits
  * the backward products' columns over the pool. The backward three ways:
  * fp32 accumulating, fp32 overwriting without dinp, and through a
  * gemm_weight on the GEMM_FP32 path (the bf16 paths' rounding is gemm.c's
@@ -299,45 +300,35 @@ static void test_matmul(int N, int C, int OC) {
     size_t NC = (size_t)N * C, WC = (size_t)OC * C, NO = (size_t)N * OC;
     float *x = random_floats(NC, -1, 1), *w = random_floats(WC, -1, 1), *b = random_floats(OC, -1, 1);
     float *dout = random_floats(NO, -1, 1), *y = xmalloc(NO * sizeof *y);
-    matmul_forward(y, x, w, b, N, C, OC);
+    linear lin;
+    linear_init(&lin, w, b, OC, C);
+    linear_forward(&lin, y, x, N);
     mm_ctx c = {to_double(x, NC), to_double(w, WC), to_double(b, OC), to_double(dout, NO),
                 xmalloc(NO * sizeof(double)), N, C, OC};
     mm_loss(&c);
     char what[96];
-    snprintf(what, sizeof what, "matmul_forward N=%d", N);
+    snprintf(what, sizeof what, "linear_forward N=%d", N);
     check_fwd(what, y, c.y, NO, OC);
     double *fx = fd(mm_loss, &c, c.x, NC), *fw = fd(mm_loss, &c, c.w, WC), *fb = fd(mm_loss, &c, c.b, OC);
 
-    static const char *name[] = {"fp32 +=", "fp32 = (no dinp)", "gemm_weight fp32 +="};
+    static const char *name[] = {"fp32 +=", "fp32 = (no dinp)"};
     float *dw0 = random_floats(WC, -1, 1), *db0 = random_floats(OC, -1, 1);
     float *dx = xmalloc(NC * sizeof *dx), *dw = xmalloc(WC * sizeof *dw), *db = xmalloc(OC * sizeof *db);
-    for (int way = 0; way < 3; way++) {
+    for (int way = 0; way < 2; way++) {
         int accumulate = way != 1;
-        gemm_weight gw;
-        gemm_path path = gemm_current_path();
-        if (way == 2) {
-            if (!gemm_use_path(GEMM_FP32)) { printf("Bail out! no GEMM_FP32 path\n"); exit(1); }
-            gemm_weight_init(&gw, w, OC, C, GEMM_FOR_BACKWARD);
-            gemm_weight_pack(&gw);
-        }
         for (size_t i = 0; i < NC; i++) dx[i] = GARBAGE;
         for (size_t i = 0; i < WC; i++) dw[i] = accumulate ? dw0[i] : GARBAGE;
         for (int o = 0; o < OC; o++) db[o] = accumulate ? db0[o] : GARBAGE;
-        matmul_backward(way == 1 ? NULL : dx, dw, db, dout, x, w, way == 2 ? &gw : NULL, N, C, OC,
-                        accumulate, NULL);
-        if (way == 2) {
-            gemm_weight_free(&gw);
-            gemm_use_path(path);
-        }
+        linear_backward(&lin, way == 1 ? NULL : dx, dw, db, dout, x, N, accumulate, NULL);
         double *aw = accumulate ? added(dw, dw0, WC) : to_double(dw, WC);
         double *ab = accumulate ? added(db, db0, OC) : to_double(db, OC);
         if (way != 1) {
-            snprintf(what, sizeof what, "matmul_backward %s N=%d: dinp", name[way], N);
+            snprintf(what, sizeof what, "linear_backward %s N=%d: dinp", name[way], N);
             check_grad_f(what, dx, fx, NC, C);
         }
-        snprintf(what, sizeof what, "matmul_backward %s N=%d: dw", name[way], N);
+        snprintf(what, sizeof what, "linear_backward %s N=%d: dw", name[way], N);
         check_grad(what, aw, fw, WC, C);
-        snprintf(what, sizeof what, "matmul_backward %s N=%d: dbias", name[way], N);
+        snprintf(what, sizeof what, "linear_backward %s N=%d: dbias", name[way], N);
         check_grad(what, ab, fb, OC, OC);
         free(aw), free(ab);
     }
@@ -627,12 +618,12 @@ static void test_model(int parallel, int tied, const int *len, int nseq) {
 
     train_acts a;
     memset(&a, 0, sizeof a);
-    model_forward_pack(&m, NULL, &a.f, &pack);
+    model_forward_pack(&m, &a.f, &pack);
     double loss = scale * crossentropy_forward_backward(a.f.logits, targets, R, cfg.vocab_size, scale);
     float *block = filled(m.num_params, GARBAGE);
     neox_params grads;
     model_param_views(&m, block, &grads);
-    model_backward(&m, NULL, &grads, &a, &pack, 0, NULL);
+    model_backward(&m, &grads, &a, &pack, 0, NULL);
 
     model_ctx c = {&m, &pack, to_double(m.params, m.num_params), scale};
     double want = model_loss(&c);
