@@ -137,8 +137,11 @@ int st_open(st_file *f, const char *path, char *err, int errlen) {
         return fail_message(err, errlen, "too short for a safetensors file (%zu bytes)", size);
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return fail_message(err, errlen, "mmap: %s", strerror(errno));
+    if (map == MAP_FAILED) {
+        close(fd);
+        return fail_message(err, errlen, "mmap: %s", strerror(errno));
+    }
+    f->fd = fd;
     f->map = map;
     f->size = size;
     uint64_t hlen = 0;
@@ -166,7 +169,10 @@ int st_open(st_file *f, const char *path, char *err, int errlen) {
 }
 
 void st_close(st_file *f) {
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->map) {
+        munmap((void *)f->map, f->size);
+        close(f->fd);
+    }
     for (int i = 0; i < f->num_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     free(f->path);
@@ -200,9 +206,20 @@ static float half_to_float(uint16_t h) {
 int st_read_f32(const st_file *f, const st_tensor *t, float *out) {
     const uint8_t *src = f->data + t->begin;
     switch (t->dtype) {
-    case ST_F32:
-        memcpy(out, src, t->numel * 4);
+    case ST_F32: {
+        /* One copy, from the page cache; the map's page faults cost more. */
+        char *p = (char *)out;
+        off_t at = (off_t)(src - f->map);
+        for (size_t left = t->numel * 4; left > 0;) {
+            ssize_t r = pread(f->fd, p, left, at);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) die("%s: read error: %s", f->path, r < 0 ? strerror(errno) : "file shrank");
+            p += r;
+            at += r;
+            left -= (size_t)r;
+        }
         return 1;
+    }
     case ST_F16:
         for (size_t i = 0; i < t->numel; i++) {
             uint16_t h;
