@@ -1,13 +1,15 @@
 /* ckpt_bench — what neox-train's checkpoints cost: writing model.safetensors
- * (f32 and bf16) and training_state.safetensors, and reading them back, for
+ * (f16, bf16 and f32) and training_state.safetensors, and reading them back, for
  * a model of a given shape, in a scratch directory on the disk to measure.
  *
  *   build/bench/ckpt_bench CONFIG DIR [REPEATS]
  *
- * Every write is the real one (temporary file, fsync, rename, fsync of the
- * directory). Reads are timed twice: warm (the file in the page cache, as
- * right after a buffered write) and cold (its pages dropped first with
- * posix_fadvise, as after a reboot or a write that bypassed the cache).
+ * f16 is the dtype of EleutherAI's Pythia checkpoints: neox-train -m loads
+ * it and saves in it by default. Every write is the real one (temporary
+ * file, fsync, rename, fsync of the directory). Reads are timed twice: warm
+ * (the file in the page cache, as right after a buffered write) and cold
+ * (its pages dropped first with posix_fadvise, as after a reboot or a
+ * write that bypassed the cache).
  * Prints the median seconds and GB/s of each; removes its files at the end. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -87,39 +89,37 @@ int main(int argc, char **argv) {
     printf("%s: %zu parameters, %d repeats, in %s\n", argv[1], n, reps, dir);
     double *t = xmalloc((size_t)reps * sizeof *t);
 
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        model_save(model, &m, ST_BF16);
-        t[r] = now() - t0;
+    char err[256], what[64];
+    const st_dtype dtypes[3] = {ST_F16, ST_BF16, ST_F32};
+    const char *names[3] = {"f16", "bf16", "f32"};
+    for (int k = 0; k < 3; k++) {
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            model_save(model, &m, dtypes[k]);
+            t[r] = now() - t0;
+        }
+        snprintf(what, sizeof what, "save model %s", names[k]);
+        report(what, t, reps, file_gb(model));
+        for (int cold = 0; cold < 2; cold++) {
+            for (int r = 0; r < reps; r++) {
+                neox_model back;
+                if (cold) drop_cache(model);
+                else model_load(&back, dir, err, sizeof err), model_free(&back); /* into the cache */
+                double t0 = now();
+                if (!model_load(&back, dir, err, sizeof err)) die("%s", err);
+                t[r] = now() - t0;
+                model_free(&back);
+            }
+            snprintf(what, sizeof what, "load model %s, %s", names[k], cold ? "cold" : "warm");
+            report(what, t, reps, file_gb(model));
+        }
     }
-    report("save model bf16", t, reps, file_gb(model));
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        model_save(model, &m, ST_F32);
-        t[r] = now() - t0;
-    }
-    report("save model f32", t, reps, file_gb(model));
     for (int r = 0; r < reps; r++) {
         double t0 = now();
         state_save(state, &m, am, av, "{}");
         t[r] = now() - t0;
     }
     report("save state", t, reps, file_gb(state));
-
-    char err[256];
-    for (int cold = 0; cold < 2; cold++) {
-        for (int r = 0; r < reps; r++) {
-            neox_model back;
-            if (cold) drop_cache(model);
-            else model_load(&back, dir, err, sizeof err), model_free(&back); /* into the cache */
-            double t0 = now();
-            if (!model_load(&back, dir, err, sizeof err)) die("%s", err);
-            t[r] = now() - t0;
-            model_free(&back);
-        }
-        report(cold ? "load model f32, cold" : "load model f32, warm", t, reps,
-               file_gb(model));
-    }
     for (int cold = 0; cold < 2; cold++) {
         for (int r = 0; r < reps; r++) {
             if (cold) drop_cache(state);

@@ -64,7 +64,7 @@ done
 
 echo "bench: checkpoints ($config)..." >&2
 build/bench/ckpt_bench "$config" "$dir" 3 >"$dir/ckpt.txt"
-for what in "save state" "save model f32" "save model bf16" "load model f32, warm" "load model f32, cold" "load state, cold"; do
+for what in "save state" "save model f16" "save model f32" "load model f16, cold" "load model f32, cold" "load state, cold"; do
 	row "checkpoint $what, $(basename "$config" .config.json)" \
 		"$(grep "^$what:" "$dir/ckpt.txt" | sed 's/^[^:]*: \([^(]*\) (.*/\1/')" "fsync'd, in $dir"
 done
