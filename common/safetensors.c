@@ -3,6 +3,9 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,20 +224,26 @@ int st_read_f32(const st_file *f, const st_tensor *t, float *out) {
         return 1;
     }
     case ST_F16:
-        for (size_t i = 0; i < t->numel; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            out[i] = half_to_float(h);
+    case ST_BF16: {
+        size_t i = 0;
+#ifdef __AVX512F__
+        /* 16 at a time; both conversions are exact, as the scalar ones. */
+        for (; i + 16 <= t->numel; i += 16) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(src + 2 * i));
+            __m512 x = t->dtype == ST_F16 ? _mm512_cvtph_ps(h)
+                                          : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            _mm512_storeu_ps(out + i, x);
         }
-        return 1;
-    case ST_BF16:
-        for (size_t i = 0; i < t->numel; i++) {
+#endif
+        for (; i < t->numel; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
             uint32_t bits = (uint32_t)h << 16;
-            memcpy(&out[i], &bits, 4);
+            if (t->dtype == ST_F16) out[i] = half_to_float(h);
+            else memcpy(&out[i], &bits, 4);
         }
         return 1;
+    }
     case ST_F64:
         for (size_t i = 0; i < t->numel; i++) {
             double d;

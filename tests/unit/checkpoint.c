@@ -26,18 +26,42 @@ static char *path_in(const char *name) {
     return p;
 }
 
-/* Bits of the stored 16-bit value of x after a round trip through dtype. */
+static int lanes_differ;
+
+/* Bits of the stored 16-bit value of x after a round trip through dtype,
+ * from 37 copies of it: the vector loop's lanes and the scalar tail must
+ * all agree (lanes_differ counts where they do not). */
 static uint16_t stored_half(float x, st_dtype dtype) {
-    st_out_tensor t = {"x", 1, {1, 0}, &x, 1};
+    enum { N = 37 };
+    float xs[N];
+    for (int i = 0; i < N; i++) xs[i] = x;
+    st_out_tensor t = {"x", 1, {N, 0}, xs, N};
     st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0);
     st_file f;
     char err[200];
     if (!st_open(&f, path_in("half.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
     const st_tensor *st = st_find(&f, "x");
-    uint16_t h;
-    memcpy(&h, f.data + st->begin, 2);
+    uint16_t h[N];
+    memcpy(h, f.data + st->begin, sizeof h);
     st_close(&f);
-    return h;
+    for (int i = 1; i < N; i++) lanes_differ += h[i] != h[0];
+    return h[0];
+}
+
+/* Values exact in dtype (subnormals, signed zero, infinity, the largest
+ * finite) come back bit for bit, through the vector loop and the tail. */
+static void test_half_read(st_dtype dtype, const float *vals, int nvals) {
+    enum { N = 53 };
+    float xs[N], back[N];
+    for (int i = 0; i < N; i++) xs[i] = vals[i % nvals];
+    st_out_tensor t = {"x", 1, {N, 0}, xs, N};
+    st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0);
+    st_file f;
+    char err[200];
+    if (!st_open(&f, path_in("half.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+    int read = st_read_f32(&f, st_find(&f, "x"), back);
+    st_close(&f);
+    ok(read && memcmp(xs, back, sizeof xs) == 0, "%s: exact values read back bit for bit", st_dtype_name(dtype));
 }
 
 static void test_rounding(void) {
@@ -52,6 +76,14 @@ static void test_rounding(void) {
     ok(stored_half(1.0f, ST_F16) == 0x3c00 && stored_half(65504.0f, ST_F16) == 0x7bff && stored_half(1e6f, ST_F16) == 0x7c00,
        "f16 of 1, the largest finite, and overflow to infinity");
     ok(stored_half(1.0f + 1.0f / 2048, ST_F16) == 0x3c00, "f16 rounds half-way to even");
+    ok(stored_half(0x1p-20f, ST_F16) == 0x0010 && stored_half(-0.0f, ST_F16) == 0x8000 &&
+       stored_half(INFINITY, ST_BF16) == 0x7f80 && stored_half(0x1.fep127f, ST_BF16) == 0x7f7f &&
+       stored_half(3.4e38f, ST_BF16) == 0x7f80, "f16 subnormal and -0; bf16 infinity, largest finite, overflow");
+    ok(lanes_differ == 0, "the vector conversion agrees with the scalar one lane for lane");
+    const float f16_exact[] = {0x1p-20f, -0x1p-24f, 65504.0f, -0.0f, INFINITY, 1.5f, -3.25f, 0x1p-14f};
+    const float bf16_exact[] = {0x1p-130f, -0.0f, -INFINITY, 1.5f, 0x1.fep127f, -0x1p-126f, 3.0f};
+    test_half_read(ST_F16, f16_exact, sizeof f16_exact / sizeof *f16_exact);
+    test_half_read(ST_BF16, bf16_exact, sizeof bf16_exact / sizeof *bf16_exact);
 }
 
 /* model_save then model_load gives the same parameters (exactly in f32,
