@@ -29,10 +29,10 @@ typedef struct {
 void atomic_open(atomic_file *af, const char *path);
 /* The same for a big file: written with O_DIRECT where the filesystem
  * takes it, bypassing the page cache. A buffered write of gigabytes runs
- * into the kernel's dirty-page limit and goes at its writeback pace (4.9 GB
- * in 11-14 s on one disk, 2.2-2.8 s by O_DIRECT), and leaves as much cache
- * to reclaim. Data whose address is congruent to its file offset modulo
- * 4 KB is not copied at all. */
+ * into the kernel's dirty-page limit and goes at its writeback pace (the
+ * 4.9 GB state of pythia-410m: 11-12 s on this project's machines, 2.6-3.6 s
+ * by O_DIRECT), and leaves as much cache to reclaim. Data whose address is
+ * congruent to its file offset modulo 4 KB is not copied at all. */
 void atomic_open_direct(atomic_file *af, const char *path);
 /* Writes n bytes; on failure removes the temporary file and dies. */
 void atomic_write(atomic_file *af, const void *buf, size_t n);
