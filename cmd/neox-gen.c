@@ -245,10 +245,17 @@ static void run_interactive(const neox_model *m, const options *o) {
             token_ids_free(&ids);
             continue;
         }
-        size_t keep = ids.n > (size_t)m->cfg.max_positions ? (size_t)m->cfg.max_positions : ids.n;
+        /* Refused as the stream path refuses such a record (never answered
+         * from a cut prompt), but the session goes on. */
+        if (ids.n > (size_t)m->cfg.max_positions) {
+            warn("line %llu: question of %zu tokens, more than the model's %d positions; skipped",
+                 (unsigned long long)line_reader_lineno(lr), ids.n, m->cfg.max_positions);
+            token_ids_free(&ids);
+            continue;
+        }
         gen_seq s;
         size_t shown = 0;
-        generator_add(&g, &s, ids.ids + (ids.n - keep), (int)keep, line_reader_lineno(lr));
+        generator_add(&g, &s, ids.ids, (int)ids.n, line_reader_lineno(lr));
         show_answer(tok, &s, &shown, s.done);
         while (!s.done) {
             generator_step(&g);

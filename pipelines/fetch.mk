@@ -3,8 +3,9 @@
 #   make fetch-model MODEL_ID=EleutherAI/pythia-410m
 #
 # puts config.json, model.safetensors (or its shards) and tokenizer.json in
-# $(MODELS_DIR)/pythia-410m with curl, resuming an interrupted download and
-# showing each file's size and sha256. HF_ENDPOINT (a mirror), REVISION and
+# $(MODELS_DIR)/pythia-410m with curl, showing each file's size and sha256.
+# The directory appears only when every file is complete; a failed fetch
+# leaves nothing behind. HF_ENDPOINT (a mirror), REVISION and
 # HF_TOKEN are read from the environment; see scripts/fetch-model.sh.
 
 MODEL_ID ?= EleutherAI/pythia-410m

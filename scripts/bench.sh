@@ -84,6 +84,13 @@ if case " $dtypes " in *" fp32 "*" bf16 "*|*" bf16 "*" fp32 "*) true;; *) false;
 		"tokens/s ratios"
 fi
 
+echo "bench: checkpoints ($config)..." >&2
+build/bench/ckpt_bench "$config" "$dir" 3 >"$dir/ckpt.txt"
+for what in "save state" "save model f16" "save model f32" "load model f16, cold" "load model f32, cold" "load state, cold"; do
+	row "checkpoint $what, $(basename "$config" .config.json)" \
+		"$(grep "^$what:" "$dir/ckpt.txt" | sed 's/^[^:]*: \([^(]*\) (.*/\1/')" "fsync'd, in $dir"
+done
+
 {
 	echo
 	echo "Machine: $cpu, $threads cores ($isa); $(date -u +%Y-%m-%d)."

@@ -95,6 +95,19 @@ if neox-train --init "$TOP/data/pythia-14m.config.json" --steps 0 -o "$TMP/m14" 
 		   neox-gen -m '$TMP/m14' -n 6 --eos-id -1 | strip-prompt | bpe-encode -d --skip-special >'$TMP/pipe.jsonl' &&
 		 printf 'What is Lamini?\n' | neox-gen -m '$TMP/m14' -i -n 6 --eos-id -1 >'$TMP/i.txt' &&
 		 test -s '$TMP/i.txt' && grep -qF \"\$(head -c 12 '$TMP/i.txt')\" '$TMP/pipe.jsonl'"
+	# A question longer than the model's 2048 positions: refused in one line
+	# naming it, as the stream path refuses it, and the next one answered.
+	awk 'BEGIN { for (i = 0; i < 3000; i++) printf "lamini %d ", i; print "" }' >"$TMP/long.txt"
+	{ echo 'What is Lamini?'; cat "$TMP/long.txt"; echo 'How do I fine-tune?'; } >"$TMP/three.txt"
+	check "-i: an over-long question gets one line on stderr and no answer; the next is answered" \
+		"neox-gen -m '$TMP/m14' -i -n 6 <'$TMP/three.txt' >'$TMP/ans3' 2>'$TMP/err3' &&
+		 test \$(wc -l <'$TMP/ans3') -eq 2 && test \$(wc -l <'$TMP/err3') -eq 1 &&
+		 grep -q '^neox-gen: line 2: question of [0-9]* tokens, more than the model.s 2048 positions; skipped\$' '$TMP/err3'"
+	check "... the stream path refuses the same question with the same count" \
+		"bpe-encode --text --template '### Question:\n{question}\n\n### Answer:' <'$TMP/long.txt' |
+		   neox-gen -m '$TMP/m14' >/dev/null 2>'$TMP/err.stream'; test \$? -eq 1 &&
+		 n=\$(sed -n 's/.*question of \\([0-9]*\\) tokens.*/\\1/p' '$TMP/err3') && test \$n -gt 2048 &&
+		 grep -q \"record 1: question of \$n tokens, more than the model's 2048 positions\\$\" '$TMP/err.stream'"
 else
 	ok "neox-train --init makes a 14m model for -i" false
 fi

@@ -2,14 +2,16 @@
 # make fetch-model / scripts/fetch-model.sh against a local HTTP server on
 # loopback that mimics Hugging Face's resolve URLs: safetensors files
 # redirect to a "CDN" path and carry X-Linked-Etag (their sha256); byte
-# ranges are honoured except under the org "norange".
+# ranges are honoured except under the org "norange". A fixture file with a
+# FILE.flaky beside it breaks the connection half-way the first time it is
+# sent; one with FILE.stall sends half and then waits.
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null 2>&1 || skip_all "python3 is not installed"
 command -v curl >/dev/null 2>&1 || skip_all "curl is not installed"
 
 SRV=$TMP/srv
 cat >"$TMP/server.py" <<'EOF'
-import http.server, hashlib, os, re, sys
+import http.server, hashlib, os, re, sys, time
 
 root, portfile, logfile = sys.argv[1:4]
 
@@ -52,6 +54,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
+        if os.path.exists(path + ".flaky"):
+            os.remove(path + ".flaky")
+            self.wfile.write(data[start:(start + len(data)) // 2])
+            self.close_connection = True
+            return
+        if os.path.exists(path + ".stall"):
+            self.wfile.write(data[start:(start + len(data)) // 2])
+            self.wfile.flush()
+            time.sleep(60)
+            return
         self.wfile.write(data[start:])
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -102,22 +114,32 @@ check "it prints each file's size and sha256" \
 	   grep -Eq \"^\$f +[0-9.]+[KMG]?i?B? .*sha256 \$sum\\\$\" '$TMP/out' || exit 1; done &&
 	 grep -q 'model.safetensors .*196KiB' '$TMP/out'"
 
-# resume: a partial download continues with a Range request
-head -c 123456 "$SRV/org/tiny/model.safetensors" >"$TMP/part"
-mkdir -p "$TMP/resume"
-cp "$TMP/part" "$TMP/resume/model.safetensors.part"
+# nothing left but the model: no staging directory beside it
+leftovers() { ls -A "$1" | grep -q '\.fetch\.'; }
+
+# a connection that breaks half-way continues with a Range request
+: >"$SRV/org/tiny/model.safetensors.flaky"
 : >"$TMP/requests"
-check "an interrupted download resumes from where it stopped" \
-	"'$FETCH' org/tiny '$TMP/resume' >/dev/null 2>&1 &&
-	 grep -q 'model.safetensors range=bytes=123456-' '$TMP/requests' &&
-	 cmp '$SRV/org/tiny/model.safetensors' '$TMP/resume/model.safetensors' && ! ls '$TMP/resume' | grep -q part"
+check "a download cut half-way resumes from where it stopped" \
+	"'$FETCH' org/tiny '$TMP/resume' >/dev/null 2>'$TMP/err' && grep -q 'interrupted after 100000 bytes' '$TMP/err' &&
+	 grep -q 'model.safetensors range=bytes=100000-' '$TMP/requests' &&
+	 cmp '$SRV/org/tiny/model.safetensors' '$TMP/resume/model.safetensors' &&
+	 ! ls -A '$TMP/resume' | grep -q part && ! leftovers '$TMP'"
+check "... and the directory has mkdir's mode" \
+	"test \$(stat -c %a '$TMP/resume') = \$(mkdir '$TMP/m' && stat -c %a '$TMP/m')"
 : >"$TMP/requests"
 check "a second run skips the finished files" \
 	"'$FETCH' org/tiny '$TMP/resume' >'$TMP/out' 2>&1 && ! test -s '$TMP/requests' &&
 	 grep -q 'model.safetensors .*sha256' '$TMP/out'"
+mkdir -p "$TMP/partial"
+cp "$SRV/org/tiny/config.json" "$TMP/partial/"
+: >"$TMP/requests"
+check "an existing directory keeps its files and gets the missing ones" \
+	"'$FETCH' org/tiny '$TMP/partial' >/dev/null 2>&1 && ! grep -q config.json '$TMP/requests' &&
+	 for f in config.json model.safetensors tokenizer.json; do cmp '$SRV/org/tiny/'\$f '$TMP/partial/'\$f || exit 1; done &&
+	 ! leftovers '$TMP'"
 
-mkdir -p "$TMP/norange"
-cp "$TMP/part" "$TMP/norange/model.safetensors.part"
+: >"$SRV/norange/tiny/model.safetensors.flaky"
 check "a server without byte ranges gets a fresh download" \
 	"'$FETCH' norange/tiny '$TMP/norange' >/dev/null 2>'$TMP/err' && grep -q 'cannot resume' '$TMP/err' &&
 	 cmp '$SRV/norange/tiny/model.safetensors' '$TMP/norange/model.safetensors'"
@@ -129,14 +151,39 @@ check "a sharded model: the index and every shard it names" \
 	   cmp '$SRV/org/sharded/'\$f '$TMP/models/sharded/'\$f || exit 1; done &&
 	 ! test -e '$TMP/models/sharded/model.safetensors'"
 
-check "a download that does not match the announced sha256 is removed and fails" \
+check "a download that does not match the announced sha256 fails and leaves nothing" \
 	"'$FETCH' org/corrupt '$TMP/corrupt' >/dev/null 2>'$TMP/err'; test \$? -eq 1 &&
-	 grep -q 'sha256 .* but the server says 0000' '$TMP/err' &&
-	 ! test -e '$TMP/corrupt/model.safetensors' && ! test -e '$TMP/corrupt/model.safetensors.part'"
+	 grep -q 'sha256 .* but the server says 0000' '$TMP/err' && ! test -e '$TMP/corrupt' && ! leftovers '$TMP'"
 
-check "a missing model fails with the URL" \
+check "a missing model fails with the URL and leaves nothing" \
 	"'$FETCH' org/nothing '$TMP/nothing' >/dev/null 2>'$TMP/err'; test \$? -eq 1 &&
-	 grep -q 'org/nothing/resolve/main/config.json: download failed .*HTTP 404' '$TMP/err'"
+	 grep -q 'org/nothing/resolve/main/config.json: download failed .*HTTP 404' '$TMP/err' &&
+	 ! test -e '$TMP/nothing' && ! leftovers '$TMP'"
+check "make fetch-model with no server: exit non-zero, no model directory, no MODELS_DIR it created" \
+	"HF_ENDPOINT=http://127.0.0.1:1 make -s -C '$TOP' fetch-model MODEL_ID=org/tiny MODELS_DIR='$TMP/new/models' \
+	   >/dev/null 2>'$TMP/err'; test \$? -ne 0 && grep -q 'download failed (curl exit 7' '$TMP/err' && ! test -e '$TMP/new'"
+check "a missing shard leaves nothing, not even the index" \
+	"rm '$SRV/org/sharded/model-00002-of-00002.safetensors' &&
+	 '$FETCH' org/sharded '$TMP/noshard' >/dev/null 2>&1; test \$? -eq 1 && ! test -e '$TMP/noshard' && ! leftovers '$TMP'"
+
+# SIGTERM, SIGINT or SIGHUP during a download: curl stops, nothing is left,
+# and the exit status says which signal.
+: >"$SRV/org/tiny/model.safetensors.stall"
+for sig in TERM INT HUP; do
+	: >"$TMP/requests"
+	env --default-signal=INT "$FETCH" org/tiny "$TMP/sig" >/dev/null 2>&1 &
+	pid=$!
+	i=0
+	while ! grep -q '^/cdn/org/tiny/.*model.safetensors' "$TMP/requests" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	sleep 0.3
+	kill -$sig $pid
+	wait $pid
+	status=$?
+	want=143; [ $sig = INT ] && want=130; [ $sig = HUP ] && want=129
+	check "SIG$sig during the download: exit $want, nothing left" \
+		"test $status -eq $want && ! test -e '$TMP/sig' && ! leftovers '$TMP'"
+done
+rm "$SRV/org/tiny/model.safetensors.stall"
 
 : >"$TMP/requests"
 check "HF_TOKEN and REVISION are used" \

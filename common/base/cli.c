@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -110,9 +111,13 @@ void *xcalloc(size_t count, size_t size) {
     return p;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
 void *xmalloc_aligned(size_t n) {
     void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 1)) die("out of memory (%zu bytes)", n);
+    int huge = n >= 16 * HUGE_PAGE;
+    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, n ? n : 1)) die("out of memory (%zu bytes)", n);
+    if (huge) madvise(p, n, MADV_HUGEPAGE); /* a hint: without it, 4 KB pages */
     return p;
 }
 

@@ -38,7 +38,11 @@ void print_help_and_exit(const char *text) __attribute__((noreturn));
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 /* Aligned to a cache line (64 bytes), for the big arrays that vector
- * loops stream through: an unaligned one splits every load. */
+ * loops stream through: an unaligned one splits every load. From 32 MB
+ * up, aligned to 2 MB and backed by transparent huge pages where the
+ * kernel lends them on request: touching a 4 KB page costs a fault, and
+ * the parameter, gradient and moment arrays are gigabytes. The start is
+ * then also aligned for O_DIRECT writes (checkpoint.h). */
 void *xmalloc_aligned(size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);

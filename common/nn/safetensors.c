@@ -3,6 +3,9 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,8 +140,11 @@ int st_open(st_file *f, const char *path, char *err, int errlen) {
         return fail_message(err, errlen, "too short for a safetensors file (%zu bytes)", size);
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return fail_message(err, errlen, "mmap: %s", strerror(errno));
+    if (map == MAP_FAILED) {
+        close(fd);
+        return fail_message(err, errlen, "mmap: %s", strerror(errno));
+    }
+    f->fd = fd;
     f->map = map;
     f->size = size;
     uint64_t hlen = 0;
@@ -166,7 +172,10 @@ int st_open(st_file *f, const char *path, char *err, int errlen) {
 }
 
 void st_close(st_file *f) {
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->map) {
+        munmap((void *)f->map, f->size);
+        close(f->fd);
+    }
     for (int i = 0; i < f->num_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     free(f->path);
@@ -200,24 +209,41 @@ static float half_to_float(uint16_t h) {
 int st_read_f32(const st_file *f, const st_tensor *t, float *out) {
     const uint8_t *src = f->data + t->begin;
     switch (t->dtype) {
-    case ST_F32:
-        memcpy(out, src, t->numel * 4);
-        return 1;
-    case ST_F16:
-        for (size_t i = 0; i < t->numel; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            out[i] = half_to_float(h);
+    case ST_F32: {
+        /* One copy, from the page cache; the map's page faults cost more. */
+        char *p = (char *)out;
+        off_t at = (off_t)(src - f->map);
+        for (size_t left = t->numel * 4; left > 0;) {
+            ssize_t r = pread(f->fd, p, left, at);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) die("%s: read error: %s", f->path, r < 0 ? strerror(errno) : "file shrank");
+            p += r;
+            at += r;
+            left -= (size_t)r;
         }
         return 1;
-    case ST_BF16:
-        for (size_t i = 0; i < t->numel; i++) {
+    }
+    case ST_F16:
+    case ST_BF16: {
+        size_t i = 0;
+#ifdef __AVX512F__
+        /* 16 at a time; both conversions are exact, as the scalar ones. */
+        for (; i + 16 <= t->numel; i += 16) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(src + 2 * i));
+            __m512 x = t->dtype == ST_F16 ? _mm512_cvtph_ps(h)
+                                          : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            _mm512_storeu_ps(out + i, x);
+        }
+#endif
+        for (; i < t->numel; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, 2);
             uint32_t bits = (uint32_t)h << 16;
-            memcpy(&out[i], &bits, 4);
+            if (t->dtype == ST_F16) out[i] = half_to_float(h);
+            else memcpy(&out[i], &bits, 4);
         }
         return 1;
+    }
     case ST_F64:
         for (size_t i = 0; i < t->numel; i++) {
             double d;

@@ -28,6 +28,7 @@ typedef struct {
 
 typedef struct {
     char *path;
+    int fd;
     const uint8_t *map;         /* the whole file */
     size_t size;
     const uint8_t *data;        /* the data section (after the header) */
@@ -45,7 +46,8 @@ const char *st_dtype_name(st_dtype d);
 size_t st_dtype_size(st_dtype d);
 
 /* Converts a float tensor (F32, F16, BF16 or F64) to fp32; returns 0 for
- * any other dtype. out holds t->numel floats. */
+ * any other dtype. out holds t->numel floats. F32 is read() straight into
+ * out, without faulting in the map's pages; dies on a read error. */
 int st_read_f32(const st_file *f, const st_tensor *t, float *out);
 /* Converts an integer tensor (I64, I32, U32, U8, I8, I16, U16, U64, BOOL) to
  * int64; returns 0 for float dtypes. */

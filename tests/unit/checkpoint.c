@@ -27,18 +27,42 @@ static char *path_in(const char *name) {
     return p;
 }
 
-/* Bits of the stored 16-bit value of x after a round trip through dtype. */
+static int lanes_differ;
+
+/* Bits of the stored 16-bit value of x after a round trip through dtype,
+ * from 37 copies of it: the vector loop's lanes and the scalar tail must
+ * all agree (lanes_differ counts where they do not). */
 static uint16_t stored_half(float x, st_dtype dtype) {
-    st_out_tensor t = {"x", 1, {1, 0}, &x, 1};
+    enum { N = 37 };
+    float xs[N];
+    for (int i = 0; i < N; i++) xs[i] = x;
+    st_out_tensor t = {"x", 1, {N, 0}, xs, N};
     st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0);
     st_file f;
     char err[200];
     if (!st_open(&f, path_in("half.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
     const st_tensor *st = st_find(&f, "x");
-    uint16_t h;
-    memcpy(&h, f.data + st->begin, 2);
+    uint16_t h[N];
+    memcpy(h, f.data + st->begin, sizeof h);
     st_close(&f);
-    return h;
+    for (int i = 1; i < N; i++) lanes_differ += h[i] != h[0];
+    return h[0];
+}
+
+/* Values exact in dtype (subnormals, signed zero, infinity, the largest
+ * finite) come back bit for bit, through the vector loop and the tail. */
+static void test_half_read(st_dtype dtype, const float *vals, int nvals) {
+    enum { N = 53 };
+    float xs[N], back[N];
+    for (int i = 0; i < N; i++) xs[i] = vals[i % nvals];
+    st_out_tensor t = {"x", 1, {N, 0}, xs, N};
+    st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0);
+    st_file f;
+    char err[200];
+    if (!st_open(&f, path_in("half.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+    int read = st_read_f32(&f, st_find(&f, "x"), back);
+    st_close(&f);
+    ok(read && memcmp(xs, back, sizeof xs) == 0, "%s: exact values read back bit for bit", st_dtype_name(dtype));
 }
 
 static void test_rounding(void) {
@@ -53,6 +77,14 @@ static void test_rounding(void) {
     ok(stored_half(1.0f, ST_F16) == 0x3c00 && stored_half(65504.0f, ST_F16) == 0x7bff && stored_half(1e6f, ST_F16) == 0x7c00,
        "f16 of 1, the largest finite, and overflow to infinity");
     ok(stored_half(1.0f + 1.0f / 2048, ST_F16) == 0x3c00, "f16 rounds half-way to even");
+    ok(stored_half(0x1p-20f, ST_F16) == 0x0010 && stored_half(-0.0f, ST_F16) == 0x8000 &&
+       stored_half(INFINITY, ST_BF16) == 0x7f80 && stored_half(0x1.fep127f, ST_BF16) == 0x7f7f &&
+       stored_half(3.4e38f, ST_BF16) == 0x7f80, "f16 subnormal and -0; bf16 infinity, largest finite, overflow");
+    ok(lanes_differ == 0, "the vector conversion agrees with the scalar one lane for lane");
+    const float f16_exact[] = {0x1p-20f, -0x1p-24f, 65504.0f, -0.0f, INFINITY, 1.5f, -3.25f, 0x1p-14f};
+    const float bf16_exact[] = {0x1p-130f, -0.0f, -INFINITY, 1.5f, 0x1.fep127f, -0x1p-126f, 3.0f};
+    test_half_read(ST_F16, f16_exact, sizeof f16_exact / sizeof *f16_exact);
+    test_half_read(ST_BF16, bf16_exact, sizeof bf16_exact / sizeof *bf16_exact);
 }
 
 /* model_save then model_load gives the same parameters (exactly in f32,
@@ -127,6 +159,73 @@ static void test_empty_tensor(void) {
     st_close(&f);
 }
 
+/* O_DIRECT files take pieces of any length from any address: the file is
+ * their concatenation, whether a piece goes to the disk straight from the
+ * caller's memory, through the stage, or ends in a partial block. */
+static void test_direct_pieces(void) {
+    enum { SRC = 9 << 20 };
+    unsigned char *src = aligned_alloc(4096, SRC);
+    for (size_t i = 0; i < SRC; i++) src[i] = (unsigned char)(i * 131 + (i >> 12));
+    /* {offset into src, length}: aligned and not, shorter than a block,
+     * across blocks, longer than the stage. */
+    static const size_t pieces[][2] = {{0, 3},       {3, 4093},        {4096, 8192},  {12288, 1},
+                                       {12289, 4095}, {16384, 3 << 20}, {7, 5000},     {8192, (1 << 20) + 5},
+                                       {1, 4096},     {4096, 2 << 20},  {100, 70000},  {4096 * 3, 4097}};
+    size_t n = sizeof pieces / sizeof *pieces, total = 0;
+    atomic_file af;
+    atomic_open_direct(&af, path_in("direct.bin"));
+    for (size_t i = 0; i < n; i++) {
+        atomic_write(&af, src + pieces[i][0], pieces[i][1]);
+        total += pieces[i][1];
+    }
+    atomic_commit(&af);
+    size_t len;
+    unsigned char *back = (unsigned char *)read_file(path_in("direct.bin"), &len);
+    int same = len == total;
+    for (size_t i = 0, at = 0; same && i < n; at += pieces[i][1], i++)
+        same = memcmp(back + at, src + pieces[i][0], pieces[i][1]) == 0;
+    ok(same, "an O_DIRECT file is the concatenation of its pieces, aligned or not (%zu bytes)", total);
+    free(back);
+    free(src);
+}
+
+/* f32 tensors of a page-aligned block go out straight from it, the data
+ * section starting on a 4 KB boundary; bf16 and f16 are converted in
+ * chunks that run across tensors. Small integers are exact in all three. */
+static void test_direct_tensors(void) {
+    static const size_t sizes[] = {1, 1023, 300001, 4096, 262143, 7};
+    enum { NT = sizeof sizes / sizeof *sizes };
+    size_t total = 0;
+    for (int i = 0; i < NT; i++) total += sizes[i];
+    float *block = aligned_alloc(4096, (total * sizeof(float) + 4095) / 4096 * 4096);
+    for (size_t i = 0; i < total; i++) block[i] = (float)((i * 7) % 255) - 127;
+    st_out_tensor t[NT];
+    char names[NT][8];
+    for (size_t i = 0, at = 0; i < NT; at += sizes[i], i++) {
+        snprintf(names[i], sizeof names[i], "t%zu", i);
+        t[i] = (st_out_tensor){names[i], 1, {(int64_t)sizes[i], 0}, block + at, sizes[i]};
+    }
+    st_dtype dtypes[3] = {ST_F32, ST_BF16, ST_F16};
+    float *back = xmalloc(total * sizeof(float));
+    for (int k = 0; k < 3; k++) {
+        st_write(path_in("direct.safetensors"), t, NT, dtypes[k], NULL, NULL, 0);
+        st_file f;
+        char err[200];
+        int same = st_open(&f, path_in("direct.safetensors"), err, sizeof err);
+        int aligned = same && (f.data - f.map) % 4096 == 0;
+        for (size_t i = 0, at = 0; same && i < NT; at += sizes[i], i++) {
+            const st_tensor *st = st_find(&f, names[i]);
+            same = st && st->dtype == dtypes[k] && st_read_f32(&f, st, back + at) &&
+                   memcmp(back + at, block + at, sizes[i] * sizeof(float)) == 0;
+        }
+        ok(same && aligned, "%s: tensors of odd sizes from an aligned block read back exactly; data at a 4 KB boundary",
+           st_dtype_name(dtypes[k]));
+        if (f.map) st_close(&f);
+    }
+    free(back);
+    free(block);
+}
+
 static void test_atomic(void) {
     atomic_write_file(path_in("a.txt"), "old\n", 4);
     atomic_file af;
@@ -154,8 +253,11 @@ int main(void) {
     test_model_round_trip();
     test_state_round_trip();
     test_empty_tensor();
+    test_direct_pieces();
+    test_direct_tensors();
     test_atomic();
-    const char *files[] = {"half.safetensors", "empty.safetensors", "config.json", "model.safetensors", "state.safetensors", "a.txt"};
+    const char *files[] = {"half.safetensors", "empty.safetensors", "config.json", "model.safetensors",
+                           "state.safetensors", "a.txt", "direct.bin", "direct.safetensors"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(path_in(files[i]));
     rmdir(dir);
     return done_testing();
