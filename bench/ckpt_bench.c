@@ -19,11 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "cli.h"
-#include "config.h"
-#include "io.h"
-#include "model.h"
+#include "nn/checkpoint.h"
+#include "base/cli.h"
+#include "nn/config.h"
+#include "base/io.h"
+#include "nn/model.h"
+#include "nn/model_io.h"
 
 static double now(void) {
     struct timespec t;
