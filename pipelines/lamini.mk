@@ -16,6 +16,8 @@
 #   STEPS LR BATCH ACCUM WARMUP EVAL_EVERY   training (neox-train(1))
 #   MAXNEW GEN_BATCH   tokens generated per answer, answers decoded together
 #   EXAMPLES side-by-side answers in the report
+#   NOTE     a paragraph at the top of the report (by default, with random
+#            weights, one that says so)
 #   TEMPLATE the prompt wrapped around each question
 #
 # Run again, with the same variables or others, it redoes only what is
@@ -36,6 +38,7 @@ ifeq ($(MODEL),$(OUT)/base)
 STEPS ?= 300
 LR ?= 1e-3
 WARMUP ?= 20
+NOTE ?= The base model has random weights (neox-train --init $(INIT)): what the fine-tuned model knows, it learned in the $(STEPS) training steps of this run.
 else
 STEPS ?= 100
 LR ?= 1e-6
@@ -64,7 +67,7 @@ SETTINGS_init = INIT
 SETTINGS_train = MODEL STEPS LR WARMUP BATCH ACCUM EVAL_EVERY
 SETTINGS_generate = MODEL MAXNEW GEN_BATCH
 SETTINGS_score = MODEL
-SETTINGS_report = EXAMPLES
+SETTINGS_report = EXAMPLES NOTE
 $(OUT)/settings/%: FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' $(foreach v,$(SETTINGS_$*),'$(v)=$($(v))') >$@.new
@@ -93,11 +96,15 @@ $(FT)/model.safetensors: $(OUT)/train.tok $(OUT)/test.tok $(MODEL)/config.json $
 	  --batch $(BATCH) --grad-accum $(ACCUM) --eval $(OUT)/test.tok --eval-every $(EVAL_EVERY) \
 	  <$(OUT)/train.tok
 
+# The answers keep their question, without the template around it, for the
+# report.
 generate: $(OUT)/base.answers.jsonl $(OUT)/finetuned.answers.jsonl
 $(OUT)/base.answers.jsonl: $(OUT)/test.tok $(MODEL)/config.json $(OUT)/settings/generate
-	$(T)/neox-gen -m $(MODEL) --batch $(GEN_BATCH) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
+	$(T)/neox-gen -m $(MODEL) --batch $(GEN_BATCH) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | \
+	  $(T)/bpe-encode -d --skip-special --template '$(TEMPLATE)' >$@
 $(OUT)/finetuned.answers.jsonl: $(OUT)/test.tok $(FT)/model.safetensors $(OUT)/settings/generate
-	$(T)/neox-gen -m $(FT) --batch $(GEN_BATCH) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | $(T)/bpe-encode -d --skip-special >$@
+	$(T)/neox-gen -m $(FT) --batch $(GEN_BATCH) --max-new $(MAXNEW) <$(OUT)/test.tok | $(T)/strip-prompt -k | \
+	  $(T)/bpe-encode -d --skip-special --template '$(TEMPLATE)' >$@
 
 score: $(OUT)/base.score.jsonl $(OUT)/finetuned.score.jsonl
 $(OUT)/base.score.jsonl: $(OUT)/test.tok $(MODEL)/config.json $(OUT)/settings/score
@@ -105,10 +112,11 @@ $(OUT)/base.score.jsonl: $(OUT)/test.tok $(MODEL)/config.json $(OUT)/settings/sc
 $(OUT)/finetuned.score.jsonl: $(OUT)/test.tok $(FT)/model.safetensors
 	$(T)/neox-gen -m $(FT) --score <$(OUT)/test.tok >$@
 
+COMPARE = $(T)/eval-compare --label base --score $(OUT)/base.score.jsonl $(OUT)/base.answers.jsonl \
+	  --label finetuned --score $(OUT)/finetuned.score.jsonl $(OUT)/finetuned.answers.jsonl
+RESULTS = $(OUT)/base.answers.jsonl $(OUT)/finetuned.answers.jsonl $(OUT)/base.score.jsonl $(OUT)/finetuned.score.jsonl
+
 evaluate report: $(OUT)/report.html
-$(OUT)/report.html: $(OUT)/base.answers.jsonl $(OUT)/finetuned.answers.jsonl \
-                    $(OUT)/base.score.jsonl $(OUT)/finetuned.score.jsonl $(OUT)/settings/report
-	$(T)/eval-compare --label base --score $(OUT)/base.score.jsonl $(OUT)/base.answers.jsonl \
-	  --label finetuned --score $(OUT)/finetuned.score.jsonl $(OUT)/finetuned.answers.jsonl \
-	  --html $@ --examples $(EXAMPLES) --log $(FT)/log.jsonl
+$(OUT)/report.html: $(RESULTS) $(OUT)/settings/report
+	$(COMPARE) --html $@ --examples $(EXAMPLES) --log $(FT)/log.jsonl $(if $(NOTE),--note '$(NOTE)')
 	@echo "report: $@" >&2
