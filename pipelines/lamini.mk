@@ -3,8 +3,8 @@
 #
 #   make demo                 the whole job: split, encode, fine-tune, generate
 #                             with the base and the fine-tuned model, score,
-#                             compare, report
-#   make split encode finetune generate score evaluate report   its steps
+#                             compare, report, summary
+#   make split encode finetune generate score evaluate report summary   its steps
 #
 # Variables (make VAR=value):
 #   MODEL    base checkpoint directory (config.json + model.safetensors);
@@ -38,6 +38,7 @@ ifeq ($(MODEL),$(OUT)/base)
 STEPS ?= 300
 LR ?= 1e-3
 WARMUP ?= 20
+RANDOM_BASE = 1
 NOTE ?= The base model has random weights (neox-train --init $(INIT)): what the fine-tuned model knows, it learned in the $(STEPS) training steps of this run.
 else
 STEPS ?= 100
@@ -52,11 +53,12 @@ EVAL_EVERY ?= 50
 T ?= $(abspath $(BIN))
 FT := $(OUT)/finetuned
 
-.PHONY: demo split encode finetune generate score evaluate report FORCE
+.PHONY: demo split encode finetune generate score evaluate report summary FORCE
 
+# The wall time in the summary runs from here.
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory report
+	@$(MAKE) --no-print-directory summary DEMO_START=$$(date +%s)
 
 # $(OUT)/settings/STEP: a VAR=value line for each variable in SETTINGS_STEP.
 # Its recipe always runs but writes the file only when a value changed, so
@@ -120,3 +122,11 @@ evaluate report: $(OUT)/report.html
 $(OUT)/report.html: $(RESULTS) $(OUT)/settings/report
 	$(COMPARE) --html $@ --examples $(EXAMPLES) --log $(FT)/log.jsonl $(if $(NOTE),--note '$(NOTE)')
 	@echo "report: $@" >&2
+
+# The table, the machine, the settings and the wall time, for quoting.
+summary: $(OUT)/summary.md
+$(OUT)/summary.md: $(OUT)/report.html
+	$(COMPARE) | scripts/demo-summary.sh '$(OUT)' '$(DEMO_START)' '$(T)' \
+	  'MODEL=$(MODEL)$(if $(RANDOM_BASE), (random weights: $(INIT)))' \
+	  'STEPS=$(STEPS) LR=$(LR) WARMUP=$(WARMUP) BATCH=$(BATCH) ACCUM=$(ACCUM) MAXNEW=$(MAXNEW)' >$@
+	@echo "summary: $@" >&2
