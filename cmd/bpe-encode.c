@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "Usage: bpe-encode [OPTION]... [FILE]\n"
-    "   or: bpe-encode -d [--ids] [FILE]\n"
+    "   or: bpe-encode -d [--ids | --template T] [--skip-special] [FILE]\n"
     "Encode JSONL records (one JSON object per line) into a token stream with the\n"
     "GPT-NeoX / Pythia tokenizer, byte-exact with Hugging Face tokenizers. Each line\n"
     "becomes a record with a \"question\" and an \"answer\" segment; an end-of-text\n"
@@ -29,7 +29,8 @@ static const char usage[] =
     "                        array of token ids instead of text\n"
     "      --text            plain text: each line is a record with a question only\n"
     "      --template T      wrap each question in T, where {question} stands for it;\n"
-    "                        \\n, \\t and \\\\ in T are a newline, a tab, a backslash\n"
+    "                        \\n, \\t and \\\\ in T are a newline, a tab, a backslash;\n"
+    "                        with -d: write a question wrapped in T without it\n"
     "      --no-eos          do not end the answer with <|endoftext|>\n"
     "      --special-as-text encode <|endoftext|> written in the text as plain text\n"
     "      --skip-bad        skip bad lines (their count goes to standard error)\n"
@@ -87,7 +88,8 @@ static void encode_stream(encode_opts *o, const char *in_name, int force) {
 
 static void flush_stdout(void *unused) { checked_fflush(stdout); }
 
-static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int skip_special, int quiet) {
+static void decode_stream(tokenizer *tok, const prompt_template *tmpl, const char *in_name, int as_ids,
+                          int skip_special, int quiet) {
     stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
     long eos_id = tokenizer_token_id(tok, "<|endoftext|>");
     io_set_idle_hook(flush_stdout, NULL); /* answer each record as it comes */
@@ -96,7 +98,7 @@ static void decode_stream(tokenizer *tok, const char *in_name, int as_ids, int s
     uint64_t unknown = 0;
     while (stream_read(sr, &r)) {
         out.len = 0;
-        unknown += record_to_json(&r, tok, eos_id, as_ids, skip_special, &out, &text);
+        unknown += record_to_json(&r, tok, eos_id, as_ids, skip_special, tmpl, &out, &text);
         if (fwrite(out.data, 1, out.len, stdout) != out.len) checked_fflush(stdout);
     }
     checked_fflush(stdout);
@@ -149,7 +151,6 @@ int main(int argc, char **argv) {
         case OPT_TEMPLATE:
             template_free(&o.enc.tmpl);
             template_parse(&o.enc.tmpl, "--template", optarg);
-            encode_option_given = 1;
             break;
         case OPT_NO_EOS: o.enc.eos = 0; encode_option_given = 1; break;
         case OPT_SPECIAL_AS_TEXT: special_as_text = encode_option_given = 1; break;
@@ -168,6 +169,7 @@ int main(int argc, char **argv) {
     if (argc - optind > 1) usage_error("at most one input file");
     if ((as_ids || skip_special) && !decode) usage_error("--ids and --skip-special go with -d");
     if (decode && (encode_option_given || force)) usage_error("-d takes none of the encoding options");
+    if (decode && as_ids && o.enc.tmpl.prefix) usage_error("--template with -d unwraps text, not --ids");
     if (o.text_mode && fields_given) usage_error("--text and --fields do not go together");
     const char *in_name = optind < argc ? argv[optind] : "-";
     progress_setup(progress_forced, o.quiet);
@@ -183,7 +185,7 @@ int main(int argc, char **argv) {
     tokenizer_set_special_as_text(tok, special_as_text);
 
     if (decode) {
-        decode_stream(tok, in_name, as_ids, skip_special, o.quiet);
+        decode_stream(tok, o.enc.tmpl.prefix ? &o.enc.tmpl : NULL, in_name, as_ids, skip_special, o.quiet);
     } else {
         long eos = tokenizer_token_id(tok, "<|endoftext|>");
         if (o.enc.eos && !o.text_mode && eos < 0) die("%s has no <|endoftext|> token (use --no-eos)", path);

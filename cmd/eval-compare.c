@@ -28,6 +28,7 @@ static const char HELP[] =
     "  -n, --examples N      side-by-side answers in the HTML report (default 10)\n"
     "      --log FILE        neox-train log.jsonl to plot in the HTML report\n"
     "      --title TEXT      title of the HTML report\n"
+    "      --note TEXT       a paragraph under the HTML report's title (repeatable)\n"
     "      --refusal TEXT    phrase that marks a refusal (default: \"" DEFAULT_REFUSAL "\")\n"
     "      --allow-missing   compare the records complete in every file even when\n"
     "                        ids are missing, differ, or lack a score (still reported)\n"
@@ -38,7 +39,7 @@ static const char HELP[] =
     "corpus BLEU-4, answer length, repetition, EOS stops, off-topic refusals,\n"
     "false refusals, perplexity.\n";
 
-enum { OPT_HTML = 256, OPT_LOG, OPT_TITLE, OPT_REFUSAL, OPT_ALLOW_MISSING, OPT_VERSION };
+enum { OPT_HTML = 256, OPT_LOG, OPT_TITLE, OPT_NOTE, OPT_REFUSAL, OPT_ALLOW_MISSING, OPT_VERSION };
 
 int main(int argc, char **argv) {
     cli_init("eval-compare");
@@ -50,6 +51,7 @@ int main(int argc, char **argv) {
         {"examples", required_argument, NULL, 'n'},
         {"log", required_argument, NULL, OPT_LOG},
         {"title", required_argument, NULL, OPT_TITLE},
+        {"note", required_argument, NULL, OPT_NOTE},
         {"refusal", required_argument, NULL, OPT_REFUSAL},
         {"allow-missing", no_argument, NULL, OPT_ALLOW_MISSING},
         {"help", no_argument, NULL, 'h'},
@@ -59,6 +61,8 @@ int main(int argc, char **argv) {
     evalset set = {0};
     const char *html = NULL, *log_path = NULL, *title = "tunepipe evaluation", *refusal = DEFAULT_REFUSAL;
     const char *label = NULL, *score = NULL; /* for the next results file */
+    const char **notes = xmalloc((size_t)argc * sizeof *notes); /* at most one per argument */
+    size_t nnotes = 0;
     long examples = -1;
     int json = 0, allow_missing = 0;
     int c;
@@ -84,6 +88,7 @@ int main(int argc, char **argv) {
         case 'n': examples = parse_long("--examples", optarg, 0, 1000000); break;
         case OPT_LOG: log_path = optarg; break;
         case OPT_TITLE: title = optarg; break;
+        case OPT_NOTE: notes[nnotes++] = optarg; break;
         case OPT_REFUSAL: refusal = optarg; break;
         case OPT_ALLOW_MISSING: allow_missing = 1; break;
         case 'h': print_help_and_exit(HELP);
@@ -93,7 +98,7 @@ int main(int argc, char **argv) {
     }
     if (label || score) usage_error("--label and --score go before the results file they describe");
     if (!set.ninputs) usage_error("no results file given");
-    if (!html && (log_path || examples >= 0)) usage_error("--log and --examples need --html");
+    if (!html && (log_path || examples >= 0 || nnotes)) usage_error("--log, --examples and --note need --html");
     for (size_t i = 0; i < set.ninputs; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(set.inputs[i].label, set.inputs[j].label) == 0)
@@ -116,10 +121,11 @@ int main(int argc, char **argv) {
     if (html) {
         FILE *f = fopen(html, "w");
         if (!f) die("%s: %s", html, strerror(errno));
-        report_html(f, &set, title, examples >= 0 ? (size_t)examples : DEFAULT_EXAMPLES, log);
+        report_html(f, &set, title, notes, nnotes, examples >= 0 ? (size_t)examples : DEFAULT_EXAMPLES, log);
         if (fflush(f) != 0 || ferror(f) || fclose(f) != 0) die("%s: write error: %s", html, strerror(errno));
     }
     loss_log_free(log);
     evalset_free(&set);
+    free(notes);
     return 0;
 }

@@ -31,6 +31,11 @@ q1='[4118,19782,27,187,2347,476,309,7472,253,3045,285,3290,273,253,4561,2505,432
 check "--template wraps the question (lamini's processed format)" \
 	"head -1 '$data' | bpe-encode --template '### Question:\n{question}\n\n### Answer:' | bpe-encode -d --ids |
 	 grep -qF '{\"id\":1,\"question\":$q1,\"answer\":[2512,'"
+check "-d --template writes the question without the template" \
+	"head -1 '$data' | bpe-encode --template '### Question:\n{question}\n\n### Answer:' |
+	 bpe-encode -d --template '### Question:\n{question}\n\n### Answer:' |
+	 grep -qF '{\"id\":1,\"question\":\"How can I evaluate the performance and quality of the generated text from Lamini models?\",\"answer\":' &&
+	 head -1 '$data' | bpe-encode | bpe-encode -d --template 'Q: {question}!' | grep -qF '\"question\":\"How can I'"
 check "--no-eos leaves the answer without EOS" \
 	"head -1 '$data' | bpe-encode --no-eos | bpe-encode -d --ids | grep -q ',15\\]}\$'"
 cafe=$(printf 'caf\303\251')
@@ -97,5 +102,6 @@ check "-f writes the stream even to a terminal" \
 	"command -v script >/dev/null || exit 0; script -qec '$BIN/bpe-encode -f --text </dev/null' /dev/null | grep -q NEOXTOKS"
 check "--ids without -d is a usage error" "bpe-encode --ids </dev/null >/dev/null 2>&1; test \$? -eq 2"
 check "-d with an encoding option is a usage error" "bpe-encode -d --no-eos </dev/null >/dev/null 2>&1; test \$? -eq 2"
+check "-d --ids --template is a usage error" "bpe-encode -d --ids --template 'Q: {question}' </dev/null >/dev/null 2>&1; test \$? -eq 2"
 
 done_testing

@@ -118,6 +118,11 @@ check "--html writes the report" \
 	 grep -q 'Tell me a &lt;b&gt;joke&lt;/b&gt;' $TMP/report.html && ! grep -q '<b>joke' $TMP/report.html"
 check "the report loads nothing from elsewhere" \
 	"! grep -Eiq '(src|href)=\"(https?:)?//|@import|url\\(' $TMP/report.html"
+check "--note: a paragraph each under the title, escaped, in order" \
+	"eval-compare $B --html $TMP/note.html --note 'Random <weights>' --note second >/dev/null &&
+	 sed -n '/<\\/h1>/,/records compared/p' $TMP/note.html | grep -c '<p class=\"lead\">' | grep -qx 2 &&
+	 grep -A1 -F '<p class=\"lead\">Random &lt;weights&gt;</p>' $TMP/note.html | grep -qF '<p class=\"lead\">second</p>'"
+check "--note without --html is a usage error" "eval-compare --note x $B 2>/dev/null; test \$? -eq 2"
 check "the report without --log says so" \
 	"eval-compare $B --html $TMP/nolog.html >/dev/null && grep -q 'No training log' $TMP/nolog.html &&
 	 ! grep -q '<svg' $TMP/nolog.html"

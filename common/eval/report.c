@@ -185,6 +185,7 @@ static const char STYLE[] =
     "table.metrics th[scope=row]{text-align:left;font-weight:normal}\n"
     "td.best{font-weight:bold;background:#eef6ee}\n"
     ".note{color:#555;font-size:.9em}\n"
+    ".lead{background:#fff8e0;border-left:4px solid #e0b000;padding:.4em .8em}\n"
     ".example{border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.6em 1em}\n"
     ".example h3{margin:.2em 0;font-size:1em;color:#555}\n"
     ".question{font-weight:bold;margin:.4em 0 .8em}\n"
@@ -285,14 +286,21 @@ static void html_examples(FILE *f, const evalset *s, size_t examples) {
     }
 }
 
-void report_html(FILE *f, const evalset *s, const char *title, size_t examples, const loss_log *log) {
+void report_html(FILE *f, const evalset *s, const char *title, const char *const *notes, size_t nnotes,
+                 size_t examples, const loss_log *log) {
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
           "<link rel=\"icon\" href=\"data:,\">\n<title>", f);
     html_escape(f, title);
     fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>", STYLE);
     html_escape(f, title);
-    fprintf(f, "</h1>\n<p class=\"note\">%zu records compared:", s->ncompared);
+    fputs("</h1>\n", f);
+    for (size_t i = 0; i < nnotes; i++) {
+        fputs("<p class=\"lead\">", f);
+        html_escape(f, notes[i]);
+        fputs("</p>\n", f);
+    }
+    fprintf(f, "<p class=\"note\">%zu records compared:", s->ncompared);
     for (size_t i = 0; i < s->ninputs; i++) {
         const eval_input *in = &s->inputs[i];
         fputs(i ? "; " : " ", f);

@@ -26,7 +26,7 @@ void json_put_string(utf8_buf *out, const char *s, size_t n) {
 }
 
 size_t record_to_json(const record *r, const tokenizer *tok, long eos_id, int as_ids, int skip_special,
-                      utf8_buf *out, utf8_buf *text) {
+                      const prompt_template *tmpl, utf8_buf *out, utf8_buf *text) {
     size_t unknown = 0;
     char num[32];
     utf8_buf_append(out, num, (size_t)snprintf(num, sizeof num, "{\"id\":%llu", (unsigned long long)r->id));
@@ -49,7 +49,10 @@ size_t record_to_json(const record *r, const tokenizer *tok, long eos_id, int as
         } else {
             text->len = 0;
             unknown += tokenizer_decode(tok, ids, n, skip_special, text);
-            json_put_string(out, text->data ? text->data : "", text->len);
+            const char *t = text->data ? text->data : "";
+            size_t off = 0, len = text->len;
+            if (tmpl && strcmp(r->seg[s].name, SEG_QUESTION) == 0) template_unwrap(tmpl, t, text->len, &off, &len);
+            json_put_string(out, t + off, len);
         }
     }
     if (stop) {

@@ -38,3 +38,13 @@ void template_wrap(const prompt_template *t, const char *text, size_t n, utf8_bu
     utf8_buf_append(out, text, n);
     if (t->suffix) utf8_buf_append(out, t->suffix, strlen(t->suffix));
 }
+
+int template_unwrap(const prompt_template *t, const char *text, size_t n, size_t *off, size_t *len) {
+    size_t np = t->prefix ? strlen(t->prefix) : 0, ns = t->suffix ? strlen(t->suffix) : 0;
+    if (np + ns > n || memcmp(text, t->prefix ? t->prefix : "", np) != 0 ||
+        memcmp(text + n - ns, t->suffix ? t->suffix : "", ns) != 0)
+        return 0;
+    *off = np;
+    *len = n - np - ns;
+    return 1;
+}

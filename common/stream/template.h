@@ -18,5 +18,9 @@ void template_free(prompt_template *t);
 /* Appends prefix ++ text ++ suffix to out (just text when t has none): one
  * string to encode, since BPE splits depend on the neighbouring bytes. */
 void template_wrap(const prompt_template *t, const char *text, size_t n, utf8_buf *out);
+/* The question inside text, the inverse of template_wrap: when text is
+ * prefix ++ question ++ suffix (always, for a template with none), sets
+ * *off and *len to the question's bytes and returns 1; else returns 0. */
+int template_unwrap(const prompt_template *t, const char *text, size_t n, size_t *off, size_t *len);
 
 #endif

@@ -22,7 +22,7 @@ static char *encode_json(record_encoder *e, const char *line, int as_ids, char *
     record r = {0};
     utf8_buf out = {0}, text = {0};
     if (record_encode_json(e, line, strlen(line), 9, &r, err, errlen) == 0)
-        record_to_json(&r, tok, eos_id, as_ids, 0, &out, &text);
+        record_to_json(&r, tok, eos_id, as_ids, 0, NULL, &out, &text);
     record_free(&r);
     utf8_buf_free(&text);
     return out.len ? utf8_buf_cstr(&out) : NULL;
@@ -87,8 +87,15 @@ static void test_text_line(void) {
     utf8_buf out = {0}, text = {0};
     char err[256];
     ok(record_encode_text(&e, "x y", 3, 3, &r, err, sizeof err) == 0, "a text line encodes");
-    record_to_json(&r, tok, eos_id, 0, 0, &out, &text);
+    record_to_json(&r, tok, eos_id, 0, 0, NULL, &out, &text);
     ok(strcmp(utf8_buf_cstr(&out), "{\"id\":3,\"question\":\"<x y>\"}\n") == 0, "a question only, in the template");
+    out.len = 0;
+    record_to_json(&r, tok, eos_id, 0, 0, &e.tmpl, &out, &text);
+    ok(strcmp(utf8_buf_cstr(&out), "{\"id\":3,\"question\":\"x y\"}\n") == 0, "decoded with the template: without it");
+    size_t off = 9, len = 9;
+    ok(template_unwrap(&e.tmpl, "<>", 2, &off, &len) && off == 1 && len == 0, "an empty question unwraps");
+    ok(!template_unwrap(&e.tmpl, "<x", 2, &off, &len) && !template_unwrap(&e.tmpl, ">", 1, &off, &len) && off == 1,
+       "text not wrapped in the template is left as it is");
     ok(record_encode_text(&e, "\xff", 1, 4, &r, err, sizeof err) == -1 && strcmp(err, "not valid UTF-8 (byte 1)") == 0,
        "invalid UTF-8 is refused: %s", err);
     record_free(&r);
