@@ -188,7 +188,7 @@ static void test_grad0_and_trajectory(void) {
         step_result r = trainer_step(&t, &d, ex, 4, lr_at_step(SCHEDULE_CONSTANT, 1e-3, s, 0, 6));
         worst_loss = fmax(worst_loss, fabs(r.loss - want_loss[s]) / want_loss[s]);
         worst_norm = fmax(worst_norm, fabs(r.grad_norm - want_norm[s]) / want_norm[s]);
-        diag("step %d: loss %.6f (HF %.6f), grad norm %.6f (HF %.6f)", s, r.loss, want_loss[s],
+        note("step %d: loss %.6f (HF %.6f), grad norm %.6f (HF %.6f)", s, r.loss, want_loss[s],
              r.grad_norm, want_norm[s]);
     }
     ok(worst_loss < 1e-4, "6-step loss trajectory within 1e-4 relative (worst %.2e)", worst_loss);
