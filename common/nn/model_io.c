@@ -179,6 +179,7 @@ static void read_bf16(neox_model *m, const shard_set *s) {
     /* tied: from embed_in, kept in fp32 */
     if (c->tie_word_embeddings) linear_set_dtype(&m->lm_head, DTYPE_BF16, GEMM_FOR_FORWARD);
     m->dtype = DTYPE_BF16;
+    m->dtype_uses = GEMM_FOR_FORWARD;
 }
 
 /* model_load, or model_load_bf16 when bf16. */

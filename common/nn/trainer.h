@@ -35,7 +35,7 @@ typedef struct {
     int row0, row1;
 } update_piece;
 
-typedef struct {
+typedef struct trainer {
     neox_model *model;
     float *grad, *adam_m, *adam_v;  /* flat blocks like model->params */
     neox_params grad_views;
@@ -50,6 +50,9 @@ typedef struct {
     /* seconds spent, cumulative (for benchmarks) */
     double time_forward, time_backward, time_optimizer;
     train_acts acts;
+    device_pack_buf dpack;          /* the current pack on the model's device */
+    double *sumsq;                  /* a device double: the step's Σ grad² */
+    void *device_plan;              /* what the device's adamw_step keeps */
     /* pack assembly */
     int *seq_start, *row_pos;
     uint32_t *ids, *row_target;

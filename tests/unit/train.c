@@ -229,13 +229,14 @@ static void test_packed_forward(void) {
     seq_start[3] = pos;
     neox_pack pack = {.T = pos, .nseq = 3, .seq_start = seq_start, .ids = ids, .nrows = rows,
                        .row_pos = row_pos, .row_target = targets};
-    model_forward_pack(&m, &t.acts.f, &pack);
+    device_pack_buf buf = {0};
+    model_forward_pack(&m, &t.acts.f, device_pack_upload(&buf, m.dev, &pack));
     double worst = 0;
     int V = m.cfg.vocab_size, row = 0;
     for (int s = 0; s < 3; s++) {
         int T = seq_start[s + 1] - seq_start[s];
         neox_acts a;
-        acts_alloc(&a, &m.cfg, T);
+        acts_alloc(&a, &m, T);
         model_forward(&m, &a, ids + seq_start[s], T);
         for (int p = 0; p < T - 1; p++, row++)
             for (int v = 0; v < V; v++)
