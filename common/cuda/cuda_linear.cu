@@ -1,6 +1,6 @@
 /* cuda_linear.cu — linear layers on cuBLASLt (forward, bias in the
  * epilogue) and cuBLAS (backward). Row-major [N, C] is column-major
- * [C, N] to cuBLAS, so out [N, OC] = inp · wᵀ is outᵀ = wᵀᵀ… computed as
+ * [C, N] to cuBLAS, so out [N, OC] = inp · wᵀ is
  * D (OC x N) = op_T(w as C x OC) · (inp as C x N). */
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +29,14 @@ static int common_alignment(const void *const *p, int n) {
     return (int)(bits & (~bits + 1));
 }
 
+static void plan_release(lt_plan *p) {
+    cublasLtMatmulDescDestroy(p->op);
+    cublasLtMatrixLayoutDestroy(p->a);
+    cublasLtMatrixLayoutDestroy(p->b);
+    cublasLtMatrixLayoutDestroy(p->d);
+    p->usable = 0;
+}
+
 static lt_plan *plan_for(int N, int OC, int C, int bf16, int bias, int align) {
     for (int i = 0; i < nplans; i++) {
         lt_plan *p = &plans[i];
@@ -37,13 +45,8 @@ static lt_plan *plan_for(int N, int OC, int C, int bf16, int bias, int align) {
     }
     /* A full table starts over (shapes vary little: layers × row counts). */
     if (nplans == MAX_PLANS) {
-        for (int i = 0; i < nplans; i++) {
-            if (!plans[i].usable) continue;
-            cublasLtMatmulDescDestroy(plans[i].op);
-            cublasLtMatrixLayoutDestroy(plans[i].a);
-            cublasLtMatrixLayoutDestroy(plans[i].b);
-            cublasLtMatrixLayoutDestroy(plans[i].d);
-        }
+        for (int i = 0; i < nplans; i++)
+            if (plans[i].usable) plan_release(&plans[i]);
         nplans = 0;
     }
     lt_plan *p = &plans[nplans++];
@@ -77,12 +80,7 @@ static lt_plan *plan_for(int N, int OC, int C, int bf16, int bias, int align) {
         p->usable = 1;
     }
     cublasLtMatmulPreferenceDestroy(pref);
-    if (!p->usable) {
-        cublasLtMatmulDescDestroy(p->op);
-        cublasLtMatrixLayoutDestroy(p->a);
-        cublasLtMatrixLayoutDestroy(p->b);
-        cublasLtMatrixLayoutDestroy(p->d);
-    }
+    if (!p->usable) plan_release(p);
     return p;
 }
 
@@ -107,14 +105,19 @@ int cuda_linear_forward(float *out, const float *inp, const float *w, const void
         B = x;
         in = CUDA_R_16BF;
     }
-    const void *ptrs[] = {A, B, out, b};
-    lt_plan *p = plan_for(N, OC, C, bf16, b != NULL, common_alignment(ptrs, 4));
+    const void *ptrs[] = {A, B, out};
     const float one = 1.0f, zero = 0.0f;
-    if (p->usable) {
-        if (b) cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b);
-        BLAS_TRY(fn, cublasLtMatmul(cuda_blaslt, p->op, &one, A, p->a, B, p->b, &zero, out, p->d, out, p->d,
-                                    &p->algo, cuda_workspace, CUDA_WORKSPACE_BYTES, cuda_stream));
-        return 0;
+    /* The epilogue's bias wants 16-byte alignment; a bias view that lacks
+     * it takes the GemmEx path. */
+    if (!b || ((uintptr_t)b & 15) == 0) {
+        lt_plan *p = plan_for(N, OC, C, bf16, b != NULL, common_alignment(ptrs, 3));
+        if (p->usable) {
+            if (b) cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b);
+            if (cublasLtMatmul(cuda_blaslt, p->op, &one, A, p->a, B, p->b, &zero, out, p->d, out, p->d, &p->algo,
+                               cuda_workspace, CUDA_WORKSPACE_BYTES, cuda_stream) == CUBLAS_STATUS_SUCCESS)
+                return 0;
+            plan_release(p); /* refused at run time: this shape takes GemmEx from now on */
+        }
     }
     if (b) {
         bias_fill_kernel<<<cuda_blocks((size_t)N * OC, 256), 256, 0, cuda_stream>>>(out, b, N, OC);
