@@ -90,12 +90,77 @@ __global__ void bias_fill_kernel(float *out, const float *b, int N, int OC) {
     if (i < (size_t)N * OC) out[i] = b[i % OC];
 }
 
+/* ---- few rows (decoding): the weight streamed once, one warp a row ---- */
+
+/* Rows up to which the forward streams the weight itself: one launch
+ * (no rounding pass for bf16), bias included, at memory speed. */
+#define GEMV_MAX_ROWS 8
+
+/* x rounded to bf16 and back (gemm_fp32_to_bf16), as the products see it. */
+__device__ inline float bf16_round(float x) {
+    uint32_t u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return __uint_as_float(u & 0xffff0000u);
+}
+
+/* out [N, OC] = inp [N, C] · wᵀ + b, N <= GEMV_MAX_ROWS; w fp32 or bf16
+ * [OC, C], C a multiple of 8, rows 16-byte aligned. */
+template <bool BF16>
+__global__ void gemv_kernel(float *out, const float *inp, const void *w, const float *b, int N, int OC, int C) {
+    const int lane = threadIdx.x & 31, o = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (o >= OC) return;
+    float acc[GEMV_MAX_ROWS];
+#pragma unroll
+    for (int n = 0; n < GEMV_MAX_ROWS; n++) acc[n] = 0.0f;
+    const float4 *x4 = (const float4 *)inp;
+    const int C4 = C / 4;
+    for (int e = lane; e < C / 8; e += 32) { /* 8 weights a lane at a time */
+        float wv[8];
+        if (BF16) {
+            uint4 q = ((const uint4 *)((const uint16_t *)w + (size_t)o * C))[e];
+            uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                wv[2 * k] = __uint_as_float(u[k] << 16);
+                wv[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+            }
+        } else {
+            const float4 *wr = (const float4 *)((const float *)w + (size_t)o * C);
+            float4 a = wr[2 * e], c = wr[2 * e + 1];
+            wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = c.x, wv[5] = c.y, wv[6] = c.z, wv[7] = c.w;
+        }
+#pragma unroll
+        for (int n = 0; n < GEMV_MAX_ROWS; n++) {
+            if (n >= N) break;
+            float4 a = x4[(size_t)n * C4 + 2 * e], c = x4[(size_t)n * C4 + 2 * e + 1];
+            float xv[8] = {a.x, a.y, a.z, a.w, c.x, c.y, c.z, c.w};
+#pragma unroll
+            for (int k = 0; k < 8; k++) acc[n] += wv[k] * (BF16 ? bf16_round(xv[k]) : xv[k]);
+        }
+    }
+    const float bias = b ? b[o] : 0.0f;
+#pragma unroll
+    for (int n = 0; n < GEMV_MAX_ROWS; n++) {
+        if (n >= N) break;
+        float sum = warp_sum(acc[n]);
+        if (lane == 0) out[(size_t)n * OC + o] = sum + bias;
+    }
+}
+
 int cuda_linear_forward(float *out, const float *inp, const float *w, const void *w_bf16,
                         const float *b, int N, int OC, int C) {
     static const char *fn = "cuda_linear_forward";
     if (cuda_ready(fn)) return -1;
     if (N <= 0) return 0;
     const int bf16 = w_bf16 != NULL;
+    const void *vec[] = {inp, bf16 ? w_bf16 : (const void *)w};
+    if (N <= GEMV_MAX_ROWS && C % 8 == 0 && common_alignment(vec, 2) >= 16) {
+        unsigned blocks = cuda_blocks(OC, 8);
+        if (bf16) gemv_kernel<true><<<blocks, 256, 0, cuda_stream>>>(out, inp, w_bf16, b, N, OC, C);
+        else gemv_kernel<false><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, N, OC, C);
+        return cuda_launched(fn);
+    }
     const void *A = w, *B = inp;
     cudaDataType_t in = CUDA_R_32F;
     if (bf16) {

@@ -7,7 +7,9 @@
  * and returns 0, or -1 with cuda_ops_last_error() saying why; none waits
  * for the GPU, except the copies to the host, cuda_sync, and the rare
  * growth of a scratch buffer kept inside the module (which waits for the
- * stream before freeing the old one). */
+ * stream before freeing the old one). Once the scratch buffers have
+ * reached their sizes (one warm-up step), a step's ops can be captured
+ * into a CUDA graph on cuda_ops_stream(). */
 #ifndef TUNEPIPE_CUDA_OPS_H
 #define TUNEPIPE_CUDA_OPS_H
 
@@ -45,7 +47,9 @@ int cuda_sync(void);                                           /* waits for the 
  * out [N, OC] = inp [N, C] · w [OC, C]ᵀ + b [OC] (b may be NULL).
  * w_bf16 NULL: fp32 product, no TF32. Otherwise w_bf16 [OC, C] bf16
  * (cuda_to_bf16 of w) and inp is rounded to bf16; fp32 accumulation and
- * output. Bias in the product's epilogue (cuBLASLt). */
+ * output. Up to 8 rows (decoding), with C % 8 == 0 and inp and the weight
+ * 16-byte aligned: one kernel streams the weight once, bias included;
+ * otherwise cuBLASLt with the bias in its epilogue. */
 int cuda_linear_forward(float *out, const float *inp, const float *w, const void *w_bf16,
                         const float *b, int N, int OC, int C);
 /* dinp [N, C] = dout · w (skipped when NULL), dw [OC, C] (+)= doutᵀ · inp,
@@ -107,7 +111,8 @@ typedef struct {
  * writes out [R, C] = the attention of each new row i over positions
  * 0..p0+i of its sequence. qkv [R, 3C] is read only (left unrotated).
  * max_pos: the largest p0 + n (sizes the launch). One launch for all rows
- * and heads. Needs hd % 4 == 0, hd <= 512. */
+ * and heads. Needs hd % 4 == 0, hd <= 512, and qkv, out and the caches
+ * 16-byte aligned (read and written four floats at a time). */
 int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *seqs, int nseq, int R,
                           int max_pos, int l, const float *rope_cos, const float *rope_sin, int NH,
                           int hd, int rot);
