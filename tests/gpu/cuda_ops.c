@@ -207,6 +207,40 @@ static void test_linear(int N, int OC, int Cin, int bias, int accumulate) {
     for (size_t i = 0; i < sizeof h / sizeof *h; i++) free(h[i]);
 }
 
+/* Views one float off 16-byte alignment take the other paths: a bias so
+ * placed the GemmEx one (bias added first), few rows so placed cuBLASLt
+ * at 4-byte alignment. */
+static void test_linear_views(int N, int misalign_bias, int misalign_inp) {
+    const int OC = 1024, Cin = 1024;
+    char what[160];
+    float *w = randv((size_t)OC * Cin, 0.05f), *b = randv(OC, 0.5f), *x = randv((size_t)N * Cin, 1);
+    float *out = malloc((size_t)N * OC * sizeof *out);
+    linear l;
+    linear_init(&l, w, b, OC, Cin);
+    linear_forward(&l, out, x, N);
+    float *gw = upf(w, (size_t)OC * Cin), *gb = upf(NULL, OC + 1), *gx = upf(NULL, (size_t)N * Cin + 1);
+    float *gout = upf(NULL, (size_t)N * OC);
+    GPU(cuda_to_device(gb + misalign_bias, b, OC * sizeof(float)));
+    GPU(cuda_to_device(gx + misalign_inp, x, (size_t)N * Cin * sizeof(float)));
+    void *gw16 = up(NULL, (size_t)OC * Cin * 2);
+    GPU(cuda_to_bf16(gw16, gw, (size_t)OC * Cin));
+    for (int bf = 0; bf < 2; bf++) {
+        snprintf(what, sizeof what, "linear forward %s N=%d, bias %s, input %s", bf ? "bf16" : "fp32", N,
+                 misalign_bias ? "4-byte aligned" : "aligned", misalign_inp ? "4-byte aligned" : "aligned");
+        if (GPU(cuda_linear_forward(gout, gx + misalign_inp, gw, bf ? gw16 : NULL, gb + misalign_bias, N, OC, Cin)))
+            compare_dev(what, gout, out, (size_t)N * OC, bf ? 2e-2 : 1e-5);
+    }
+    cuda_free(gw);
+    cuda_free(gb);
+    cuda_free(gx);
+    cuda_free(gout);
+    cuda_free(gw16);
+    free(w);
+    free(b);
+    free(x);
+    free(out);
+}
+
 /* ---- element-wise ---- */
 
 static void test_layernorm(int N) {
@@ -579,6 +613,8 @@ int main(void) {
     test_linear(1, F, C, 1, 1);        /* a decoding row */
     test_linear(3, C, C, 0, 0);        /* odd shape, no bias */
     test_linear(64, V, C, 0, 1);       /* embed_out on the loss rows */
+    test_linear_views(387, 1, 0);
+    test_linear_views(3, 0, 1);
     test_layernorm(387);
     test_layernorm(1);
     test_pointwise();
