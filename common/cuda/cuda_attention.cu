@@ -145,7 +145,9 @@ int cuda_attention_backward(float *dqkv, float *datt, const float *dout, const f
 
 /* ---- cached decoding ---- */
 
-#define DECODE_THREADS 256
+/* A block per (row, head): at batch 1 only NH blocks, so each has many
+ * threads and unrolled loops to keep enough loads in flight. */
+#define DECODE_THREADS 512
 
 /* Element d of a rotated q or k row x at the angles c, s of its position. */
 __device__ inline float rotated(const float *x, int d, const float *c, const float *s, int half) {
@@ -198,6 +200,7 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
     const float scale = 1.0f / sqrtf((float)hd);
     /* cached keys: 32/G keys a warp at a time */
     const int per_warp = 32 / G, gid = lane / G, gl = lane % G;
+#pragma unroll 4
     for (int jb = warp * per_warp; jb < p0; jb += nwarps * per_warp) {
         int j = jb + gid;
         float acc = 0;
@@ -235,6 +238,7 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
     const int J = DECODE_THREADS / D4, d4 = tid % D4, jg = tid / D4;
     float4 acc = make_float4(0, 0, 0, 0);
     if (jg < J)
+#pragma unroll 4
         for (int j = jg; j < P; j += J) {
             const float *vr = j < p0 ? Vc + (size_t)j * hd : newrows + (size_t)(j - p0) * 3 * C + 2 * hd;
             float4 vv = ((const float4 *)vr)[d4];
@@ -263,7 +267,7 @@ int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *s
                           int l, const float *rope_cos, const float *rope_sin, int NH, int hd, int rot) {
     static const char *fn = "cuda_attention_decode";
     if (check_geometry(fn, NH, hd, rot, NH * hd)) return -1;
-    if (hd % 4 || hd > 4 * DECODE_THREADS / 2) return cuda_fail(fn, "geometry", "needs hd % 4 == 0 and hd <= 512");
+    if (hd % 4 || hd > 512) return cuda_fail(fn, "geometry", "needs hd % 4 == 0 and hd <= 512");
     if (R <= 0 || nseq <= 0) return 0;
     int D4 = hd / 4, G = 1;
     while (G < 32 && D4 % (2 * G) == 0) G *= 2;
