@@ -183,15 +183,25 @@ int cuda_to_bf16(void *dst, const float *src, size_t n) {
 /* ---- sums of squares ---- */
 
 #define SUMSQ_THREADS 256
-#define SUMSQ_BLOCKS 512 /* at most; fixed by n alone, so the order is too */
+#define SUMSQ_BLOCKS 1024 /* at most; fixed by n alone, so the order is too */
 
+/* Four loads in flight a thread; the order depends on n alone. */
 __global__ void sumsq_partial_kernel(double *partial, const float *x, size_t n) {
-    double s = 0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        double v = x[i];
-        s += v * v;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        double a = x[i], b = x[i + stride], c = x[i + 2 * stride], d = x[i + 3 * stride];
+        s0 += a * a;
+        s1 += b * b;
+        s2 += c * c;
+        s3 += d * d;
     }
-    s = block_sum(s);
+    for (; i < n; i += stride) {
+        double a = x[i];
+        s0 += a * a;
+    }
+    double s = block_sum((s0 + s1) + (s2 + s3));
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
