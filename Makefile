@@ -33,13 +33,23 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%.t)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan
+# The GPU backend: common/cuda/*.cu into a shared object that the tools
+# load at run time (they never link CUDA). Skipped where nvcc is absent.
+NVCC ?= $(shell command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+CUDA_LIBDIR ?= $(abspath $(dir $(NVCC))../lib64)
+NVCCFLAGS ?= -O3 -std=c++17 -Xcompiler -fPIC -Icommon \
+             -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_SRC = $(wildcard common/cuda/*.cu)
+CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+CUDA_LIB = $(if $(wildcard $(NVCC)),$(BUILD)/libtunepipe-cuda.so)
+
+.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan check-gpu
 .DELETE_ON_ERROR:
 # Keep the object files of tools and tests (make would delete them as
 # intermediates, and rebuild them every time).
 .SECONDARY:
 
-all: $(TOOLS:%=$(BIN)/%) $(UNIT_BIN) $(BENCH_BIN)
+all: $(TOOLS:%=$(BIN)/%) $(UNIT_BIN) $(BENCH_BIN) $(CUDA_LIB)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -60,6 +70,32 @@ $(BUILD)/tests/%.t: $(BUILD)/tests/unit/%.o $(BUILD)/libtunepipe.a
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libtunepipe.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# common/cuda/*.cu (variables above)
+$(BUILD)/common/cuda/%.o: common/cuda/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libtunepipe-cuda.so: $(CUDA_OBJ)
+	$(NVCC) -shared -cudart static -o $@ $^ -L$(CUDA_LIBDIR) -lcublas -lcublasLt -Xlinker -rpath=$(CUDA_LIBDIR)
+
+# GPU tests: linked with the CPU library (their reference) and the .so.
+GPU_SRC = $(wildcard tests/gpu/*.c)
+GPU_BIN = $(GPU_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%.t)
+
+$(BUILD)/tests/gpu/%.t: $(BUILD)/tests/gpu/%.o $(BUILD)/libtunepipe.a $(BUILD)/libtunepipe-cuda.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -L$(BUILD) -ltunepipe-cuda \
+	  -Wl,-rpath,$(abspath $(BUILD)) $(LDLIBS)
+
+# Builds and runs the GPU tests; each skips itself without a GPU.
+ifneq ($(CUDA_LIB),)
+check-gpu: $(GPU_BIN)
+	prove --exec '' $(GPU_BIN)
+else
+check-gpu:
+	@echo "check-gpu: skipped, no nvcc at $(NVCC)"
+endif
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
