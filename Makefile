@@ -10,6 +10,7 @@ PREFIX ?= /usr/local
 BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 DATADIR = $(PREFIX)/share/tunepipe
+LIBDIR = $(PREFIX)/lib/tunepipe
 
 CC ?= cc
 # Built on the machine that runs it, so tune for it; ARCH= to override.
@@ -18,8 +19,9 @@ OPT ?= -O2
 CFLAGS ?= $(OPT) -g $(ARCH)
 WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -Icommon -I/usr/include/cjson \
-            -DTUNEPIPE_DATADIR='"$(DATADIR)"' -DTUNEPIPE_SRCDATA='"$(CURDIR)/data"'
-LDLIBS = -lcjson -lutf8proc -lzstd -lopenblas -lm -lpthread
+            -DTUNEPIPE_DATADIR='"$(DATADIR)"' -DTUNEPIPE_SRCDATA='"$(CURDIR)/data"' \
+            -DTUNEPIPE_LIBDIR='"$(LIBDIR)"' -DTUNEPIPE_CUDA_LIB='"$(CURDIR)/$(BUILD)/libtunepipe-cuda.so"'
+LDLIBS = -lcjson -lutf8proc -lzstd -lopenblas -lm -lpthread -ldl
 
 # BUILD= lets the sanitizer build live beside the normal one.
 BUILD ?= build
@@ -127,6 +129,7 @@ install: all
 	install -m 644 man/man1/*.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 644 man/man5/*.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 data/* $(DESTDIR)$(DATADIR)
+	$(if $(CUDA_LIB),install -d $(DESTDIR)$(LIBDIR) && install -m 755 $(CUDA_LIB) $(DESTDIR)$(LIBDIR))
 
 # Speed of each stage on this machine: one table, medians (scripts/bench.sh).
 bench: deps
@@ -142,7 +145,7 @@ bf16-curve: deps
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man1/$(TOOLS:%=%.1) \
 	  $(DESTDIR)$(MANDIR)/man5/neox-stream.5
-	rm -rf $(DESTDIR)$(DATADIR)
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(LIBDIR)
 
 clean:
 	rm -rf build build-asan bin

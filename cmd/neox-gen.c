@@ -51,6 +51,7 @@ static const char usage[] =
     "                            question (default: \"### Question:\\n{question}\\n\\n### Answer:\")\n"
     "      --tokenizer FILE      interactive tokenizer.json (default: DIR's, else\n"
     "                            the installed one)\n"
+    "      --device DEV          cpu (default) or cuda: weights and KV cache on the GPU\n"
     "  -f, --force               write the binary stream even to a terminal\n"
     "      --progress            show progress even when stderr is not a terminal\n"
     "  -v, --verbose             say which kernels compute (bf16 on AMX or\n"
@@ -279,12 +280,13 @@ int main(int argc, char **argv) {
                  .gen = {.batch = 1, .max_new = 100, .eos_id = -2,
                          .sampling = {.temperature = 1.0, .top_p = 1.0, .repetition_penalty = 1.0}}};
     int progress_forced = 0, quiet = 0, verbose = 0, temperature_set = 0;
+    const char *device_name = device_default_name();
     enum { OPT_EOS = 256, OPT_REP, OPT_NGRAM, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_SCORE,
-           OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION, OPT_DTYPE };
+           OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION, OPT_DTYPE, OPT_DEVICE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"max-new", required_argument, 0, 'n'},
         {"batch", required_argument, 0, 'b'},        {"eos-id", required_argument, 0, OPT_EOS},
-        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"dtype", required_argument, 0, OPT_DTYPE},  {"device", required_argument, 0, OPT_DEVICE},
         {"repetition-penalty", required_argument, 0, OPT_REP},
         {"no-repeat-ngram", required_argument, 0, OPT_NGRAM},
         {"temperature", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
@@ -307,6 +309,7 @@ int main(int argc, char **argv) {
             if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16")) usage_error("--dtype: fp32 or bf16");
             o.bf16 = optarg[0] == 'b';
             break;
+        case OPT_DEVICE: device_name = optarg; break;
         case OPT_EOS: o.gen.eos_id = parse_long("--eos-id", optarg, -1, UINT32_MAX); break;
         case OPT_REP: so->repetition_penalty = parse_double("--repetition-penalty", optarg, 1e-6, 1e6); break;
         case OPT_NGRAM: so->no_repeat_ngram = (int)parse_long("--no-repeat-ngram", optarg, 0, 1 << 20); break;
@@ -337,14 +340,22 @@ int main(int argc, char **argv) {
     if (temperature_set) so->sample = so->temperature > 0;
     progress_setup(progress_forced, quiet || o.interactive);
 
-    if (o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
-    if (verbose) gemm_tell_kernels(o.bf16);
+    char err[600];
+    const device_ops *dev = device_open(device_name, err, sizeof err);
+    if (!dev) die("%s", err);
+    int on_cpu = dev == &device_cpu;
+    if (on_cpu && o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
+    if (verbose && on_cpu) gemm_tell_kernels(o.bf16);
     neox_model m;
-    char err[512];
-    /* bf16: the linear weights are loaded into their bf16 copies only. */
-    if (!(o.bf16 ? model_load_bf16(&m, o.model_dir, err, sizeof err)
-                 : model_load(&m, o.model_dir, err, sizeof err)))
+    /* bf16 on the CPU: the linear weights are loaded into their bf16 copies
+     * only; a GPU makes its copies from the fp32 weights it was given. */
+    if (!(o.bf16 && on_cpu ? model_load_bf16(&m, o.model_dir, err, sizeof err)
+                           : model_load(&m, o.model_dir, err, sizeof err)))
         die("%s", err);
+    if (!on_cpu) {
+        if (model_to_device(&m, dev)) die("--device %s: too little memory for the model", dev->name);
+        if (o.bf16) model_set_dtype(&m, DTYPE_BF16, GEMM_FOR_FORWARD);
+    }
     if (o.gen.eos_id == -2) o.gen.eos_id = m.cfg.eos_token_id;
 
     if (o.interactive) {

@@ -58,6 +58,9 @@ static const char usage[] =
     "      --save-every N       checkpoint every N steps; 0: only at the end\n"
     "                           (default 50)\n"
     "Running:\n"
+    "      --device DEV         cpu (default) or cuda: the whole run on the GPU\n"
+    "                           (weights, activations, AdamW), checkpoints as on\n"
+    "                           the CPU, so either resumes the other's\n"
     "      --threads N          worker threads (default: all CPUs)\n"
     "      --progress           show progress even when stderr is not a terminal\n"
     "  -v, --verbose            say which kernels compute (bf16 on AMX or\n"
@@ -83,7 +86,7 @@ static void parse_args(int argc, char **argv, options *o) {
     enum { OPT_INIT = 256, OPT_RESUME, OPT_OVERWRITE, OPT_TOKENIZER, OPT_SAVE_DTYPE, OPT_STEPS,
            OPT_EPOCHS, OPT_BATCH, OPT_GRAD_ACCUM, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_WD,
            OPT_CLIP, OPT_LOSS, OPT_SEED, OPT_NO_SHUFFLE, OPT_EVAL, OPT_EVAL_EVERY, OPT_KEEP_BEST,
-           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_DTYPE, OPT_VERSION };
+           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_DTYPE, OPT_DEVICE, OPT_VERSION };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"init", required_argument, 0, OPT_INIT},
         {"output", required_argument, 0, 'o'}, {"resume", required_argument, 0, OPT_RESUME},
@@ -95,7 +98,7 @@ static void parse_args(int argc, char **argv, options *o) {
         {"weight-decay", required_argument, 0, OPT_WD}, {"clip", required_argument, 0, OPT_CLIP},
         {"loss", required_argument, 0, OPT_LOSS}, {"seed", required_argument, 0, OPT_SEED},
         {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE}, {"eval", required_argument, 0, OPT_EVAL},
-        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"dtype", required_argument, 0, OPT_DTYPE}, {"device", required_argument, 0, OPT_DEVICE},
         {"eval-every", required_argument, 0, OPT_EVAL_EVERY}, {"keep-best", no_argument, 0, OPT_KEEP_BEST},
         {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"threads", required_argument, 0, OPT_THREADS},
         {"progress", no_argument, 0, OPT_PROGRESS}, {"quiet", no_argument, 0, 'q'},
@@ -151,6 +154,7 @@ static void parse_args(int argc, char **argv, options *o) {
         case OPT_EVAL_EVERY: s->eval_every = parse_long("--eval-every", optarg, 0, 1L << 40); t->given_eval_every = 1; fixed = 0; break;
         case OPT_KEEP_BEST: s->keep_best = 1; break;
         case OPT_SAVE_EVERY: s->save_every = parse_long("--save-every", optarg, 0, 1L << 40); t->given_save_every = 1; fixed = 0; break;
+        case OPT_DEVICE: t->device = optarg; fixed = 0; break;
         case OPT_THREADS: o->threads = (int)parse_long("--threads", optarg, 1, 1024); fixed = 0; break;
         case OPT_PROGRESS: o->progress = 1; fixed = 0; break;
         case 'q': t->quiet = 1; fixed = 0; break;

@@ -363,7 +363,7 @@ static st_out_tensor out_tensor(const neox_tensor *t, const float *block, char *
 void model_save(const char *path, const neox_model *m, st_dtype dtype) {
     st_out_tensor *out = xmalloc((size_t)m->num_tensors * sizeof *out);
     for (int i = 0; i < m->num_tensors; i++)
-        out[i] = out_tensor(&m->tensors[i], m->params, (char *)m->tensors[i].name);
+        out[i] = out_tensor(&m->tensors[i], model_host_params(m), (char *)m->tensors[i].name);
     st_write(path, out, m->num_tensors, dtype, NULL, NULL, 0);
     free(out);
 }
@@ -373,7 +373,14 @@ void state_save(const char *path, const neox_model *m, const float *adam_m,
     int n = m->num_tensors * 3;
     st_out_tensor *out = xmalloc((size_t)n * sizeof *out);
     char (*names)[MODEL_MAX_TENSOR_NAME + 16] = xmalloc((size_t)n * sizeof *names);
-    const float *blocks[3] = {m->params, adam_m, adam_v};
+    /* off the CPU, the moments through host copies */
+    const float *blocks[3] = {model_host_params(m), adam_m, adam_v};
+    float *host[2] = {NULL, NULL};
+    for (int k = 0; k < 2 && !m->dev->host_memory; k++) {
+        host[k] = xmalloc(m->num_params * sizeof(float));
+        m->dev->download(host[k], blocks[k + 1], m->num_params * sizeof(float));
+        blocks[k + 1] = host[k];
+    }
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < m->num_tensors; i++) {
             int j = k * m->num_tensors + i;
@@ -382,6 +389,8 @@ void state_save(const char *path, const neox_model *m, const float *adam_m,
         }
     const char *key = STATE_KEY;
     st_write(path, out, n, ST_F32, &key, &json, 1);
+    free(host[0]);
+    free(host[1]);
     free(names);
     free(out);
 }
@@ -407,7 +416,12 @@ char *state_load(const char *path, neox_model *m, float *adam_m, float *adam_v) 
     st_file f;
     char err[256];
     if (!st_open(&f, path, err, sizeof err)) die("%s: %s", path, err);
-    float *blocks[3] = {m->params, adam_m, adam_v};
+    float *blocks[3] = {m->params, adam_m, adam_v}, *on_device[3] = {m->params, adam_m, adam_v};
+    if (!m->dev->host_memory) { /* read on the host, then moved over */
+        blocks[0] = m->host_params;
+        blocks[1] = xmalloc(m->num_params * sizeof(float));
+        blocks[2] = xmalloc(m->num_params * sizeof(float));
+    }
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < m->num_tensors; i++) {
             const neox_tensor *t = &m->tensors[i];
@@ -420,6 +434,10 @@ char *state_load(const char *path, neox_model *m, float *adam_m, float *adam_v) 
             st_read_f32(&f, st, blocks[k] + t->offset);
             st_release(&f, st);
         }
+    for (int k = 0; k < 3 && !m->dev->host_memory; k++) {
+        m->dev->upload(on_device[k], blocks[k], m->num_params * sizeof(float));
+        if (k) free(blocks[k]);
+    }
     char *json = st_metadata_value(&f, STATE_KEY);
     if (!json) die("%s: not a neox-train state (no %s)", path, STATE_KEY);
     st_close(&f);

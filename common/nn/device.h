@@ -112,5 +112,7 @@ extern const device_ops device_cpu;
  * in err: "cuda" loads the CUDA backend built beside the tools (or named by
  * TUNEPIPE_CUDA_LIB) and needs a GPU and its driver. */
 const device_ops *device_open(const char *name, char *err, size_t errlen);
+/* The tools' device when --device is not given: TUNEPIPE_DEVICE, else "cpu". */
+const char *device_default_name(void);
 
 #endif

@@ -186,7 +186,7 @@ int model_to_device(neox_model *m, const device_ops *dev) {
     return 0;
 }
 
-const float *model_host_params(neox_model *m) {
+const float *model_host_params(const neox_model *m) {
     if (m->dev->host_memory) return m->params;
     m->dev->download(m->host_params, m->params, m->num_params * sizeof(float));
     return m->host_params;

@@ -98,7 +98,7 @@ void model_free(neox_model *m);
 int model_to_device(neox_model *m, const device_ops *dev);
 /* The parameters in host memory, brought up to date from the device (the
  * block itself on the CPU): what saving reads. */
-const float *model_host_params(neox_model *m);
+const float *model_host_params(const neox_model *m);
 
 /* Views of a block of num_params floats laid out like m->params; out->layers
  * is malloc'd (free it with model_free_views). */

@@ -48,7 +48,8 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
 /* Parameters per update piece of tensor i: whole multiples of 16 rows for
  * a weight with bf16 copies (*gw), else UPDATE_PIECE_PARAMS. */
 static size_t piece_params(trainer *t, int i, gemm_weight **gw) {
-    linear *l = t->model->dtype == DTYPE_BF16 ? t->model->tensor_linear[i] : NULL;
+    /* the CPU's bf16 copies, re-packed piece by piece */
+    linear *l = t->model->dtype == DTYPE_BF16 && t->model->dev == &device_cpu ? t->model->tensor_linear[i] : NULL;
     *gw = l ? &l->lowp : NULL;
     if (!*gw) return UPDATE_PIECE_PARAMS;
     int rows = UPDATE_PIECE_PARAMS / (*gw)->C / 16 * 16;
@@ -83,6 +84,7 @@ void trainer_use_bf16(trainer *t) {
 }
 
 const char *trainer_kernel_name(const trainer *t) {
+    if (t->model->dev != &device_cpu) return t->model->dtype == DTYPE_BF16 ? "cuda-bf16" : "cuda-fp32";
     return t->model->dtype == DTYPE_BF16 ? gemm_path_name(gemm_current_path()) : "fp32";
 }
 

@@ -178,6 +178,14 @@ static void read_dataset(dataset *d, const char *path, const run *r) {
     if (fd != STDIN_FILENO) close(fd);
 }
 
+/* The model onto the device of --device. */
+static void to_device(run *r) {
+    char err[600];
+    const device_ops *dev = device_open(r->o->device ? r->o->device : device_default_name(), err, sizeof err);
+    if (!dev) die("%s", err);
+    if (model_to_device(&r->model, dev)) die("--device %s: too little memory for the model", dev->name);
+}
+
 /* A new run: the model from -m or --init. */
 static void start_fresh(run *r) {
     const train_options *o = r->o;
@@ -200,6 +208,7 @@ static void start_fresh(run *r) {
         model_build(&r->model, &cfg);
         model_init_random(&r->model, r->s.seed);
     }
+    to_device(r);
     trainer_init(&r->t, &r->model, &(adamw_hparams){0.9, 0.999, 1e-8, r->s.weight_decay}, r->s.clip);
     r->p.best_step = -1;
 }
@@ -218,6 +227,7 @@ static void start_resumed(run *r) {
     path = path_join(o->out_dir, TRAIN_STATE_FILE);
     if (!file_exists(path)) die("%s: no %s to resume from", o->out_dir, TRAIN_STATE_FILE);
     /* The moments are read straight into the trainer's blocks. */
+    to_device(r);
     trainer_init(&r->t, &r->model, &ADAMW_DEFAULTS, 0);
     char *json = state_load(path, &r->model, r->t.adam_m, r->t.adam_v);
     train_state_parse(json, path, &r->s, &r->p);
@@ -299,7 +309,8 @@ static int train(run *r) {
     const train_options *o = r->o;
     int exit_status = 0;
     order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
-    if (r->s.bf16 && gemm_bf16_available()) trainer_use_bf16(&r->t);
+    /* a GPU always has bf16 products; the CPU's rule and message are gemm.h's */
+    if (r->s.bf16 && (r->model.dev != &device_cpu || gemm_bf16_available())) trainer_use_bf16(&r->t);
     if (o->resume) warn_if_kernels_changed(r);
     if (o->verbose) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
     catch_stop_signals();

@@ -18,6 +18,7 @@ typedef struct {
     const char *input;          /* the training stream; "-": standard input */
     int quiet;                  /* no closing message */
     int verbose;                /* say which kernels compute */
+    const char *device;         /* device_open's name; NULL: the CPU */
     /* Which of s were given: a fresh run keeps model_dir's dtype unless
      * given_save_dtype; a resumed run takes only the given steps (or
      * epochs), eval, eval_every and save_every from s. */
