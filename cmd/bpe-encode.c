@@ -181,7 +181,9 @@ int main(int argc, char **argv) {
         path = xmalloc(n);
         snprintf(path, n, "%s/tokenizer.json", model_dir);
     } else path = data_file("tokenizer.json");
-    tokenizer *tok = o.enc.tok = tokenizer_load(path);
+    char err[512];
+    tokenizer *tok = o.enc.tok = tokenizer_open(path, err, sizeof err);
+    if (!tok) die("%s: %s", path, err);
     tokenizer_set_special_as_text(tok, special_as_text);
 
     if (decode) {

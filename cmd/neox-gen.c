@@ -216,7 +216,9 @@ static void run_interactive(const neox_model *m, const options *o) {
             path = data_file("tokenizer.json");
         }
     }
-    tokenizer *tok = tokenizer_load(path);
+    char err[512];
+    tokenizer *tok = tokenizer_open(path, err, sizeof err);
+    if (!tok) die("%s: %s", path, err);
     free(path);
     prompt_template tmpl;
     template_parse(&tmpl, "--template", o->template);

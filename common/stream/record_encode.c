@@ -4,6 +4,7 @@
 #include "base/cli.h"
 #include "tokenizer/utf8_json.h"
 
+#include <assert.h>
 #include <cJSON.h>
 #include <limits.h>
 #include <math.h>
@@ -57,7 +58,9 @@ void record_encoder_free(record_encoder *e) {
 static int encode_text(record_encoder *e, const char *text, size_t n, segment *seg, const char *what, char *err,
                        size_t errlen) {
     e->ids.n = 0;
-    if (tokenizer_encode(e->tok, text, n, &e->ids, NULL)) die("bug: %s: invalid UTF-8 got through", what);
+    int invalid = tokenizer_encode(e->tok, text, n, &e->ids, NULL);
+    assert(!invalid && "invalid UTF-8 got through the record's checks");
+    (void)invalid;
     if (e->ids.n > UINT32_MAX - seg->n) {
         snprintf(err, errlen, "%s is too long", what);
         return -1;

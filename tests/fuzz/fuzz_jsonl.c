@@ -26,9 +26,17 @@
 
 static record_encoder plain, templated;
 
+/* tokenizer_open, or die with the reason. */
+static tokenizer *load_tokenizer(const char *path) {
+    char err[512];
+    tokenizer *t = tokenizer_open(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char *path = data_file("tokenizer.json");
-    tokenizer *tok = tokenizer_load(path);
+    tokenizer *tok = load_tokenizer(path);
     free(path);
     long eos = tokenizer_token_id(tok, "<|endoftext|>");
     if (eos < 0) die("the tokenizer has no <|endoftext|>");
@@ -130,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (rc == 0) check_record(o, text_mode, copy, len, lineno + 1, &r);
         if (rc == -1) {
             size_t n = strnlen(err, sizeof err);
-            FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated"); /* die() makes it one line */
+            FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated");
             char msg[300];
             snprintf(msg, sizeof msg, "line %llu: %s", (unsigned long long)lineno + 1, err);
             fuzz_reject(msg); /* bpe-encode without --skip-bad stops here */

@@ -136,10 +136,18 @@ static void test_state_json(void) {
     free(json);
 }
 
+/* tokenizer_open, or die with the reason. */
+static tokenizer *load_tokenizer(const char *path) {
+    char err[512];
+    tokenizer *t = tokenizer_open(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
 int main(void) {
     cli_init("records.t");
     char *path = data_file("tokenizer.json");
-    tok = tokenizer_load(path);
+    tok = load_tokenizer(path);
     free(path);
     eos_id = (uint32_t)tokenizer_token_id(tok, "<|endoftext|>");
     test_encode();
