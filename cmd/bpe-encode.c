@@ -54,7 +54,9 @@ typedef struct {
 } encode_opts;
 
 static void encode_stream(encode_opts *o, const char *in_name, int force) {
-    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force);
+    char why[ERR_MAX];
+    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force, why, sizeof why);
+    if (!sw) die("%s", why);
     line_reader *lr = line_reader_open(open_input(in_name), in_name);
     record r = {0};
     uint64_t written = 0, bad = 0;
@@ -72,7 +74,7 @@ static void encode_stream(encode_opts *o, const char *in_name, int force) {
             bad++;
             continue;
         }
-        stream_write(sw, &r);
+        if (stream_write(sw, &r, why, sizeof why) < 0) die("%s", why);
         written++;
         if (progress_enabled && (written & 255) == 0 && now_seconds() - last_progress > 0.5) {
             progress("%llu records", (unsigned long long)written);
@@ -96,11 +98,14 @@ static void decode_stream(tokenizer *tok, const prompt_template *tmpl, const cha
     record r = {0};
     utf8_buf out = {0}, text = {0};
     uint64_t unknown = 0;
-    while (stream_read(sr, &r)) {
+    char err[ERR_MAX];
+    int got;
+    while ((got = stream_read(sr, &r, err, sizeof err)) > 0) {
         out.len = 0;
         unknown += record_to_json(&r, tok, eos_id, as_ids, skip_special, tmpl, &out, &text);
         if (fwrite(out.data, 1, out.len, stdout) != out.len) checked_fflush(stdout);
     }
+    if (got < 0) die("%s", err);
     checked_fflush(stdout);
     if (unknown && !quiet)
         warn("%llu token id%s beyond the tokenizer's vocabulary left out of the text", (unsigned long long)unknown,
