@@ -121,7 +121,8 @@ static void test_state_json(void) {
     char *json = train_state_json(&s, &p);
     run_settings s2;
     run_progress p2;
-    train_state_parse(json, "state", &s2, &p2);
+    char why[ERR_MAX];
+    ok(train_state_parse(json, "state", &s2, &p2, why, sizeof why), "the state parses");
     ok(s2.steps == s.steps && s2.epochs == s.epochs && s2.batch == s.batch && s2.grad_accum == s.grad_accum &&
            s2.warmup == s.warmup && s2.eval_every == s.eval_every && s2.save_every == s.save_every && s2.lr == s.lr &&
            s2.weight_decay == s.weight_decay && s2.clip == s.clip && s2.schedule == s.schedule && s2.loss == s.loss &&
