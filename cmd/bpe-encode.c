@@ -120,6 +120,7 @@ int main(int argc, char **argv) {
     cli_init("bpe-encode");
     encode_opts o = {0};
     record_encoder_init(&o.enc);
+    char why[ERR_MAX];
     const char *tokenizer_path = NULL, *model_dir = NULL;
     int decode = 0, as_ids = 0, skip_special = 0, special_as_text = 0, force = 0, progress_forced = 0;
     int fields_given = 0;
@@ -151,11 +152,14 @@ int main(int argc, char **argv) {
         switch (c) {
         case 't': tokenizer_path = optarg; break;
         case 'm': model_dir = optarg; break;
-        case OPT_FIELDS: record_encoder_set_fields(&o.enc, optarg); fields_given = encode_option_given = 1; break;
+        case OPT_FIELDS:
+            if (record_encoder_set_fields(&o.enc, optarg, why, sizeof why)) usage_error("%s", why);
+            fields_given = encode_option_given = 1;
+            break;
         case OPT_TEXT: o.text_mode = encode_option_given = 1; break;
         case OPT_TEMPLATE:
             template_free(&o.enc.tmpl);
-            template_parse(&o.enc.tmpl, "--template", optarg);
+            if (template_parse(&o.enc.tmpl, "--template", optarg, why, sizeof why)) usage_error("%s", why);
             break;
         case OPT_NO_EOS: o.enc.eos = 0; encode_option_given = 1; break;
         case OPT_SPECIAL_AS_TEXT: special_as_text = encode_option_given = 1; break;

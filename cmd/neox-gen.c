@@ -229,7 +229,8 @@ static void run_interactive(const neox_model *m, const options *o) {
     if (!tok) die("%s: %s", path, err);
     free(path);
     prompt_template tmpl;
-    template_parse(&tmpl, "--template", o->template);
+    char why[ERR_MAX];
+    if (template_parse(&tmpl, "--template", o->template, why, sizeof why)) usage_error("%s", why);
     gen_opts go = o->gen;
     go.batch = 1;
     generator g;

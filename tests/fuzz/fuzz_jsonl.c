@@ -46,7 +46,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         both[i]->tok = tok;
         both[i]->eos_id = (uint32_t)eos;
     }
-    template_parse(&templated.tmpl, "--template", "Q: {question}\\nA:");
+    char err[256];
+    if (template_parse(&templated.tmpl, "--template", "Q: {question}\\nA:", err, sizeof err)) die("%s", err);
     return 0;
 }
 
@@ -117,10 +118,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     record_encoder *o = data[0] & 2 ? &templated : &plain;
     int text_mode = data[0] & 1;
     o->eos = !(data[0] & 4);
-    record_encoder_set_fields(o, data[0] & 8 ? "prompt,completion" : "question,answer");
+    char err[256];
+    record_encoder_set_fields(o, data[0] & 8 ? "prompt,completion" : "question,answer", err, sizeof err); /* well-formed */
     char *text = fuzz_cstr(data + 1, size - 1);
     record r = {0};
-    char err[256];
     uint64_t lineno = 0;
     for (char *line = text, *end = text + (size - 1); line <= end; lineno++) {
         char *nl = memchr(line, '\n', (size_t)(end - line));

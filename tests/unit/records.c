@@ -48,13 +48,13 @@ static void test_encode(void) {
        "a \\u0000 in a member survives");
     free(json);
 
-    template_parse(&e.tmpl, "--template", "Q: {question}\\nA:");
+    ok(template_parse(&e.tmpl, "--template", "Q: {question}\\nA:", err, sizeof err) == 0, "a template parses");
     json = encode_json(&e, "{\"question\":\"why\",\"answer\":\"so\"}", 0, err, sizeof err);
     ok(json && strcmp(json, "{\"id\":9,\"question\":\"Q: why\\nA:\",\"answer\":\"so<|endoftext|>\"}\n") == 0,
        "the template wraps the question");
     free(json);
 
-    record_encoder_set_fields(&e, "prompt,completion");
+    ok(record_encoder_set_fields(&e, "prompt,completion", err, sizeof err) == 0, "--fields prompt,completion parses");
     e.eos = 0;
     template_free(&e.tmpl);
     json = encode_json(&e, "{\"prompt\":\"p\",\"completion\":\"c\",\"question\":\"no\"}", 0, err, sizeof err);
@@ -82,7 +82,8 @@ static void test_text_line(void) {
     record_encoder e;
     record_encoder_init(&e);
     e.tok = tok;
-    template_parse(&e.tmpl, "--template", "<{question}>");
+    char why[256];
+    ok(template_parse(&e.tmpl, "--template", "<{question}>", why, sizeof why) == 0, "a template parses");
     record r = {0};
     utf8_buf out = {0}, text = {0};
     char err[256];
