@@ -31,9 +31,11 @@ int fail_message(char *err, int errlen, const char *fmt, ...) __attribute__((for
 /* Room for any reason: more than die() prints (it cuts at 1024 bytes), so
  * a reason returned and then died on reads as die() would have written it. */
 #define ERR_MAX 1100
-/* "tool: message\n" on stderr, exit 1: the one exit library code takes.
- * Without memory a caller can do nothing useful, so running out is not
- * returned; the x*alloc functions below end this way too. */
+/* "tool: message\n" on stderr, exit 1, for running out of memory: with
+ * none a caller can do nothing useful, so it is not returned; the x*alloc
+ * functions below end this way too. With the helpers of io.h and
+ * write_all (a read or write error of the tool's own files), the only
+ * exits below the tools. */
 void out_of_memory(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Prints "tool (tunepipe) VERSION" to stdout and exits 0. */
