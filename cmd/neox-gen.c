@@ -93,9 +93,11 @@ static const uint32_t *question_of(record *r, uint64_t recno, const neox_model *
 static void finish_record(stream_writer *sw, job *j) {
     record_remove(&j->rec, SEG_GENERATED);
     segment *g = record_segment(&j->rec, SEG_GENERATED);
+    if (!g) die("record %llu: too many segments", (unsigned long long)j->rec.id);
     uint32_t n = (uint32_t)(j->seq.n - j->seq.prompt_len);
     if (n) segment_append(g, j->seq.ids + j->seq.prompt_len, n);
-    stream_write(sw, &j->rec);
+    char err[ERR_MAX];
+    if (stream_write(sw, &j->rec, err, sizeof err) < 0) die("%s", err);
     record_free(&j->rec);
     gen_seq_free(&j->seq);
 }
@@ -117,7 +119,10 @@ static void run_generate(const neox_model *m, const options *o, stream_reader *s
         if (head == tail) head = tail = 0;
         while (!eof && g.num_active < o->gen.batch) {
             job *j = xcalloc(1, sizeof *j);
-            if (!stream_read(sr, &j->rec)) {
+            char err[ERR_MAX];
+            int got = stream_read(sr, &j->rec, err, sizeof err);
+            if (got < 0) die("%s", err);
+            if (!got) {
                 eof = 1;
                 record_free(&j->rec);
                 free(j);
@@ -160,7 +165,9 @@ static void run_score(const neox_model *m, const options *o, stream_reader *sr) 
     float *logits = xmalloc((size_t)dec.max_rows * m->cfg.vocab_size * sizeof(float));
     io_set_idle_hook(flush_stdout, NULL);
     record r = {0};
-    while (stream_read(sr, &r)) {
+    char err[ERR_MAX];
+    int got;
+    while ((got = stream_read(sr, &r, err, sizeof err)) > 0) {
         uint64_t recno = stream_records_read(sr);
         uint32_t nq, na;
         const uint32_t *q = question_of(&r, recno, m, &nq);
@@ -182,6 +189,7 @@ static void run_score(const neox_model *m, const options *o, stream_reader *sr) 
             printf("{\"id\":%llu,\"tokens\":0,\"nll\":0,\"ppl\":null}\n", (unsigned long long)r.id);
         progress("%llu records scored", (unsigned long long)recno);
     }
+    if (got < 0) die("%s", err);
     progress_done();
     checked_fflush(stdout);
     record_free(&r);
@@ -217,10 +225,13 @@ static void run_interactive(const neox_model *m, const options *o) {
             path = data_file("tokenizer.json");
         }
     }
-    tokenizer *tok = tokenizer_load(path);
+    char err[512];
+    tokenizer *tok = tokenizer_open(path, err, sizeof err);
+    if (!tok) die("%s: %s", path, err);
     free(path);
     prompt_template tmpl;
-    template_parse(&tmpl, "--template", o->template);
+    char why[ERR_MAX];
+    if (template_parse(&tmpl, "--template", o->template, why, sizeof why)) usage_error("%s", why);
     gen_opts go = o->gen;
     go.batch = 1;
     generator g;
@@ -362,7 +373,8 @@ int main(int argc, char **argv) {
         run_interactive(&m, &o);
     } else {
         const char *in_name = optind < argc ? argv[optind] : "-";
-        stream_writer *sw = o.score ? NULL : stream_writer_open(STDOUT_FILENO, o.force);
+        stream_writer *sw = o.score ? NULL : stream_writer_open(STDOUT_FILENO, o.force, err, sizeof err);
+        if (!o.score && !sw) die("%s", err);
         stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
         if (o.score) {
             run_score(&m, &o, sr);

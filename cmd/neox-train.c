@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "kernels/blas.h"
-#include "nn/checkpoint.h"
+#include "nn/model_io.h"
 #include "base/cli.h"
 #include "kernels/gemm.h"
 #include "kernels/parallel.h"
@@ -198,5 +198,8 @@ int main(int argc, char **argv) {
         parallel_set_threads(o.threads);
         gemm_set_threads(o.threads);
     }
-    return train_run(&o.run);
+    char err[ERR_MAX];
+    int status = train_run(&o.run, err, sizeof err);
+    if (status < 0) die("%s", err);
+    return status;
 }

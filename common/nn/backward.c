@@ -265,7 +265,7 @@ double crossentropy_forward(const float *logits, const uint32_t *targets, int N,
 static void grow(const device_ops *dev, float **p, size_t n) {
     dev->release(*p);
     *p = dev->alloc(n * sizeof(float));
-    if (!*p) die("out of %s memory (%zu MB more)", dev->name, n * sizeof(float) >> 20);
+    if (!*p) out_of_memory("out of %s memory (%zu MB more)", dev->name, n * sizeof(float) >> 20);
 }
 
 /* Scratch for the backward of the pack a->f was computed on. */

@@ -11,7 +11,7 @@
 static void grow(const device_ops *dev, float **p, size_t n) {
     dev->release(*p);
     *p = dev->alloc(n * sizeof(float));
-    if (!*p) die("out of %s memory (%zu MB more)", dev->name, n * sizeof(float) >> 20);
+    if (!*p) out_of_memory("out of %s memory (%zu MB more)", dev->name, n * sizeof(float) >> 20);
 }
 
 /* Room for T tokens, attention blocks summing to sum_sq (of T_s^2), R rows. */
@@ -165,7 +165,7 @@ void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T
 static void *regrow(const device_ops *dev, void *p, size_t bytes) {
     dev->release(p);
     p = dev->alloc(bytes ? bytes : 1);
-    if (!p) die("out of %s memory", dev->name);
+    if (!p) out_of_memory("out of %s memory", dev->name);
     return p;
 }
 

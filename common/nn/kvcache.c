@@ -9,7 +9,7 @@
 
 static void *device_array(const device_ops *dev, size_t bytes) {
     void *p = dev->alloc(bytes);
-    if (!p) die("out of %s memory (%zu MB more)", dev->name, bytes >> 20);
+    if (!p) out_of_memory("out of %s memory (%zu MB more)", dev->name, bytes >> 20);
     return p;
 }
 

@@ -24,11 +24,11 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
     float **blocks[] = {&t->grad, &t->adam_m, &t->adam_v};
     for (int i = 0; i < 3; i++) {
         *blocks[i] = dev->alloc(n * sizeof(float));
-        if (!*blocks[i]) die("out of %s memory for the training state (%zu MB)", dev->name, n * 4 >> 20);
+        if (!*blocks[i]) out_of_memory("out of %s memory for the training state (%zu MB)", dev->name, n * 4 >> 20);
         dev->zero(*blocks[i], n * sizeof(float));
     }
     t->sumsq = dev->alloc(sizeof(double));
-    if (!t->sumsq) die("out of %s memory", dev->name);
+    if (!t->sumsq) out_of_memory("out of %s memory", dev->name);
     model_param_views(model, t->grad, &t->grad_views);
     t->nspans = model->num_tensors;
     t->spans = xmalloc((size_t)t->nspans * sizeof *t->spans);

@@ -27,7 +27,8 @@ typedef struct {
 } train_options;
 
 /* Runs it; returns the exit status: 0, or 128 + the signal that stopped it
- * (its checkpoint written). Dies with a message on bad input. */
-int train_run(const train_options *o);
+ * (its checkpoint written); or -1 with the one-line reason in err (ERR_MAX
+ * bytes hold any) on bad input or a failed write. */
+int train_run(const train_options *o, char *err, int errlen);
 
 #endif

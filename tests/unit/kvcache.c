@@ -99,7 +99,8 @@ int main(void) {
     uint32_t *c = ref_ids(&ref, "ids.c", &T);
     const st_tensor *lt = st_find(&ref, "logits.c");
     float *want = xmalloc(lt->numel * sizeof(float)), *got = xmalloc(lt->numel * sizeof(float));
-    st_read_f32(&ref, lt, want);
+    char why[ERR_MAX];
+    if (st_read_f32(&ref, lt, want, why, sizeof why) != 1) { printf("Bail out! logits.c: %s\n", why); exit(1); }
     neox_decoder d;
     decoder_init(&d, &m, 2, 0, 64);
     int slot = 1;

@@ -34,7 +34,8 @@ static float *ref_f32(const char *name, size_t *n) {
     const st_tensor *t = st_find(&ref, name);
     if (!t) { printf("Bail out! reference has no %s\n", name); exit(1); }
     float *x = xmalloc(t->numel * sizeof *x);
-    st_read_f32(&ref, t, x);
+    char why[ERR_MAX];
+    if (st_read_f32(&ref, t, x, why, sizeof why) != 1) { printf("Bail out! %s: %s\n", name, why); exit(1); }
     *n = t->numel;
     return x;
 }
