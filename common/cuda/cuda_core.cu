@@ -123,6 +123,7 @@ void *cuda_alloc(size_t bytes) {
         char what[64];
         snprintf(what, sizeof what, "cudaMalloc(%zu bytes)", bytes);
         cuda_fail("cuda_alloc", what, cudaGetErrorString(e));
+        cudaGetLastError(); /* not sticky: the next launch must not report it */
         return NULL;
     }
     return p;
