@@ -45,7 +45,7 @@ CUDA_SRC = $(wildcard common/cuda/*.cu)
 CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
 CUDA_LIB = $(if $(wildcard $(NVCC)),$(BUILD)/libtunepipe-cuda.so)
 
-.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan check-gpu
+.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan check-gpu bench-gpu
 .DELETE_ON_ERROR:
 # Keep the object files of tools and tests (make would delete them as
 # intermediates, and rebuild them every time).
@@ -90,10 +90,19 @@ $(BUILD)/tests/gpu/%.t: $(BUILD)/tests/gpu/%.o $(BUILD)/libtunepipe.a $(BUILD)/l
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -L$(BUILD) -ltunepipe-cuda \
 	  -Wl,-rpath,$(abspath $(BUILD)) $(LDLIBS)
 
-# Builds and runs the GPU tests; each skips itself without a GPU.
+# Builds and runs the GPU tests (each skips itself without a GPU), then
+# neox-gen's tests with every tool on the GPU (TUNEPIPE_DEVICE=cuda).
 ifneq ($(CUDA_LIB),)
-check-gpu: $(GPU_BIN)
+check-gpu: all $(GPU_BIN)
 	prove --exec '' $(GPU_BIN)
+	@if nvidia-smi -L >/dev/null 2>&1; then \
+	  TUNEPIPE_DEVICE=cuda TUNEPIPE_BIN=$(CURDIR)/$(BIN) TUNEPIPE_BUILD=$(CURDIR)/$(BUILD) \
+	    prove --exec '' tests/t40-neox-gen.sh; \
+	else echo "check-gpu: no GPU here, the tools' tests on cuda skipped"; fi
+
+# The GPU against Hugging Face + PyTorch on the same card (scripts/bench-gpu.sh).
+bench-gpu: all
+	@scripts/bench-gpu.sh
 else
 check-gpu:
 	@echo "check-gpu: skipped, no nvcc at $(NVCC)"

@@ -39,7 +39,8 @@ INPUTS = {
     "tok_cases.json": "texts of tok_cases.ref.jsonl",
     "tiny-neox/tiny-f32/model.safetensors": "random weights drawn once",
 }
-HAND = {"eval/": "hand-computed eval-compare fixture"}
+HAND = {"eval/": "hand-computed eval-compare fixture",
+        "neox-wide.config.json": "hand-written shape of t50's thread-count tests"}
 
 
 def rel_max(a, b):

@@ -129,7 +129,9 @@ def main():
 
     model = load(torch.float32)
     model.train()  # no dropout in this config: the same forward
-    params = dict(model.named_parameters())
+    # transformers 5 names the output projection lm_head in the module tree;
+    # checkpoints (and the committed oracle) call it embed_out
+    params = {n.replace("lm_head.", "embed_out."): p for n, p in model.named_parameters()}
     opt = torch.optim.AdamW([{"params": [p for p in params.values() if p.dim() == 2], "weight_decay": WEIGHT_DECAY},
                              {"params": [p for p in params.values() if p.dim() != 2], "weight_decay": 0.0}],
                             lr=LR, betas=BETAS, eps=EPS)
