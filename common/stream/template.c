@@ -1,9 +1,13 @@
 /* template.c — see template.h. */
 #include "template.h"
 #include "base/cli.h"
+#include "base/io.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MARK "{question}"
 
@@ -47,4 +51,32 @@ int template_unwrap(const prompt_template *t, const char *text, size_t n, size_t
     *off = np;
     *len = n - np - ns;
     return 1;
+}
+
+char *template_read_dir(const char *dir) {
+    char *path = xmalloc(strlen(dir) + sizeof TEMPLATE_FILE + 1);
+    sprintf(path, "%s/%s", dir, TEMPLATE_FILE);
+    if (access(path, F_OK) != 0) {
+        free(path);
+        return NULL;
+    }
+    size_t n;
+    char *text = read_file(path, &n);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r')) text[--n] = '\0';
+    if (strlen(text) != n || utf8_valid_prefix(text, n) != n) die("%s: not one line of UTF-8", path);
+    if (!strstr(text, MARK)) die("%s: no %s in '%s'", path, MARK, text);
+    free(path);
+    return text;
+}
+
+void template_write_dir(const char *dir, const char *text) {
+    char *path = xmalloc(strlen(dir) + sizeof TEMPLATE_FILE + 32);
+    sprintf(path, "%s/%s.tmp.%ld", dir, TEMPLATE_FILE, (long)getpid());
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) die("%s: %s", path, strerror(errno));
+    char *final = xstrdup(path);
+    *strstr(final, ".tmp.") = '\0';
+    if (rename(path, final) != 0) die("%s: %s", final, strerror(errno));
+    free(final);
+    free(path);
 }

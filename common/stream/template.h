@@ -15,6 +15,18 @@ typedef struct {
  * question. Not valid UTF-8 or no {question}: a usage error naming opt. */
 void template_parse(prompt_template *t, const char *opt, const char *arg);
 void template_free(prompt_template *t);
+
+/* A model directory records the template its model was trained with in
+ * this file, written as on the command line (one line, \n escapes), so
+ * that neox-gen -i and neox-serve wrap questions the same way. */
+#define TEMPLATE_FILE "prompt_template.txt"
+/* The template of a model directory without one: the lamini recipe's. */
+#define TEMPLATE_DEFAULT "### Question:\\n{question}\\n\\n### Answer:"
+/* DIR's recorded template, malloc'd, or NULL when it has none; dies when
+ * the file is unreadable, not UTF-8 or has no {question}. */
+char *template_read_dir(const char *dir);
+/* Writes text as DIR's template file (atomically). */
+void template_write_dir(const char *dir, const char *text);
 /* Appends prefix ++ text ++ suffix to out (just text when t has none): one
  * string to encode, since BPE splits depend on the neighbouring bytes. */
 void template_wrap(const prompt_template *t, const char *text, size_t n, utf8_buf *out);

@@ -3,6 +3,7 @@
 
 #include "nn/checkpoint.h"
 #include "base/cli.h"
+#include "stream/template.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -86,4 +87,10 @@ void outdir_copy_tokenizer(const char *out, const char *model_dir, const char *t
         free(from);
         free(to);
     }
+}
+
+void outdir_record_template(const char *out, const char *model_dir, const char *template) {
+    char *from = !template && model_dir ? template_read_dir(model_dir) : NULL;
+    if (template || from) template_write_dir(out, template ? template : from);
+    free(from);
 }

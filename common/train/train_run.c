@@ -331,6 +331,7 @@ int train_run(const train_options *o) {
     if (!o->resume) outdir_forget_run(o->out_dir);
     open_log(&r, o->resume);
     if (!o->resume) outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer);
+    if (!o->resume) outdir_record_template(o->out_dir, o->model_dir, o->template);
     int exit_status = 0;
     if (trains) exit_status = train(&r);
     else save_checkpoint(&r, 0); /* the starting point alone, e.g. --init */
