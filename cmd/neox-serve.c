@@ -156,6 +156,7 @@ int main(int argc, char **argv) {
         cfg.limits.default_max_tokens = cfg.limits.max_tokens;
     cfg.max_connections = cfg.queue + parallel * ndirs + 32;
     if (bf16 && !gemm_bf16_available()) bf16 = 0;
+    server_block_signals();
     serve_model *models = xcalloc((size_t)ndirs, sizeof *models);
     for (int i = 0; i < ndirs; i++) {
         load(&models[i], dirs[i], bf16, template, parallel);

@@ -264,6 +264,15 @@ static int listen_on(const char *host, const char *port, int *loopback, int *bou
     return fd;
 }
 
+void server_block_signals(void) {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed connection is an error for that connection alone */
+}
+
 int server_run(const server_config *cfg, serve_model *models, int nmodels) {
     server srv = {.cfg = cfg, .models = models, .nmodels = nmodels};
     int loopback = 0, port;
@@ -277,14 +286,10 @@ int server_run(const server_config *cfg, serve_model *models, int nmodels) {
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, cfg->port_file) != 0)
             die("%s: %s", cfg->port_file, strerror(errno));
     }
-    /* Only this thread takes the signals, by sigwait; a write to a closed
-     * connection is an error for that connection alone. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
     scheduler_start(&srv.sched, models, nmodels, cfg->queue);
     unsigned timeout = (unsigned)cfg->limits.timeout + 30;
     struct MHD_Daemon *d = MHD_start_daemon(

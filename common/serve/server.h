@@ -25,6 +25,9 @@ typedef struct {
 extern const unsigned char serve_page[];
 extern const unsigned int serve_page_len;
 
+/* Call first: SIGTERM and SIGINT are then taken by server_run alone, by
+ * sigwait, never by the threads that loading a model starts. */
+void server_block_signals(void);
 /* Binds, serves until SIGTERM or SIGINT, drains and returns 0. Dies on a
  * host it cannot bind. The models are loaded, their generators not yet. */
 int server_run(const server_config *cfg, serve_model *models, int nmodels);
