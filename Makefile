@@ -3,6 +3,7 @@
 #   make            build the tools into bin/
 #   make check      install missing build dependencies, build, run all tests
 #   make demo       the main job (see pipelines/)
+#   make serve      the demo's base and fine-tuned models in a browser (neox-serve)
 #   make bench      benchmarks
 #   make install PREFIX=/usr/local
 
