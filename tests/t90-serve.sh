@@ -117,7 +117,10 @@ memory() {
 	echo "RSS $before kB -> $after kB after $((10 * i)) bad requests"
 	test $((after - before)) -lt 16384 && health
 }
-ok "memory stays bounded over 300 bad requests" memory
+# (The sanitizers' quarantine holds freed memory back on purpose.)
+if [ -z "${TUNEPIPE_SANITIZE:-}" ]; then
+	ok "memory stays bounded over 300 bad requests" memory
+fi
 
 # SIGTERM: the streamed request in flight finishes, then the server exits 0.
 drain() {
