@@ -21,6 +21,15 @@ neox-train --init "$TOP/data/pythia-14m.config.json" --steps 0 -o "$TMP/base" </
 	neox-train --init "$TOP/data/pythia-14m.config.json" --seed 7 --steps 0 -o "$TMP/tuned" \
 		--template 'Q: {question}\nA:' </dev/null >/dev/null 2>&1 || skip_all "neox-train --init failed"
 
+check "neox-train --template records it in OUT/prompt_template.txt" \
+	"test \"\$(cat '$TMP/tuned/prompt_template.txt')\" = 'Q: {question}\\nA:'"
+check "neox-train -m DIR copies DIR's recorded template" \
+	"neox-train -m '$TMP/tuned' --steps 0 -o '$TMP/copy' </dev/null >/dev/null 2>&1 && cmp '$TMP/tuned/prompt_template.txt' '$TMP/copy/prompt_template.txt'"
+check "neox-gen -i asks with the recorded template" \
+	"printf 'What is Lamini?\n' | neox-gen -m '$TMP/tuned' -i -n 8 >'$TMP/rec' &&
+	 printf 'What is Lamini?\n' | neox-gen -m '$TMP/tuned' -i -n 8 --template 'Q: {question}\nA:' | cmp - '$TMP/rec' &&
+	 ! printf 'What is Lamini?\n' | neox-gen -m '$TMP/tuned' -i -n 8 --template '### Question:\n{question}\n\n### Answer:' | cmp -s - '$TMP/rec'"
+
 # start NAME ARGS...: a server on a free port; sets URL and PID.
 start() {
 	name=$1; shift
