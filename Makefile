@@ -3,6 +3,7 @@
 #   make            build the tools into bin/
 #   make check      install missing build dependencies, build, run all tests
 #   make demo       the main job (see pipelines/)
+#   make serve      the demo's base and fine-tuned models in a browser (neox-serve)
 #   make bench      benchmarks
 #   make install PREFIX=/usr/local
 
@@ -27,7 +28,7 @@ LDLIBS = -lcjson -lutf8proc -lzstd -lopenblas -lm -lpthread -ldl
 BUILD ?= build
 BIN ?= bin
 
-TOOLS = jsonl-split bpe-encode pad-trunc neox-train neox-gen strip-prompt eval-compare
+TOOLS = jsonl-split bpe-encode pad-trunc neox-train neox-gen strip-prompt eval-compare neox-serve
 COMMON_SRC = $(wildcard common/*/*.c)
 COMMON_OBJ = $(COMMON_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/*.c)
@@ -64,6 +65,20 @@ $(BUILD)/libtunepipe.a: $(COMMON_OBJ)
 $(BIN)/%: $(BUILD)/cmd/%.o $(BUILD)/libtunepipe.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# neox-serve: libmicrohttpd, and web/index.html embedded as a C array
+# (od, no xxd needed) so the binary serves its page alone.
+$(BIN)/neox-serve: $(BUILD)/cmd/neox-serve.o $(BUILD)/web/page.o $(BUILD)/libtunepipe.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd
+
+$(BUILD)/web/page.c: web/index.html
+	@mkdir -p $(@D)
+	{ echo 'const unsigned char serve_page[] = {'; od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00};'; echo "const unsigned int serve_page_len = $$(wc -c <$<);"; } >$@
+
+$(BUILD)/web/page.o: $(BUILD)/web/page.c
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%.t: $(BUILD)/tests/unit/%.o $(BUILD)/libtunepipe.a
 	@mkdir -p $(@D)

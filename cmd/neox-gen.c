@@ -48,7 +48,9 @@ static const char usage[] =
     "  -i, --interactive         answer questions typed one per line (text in,\n"
     "                            text out)\n"
     "      --template TEXT       interactive prompt template, {question} marks the\n"
-    "                            question (default: \"### Question:\\n{question}\\n\\n### Answer:\")\n"
+    "                            question (default: DIR/prompt_template.txt, which\n"
+    "                            neox-train --template records, else\n"
+    "                            \"### Question:\\n{question}\\n\\n### Answer:\")\n"
     "      --tokenizer FILE      interactive tokenizer.json (default: DIR's, else\n"
     "                            the installed one)\n"
     "      --device DEV          cpu (default) or cuda: weights and KV cache on the GPU\n"
@@ -197,13 +199,11 @@ static void run_score(const neox_model *m, const options *o, stream_reader *sr) 
     decoder_free(&dec);
 }
 
-/* Writes the generated text decoded so far beyond the *shown bytes; a
- * trailing U+FFFD may be an incomplete character, held back until final. */
+/* Writes the generated text decoded so far beyond the *shown bytes. */
 static void show_answer(const tokenizer *tok, const gen_seq *s, size_t *shown, int final) {
     utf8_buf text = {0};
-    tokenizer_decode(tok, s->ids + s->prompt_len, (size_t)(s->n - s->prompt_len), 1, &text);
-    size_t len = text.len;
-    if (!final && len >= 3 && memcmp(text.data + len - 3, "\xEF\xBF\xBD", 3) == 0) len -= 3;
+    size_t len = tokenizer_decode_partial(tok, s->ids + s->prompt_len, (size_t)(s->n - s->prompt_len),
+                                          final, &text);
     if (len > *shown) {
         fwrite(text.data + *shown, 1, len - *shown, stdout);
         *shown = len;
@@ -287,7 +287,7 @@ static void run_interactive(const neox_model *m, const options *o) {
 int main(int argc, char **argv) {
     cli_init("neox-gen");
     blas_setup(argv);
-    options o = {.template = "### Question:\\n{question}\\n\\n### Answer:",
+    options o = {
                  .gen = {.batch = 1, .max_new = 100, .eos_id = -2,
                          .sampling = {.temperature = 1.0, .top_p = 1.0, .repetition_penalty = 1.0}}};
     int progress_forced = 0, quiet = 0, verbose = 0, temperature_set = 0;
@@ -370,7 +370,11 @@ int main(int argc, char **argv) {
     if (o.gen.eos_id == -2) o.gen.eos_id = m.cfg.eos_token_id;
 
     if (o.interactive) {
+        char *recorded = NULL;
+        if (!o.template && !template_read_dir(o.model_dir, &recorded, err, sizeof err)) die("%s", err);
+        if (!o.template) o.template = recorded ? recorded : TEMPLATE_DEFAULT;
         run_interactive(&m, &o);
+        free(recorded);
     } else {
         const char *in_name = optind < argc ? argv[optind] : "-";
         stream_writer *sw = o.score ? NULL : stream_writer_open(STDOUT_FILENO, o.force, err, sizeof err);

@@ -12,6 +12,7 @@
 #include "base/cli.h"
 #include "kernels/gemm.h"
 #include "kernels/parallel.h"
+#include "stream/template.h"
 #include "train/train_run.h"
 
 static const char usage[] =
@@ -31,6 +32,9 @@ static const char usage[] =
     "      --overwrite          start afresh even where OUT holds a run\n"
     "      --tokenizer FILE     tokenizer.json to copy into OUT (default: DIR's,\n"
     "                           else the GPT-NeoX tokenizer shipped with tunepipe)\n"
+    "      --template TEXT      the prompt template the training stream was\n"
+    "                           encoded with, recorded in OUT/prompt_template.txt\n"
+    "                           for neox-gen -i and neox-serve (default: DIR's)\n"
     "      --save-dtype TYPE    f32, f16 or bf16 (default: the dtype of DIR,\n"
     "                           f32 with --init)\n"
     "Training (defaults are the seed recipe):\n"
@@ -86,11 +90,12 @@ static void parse_args(int argc, char **argv, options *o) {
     enum { OPT_INIT = 256, OPT_RESUME, OPT_OVERWRITE, OPT_TOKENIZER, OPT_SAVE_DTYPE, OPT_STEPS,
            OPT_EPOCHS, OPT_BATCH, OPT_GRAD_ACCUM, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_WD,
            OPT_CLIP, OPT_LOSS, OPT_SEED, OPT_NO_SHUFFLE, OPT_EVAL, OPT_EVAL_EVERY, OPT_KEEP_BEST,
-           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_DTYPE, OPT_DEVICE, OPT_VERSION };
+           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_DTYPE, OPT_DEVICE, OPT_VERSION, OPT_TEMPLATE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"init", required_argument, 0, OPT_INIT},
         {"output", required_argument, 0, 'o'}, {"resume", required_argument, 0, OPT_RESUME},
         {"overwrite", no_argument, 0, OPT_OVERWRITE}, {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"template", required_argument, 0, OPT_TEMPLATE},
         {"save-dtype", required_argument, 0, OPT_SAVE_DTYPE}, {"steps", required_argument, 0, OPT_STEPS},
         {"epochs", required_argument, 0, OPT_EPOCHS}, {"batch", required_argument, 0, OPT_BATCH},
         {"grad-accum", required_argument, 0, OPT_GRAD_ACCUM}, {"lr", required_argument, 0, OPT_LR},
@@ -123,6 +128,14 @@ static void parse_args(int argc, char **argv, options *o) {
         case OPT_RESUME: resume_dir = optarg; t->resume = 1; fixed = 0; break;
         case OPT_OVERWRITE: t->overwrite = 1; fixed = 0; break;
         case OPT_TOKENIZER: t->tokenizer = optarg; fixed = 0; break;
+        case OPT_TEMPLATE: {
+            prompt_template check;
+            char why[ERR_MAX];
+            if (template_parse(&check, "--template", optarg, why, sizeof why)) usage_error("%s", why);
+            template_free(&check);
+            t->template = optarg;
+            break;
+        }
         case OPT_SAVE_DTYPE:
             if (!save_dtype_parse(optarg, &s->save_dtype))
                 usage_error("--save-dtype: expected f32, f16 or bf16, not '%s'", optarg);

@@ -5,6 +5,8 @@
 #                             with the base and the fine-tuned model, score,
 #                             compare, report, summary
 #   make split encode finetune generate score evaluate report summary   its steps
+#   make serve                the base and the fine-tuned model in a browser
+#                             and over HTTP (neox-serve; SERVE_HOST, SERVE_PORT)
 #
 # Variables (make VAR=value):
 #   MODEL    base checkpoint directory (config.json + model.safetensors);
@@ -61,7 +63,7 @@ EVAL_EVERY ?= 50
 T ?= $(abspath $(BIN))
 FT := $(OUT)/finetuned
 
-.PHONY: demo split encode finetune generate score evaluate report summary FORCE
+.PHONY: demo split encode finetune generate score evaluate report summary serve FORCE
 
 # The wall time in the summary runs from here.
 demo: deps
@@ -104,7 +106,17 @@ finetune: $(FT)/model.safetensors
 $(FT)/model.safetensors: $(OUT)/train.tok $(OUT)/test.tok $(MODEL)/config.json $(OUT)/settings/train
 	$(T)/neox-train -m $(MODEL) -o $(FT) --overwrite --steps $(STEPS) --lr $(LR) --warmup $(WARMUP) \
 	  --batch $(BATCH) --grad-accum $(ACCUM) --eval $(OUT)/test.tok --eval-every $(EVAL_EVERY) \
-	  <$(OUT)/train.tok
+	  --template '$(TEMPLATE)' <$(OUT)/train.tok
+
+# The base and the fine-tuned model side by side in a browser and behind
+# OpenAI's API (neox-serve(1)), at http://$(SERVE_HOST):$(SERVE_PORT)/ until
+# interrupted. The base is asked with the same template.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8080
+serve: deps
+	@$(MAKE) --no-print-directory all finetune
+	$(T)/neox-serve -m base=$(MODEL) -m finetuned=$(FT) --template '$(TEMPLATE)' \
+	  --host $(SERVE_HOST) --port $(SERVE_PORT)
 
 # The answers keep their question, without the template around it, for the
 # report.

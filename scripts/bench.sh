@@ -8,6 +8,7 @@
 #   BENCH_DTYPES  products to time, training and generation (default "fp32 bf16")
 #   OUT           output directory (default out)
 #   NODE_PATH     where the npm package tokenizers is, for the HF comparison
+#   SERVE_*       neox-serve's rows (scripts/serve-bench.sh)
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -90,6 +91,8 @@ for what in "save state" "save model f16" "save model f32" "load model f16, cold
 	row "checkpoint $what, $(basename "$config" .config.json)" \
 		"$(grep "^$what:" "$dir/ckpt.txt" | sed 's/^[^:]*: \([^(]*\) (.*/\1/')" "fsync'd, in $dir"
 done
+
+BENCH_TABLE=$dir/table.md scripts/serve-bench.sh
 
 {
 	echo

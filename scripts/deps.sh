@@ -5,7 +5,7 @@
 set -eu
 
 packages="gcc make libc6-dev libcjson-dev libopenblas-dev libzstd-dev libutf8proc-dev
-perl man-db groff-base curl zstd"
+libmicrohttpd-dev perl man-db groff-base curl zstd nodejs chromium"
 
 missing=
 for p in $packages; do
@@ -16,7 +16,23 @@ for p in $packages; do
 	esac
 done
 
+# neox-serve's tests drive it with the official openai client and the page
+# with playwright-core, from npm at the versions of tests/node's lock file,
+# into tests/node/node_modules (git-ignored).
+node_deps() {
+	node=$(dirname "$0")/../tests/node
+	[ -d "$node/node_modules/openai" ] && [ -d "$node/node_modules/playwright-core" ] && return 0
+	command -v npm >/dev/null || return 0
+	echo "deps: npm ci in tests/node" >&2
+	(cd "$node" && npm ci --no-audit --no-fund >/dev/null) ||
+		echo "deps: npm ci failed: neox-serve's client tests will skip" >&2
+}
+
+# Debian's npm, unless the nodejs installed brings its own (NodeSource's does).
+command -v npm >/dev/null || missing="$missing npm"
+
 if [ -z "$missing" ]; then
+	node_deps
 	exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -31,4 +47,5 @@ apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 || {
 	apt-get update -q >/dev/null
 	apt-get install -y -q --no-install-recommends $missing >/dev/null
 }
+node_deps
 echo "deps: done" >&2

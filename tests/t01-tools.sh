@@ -4,7 +4,7 @@
 # text, random bytes and truncated input with exit 1 and one line.
 . "$(dirname "$0")/lib.sh"
 
-tools="jsonl-split bpe-encode pad-trunc neox-train neox-gen strip-prompt eval-compare"
+tools="jsonl-split bpe-encode pad-trunc neox-train neox-gen strip-prompt eval-compare neox-serve"
 for t in $tools; do
 	check "$t --help prints usage, exits 0" "$t --help | grep -q Usage"
 	check "$t --version" "$t --version | grep -q '^$t (tunepipe) '"

@@ -41,10 +41,11 @@ void gen_seq_free(gen_seq *s) {
 
 /* Picks s's next token from logits [V], appends it, and decides if s is done. */
 static void take_token(generator *g, gen_seq *s, float *logits) {
+    g->smp.o = s->sampling; /* the one sampler's scratch serves every sequence */
     uint32_t tok = sampler_next(&g->smp, logits, s->ids, s->n, &s->rng);
     s->ids[s->n++] = tok;
     int generated = s->n - s->prompt_len;
-    if (generated >= g->o.max_new || (g->o.eos_id >= 0 && tok == (uint32_t)g->o.eos_id) ||
+    if (generated >= s->max_new || (s->eos_id >= 0 && tok == (uint32_t)s->eos_id) ||
         s->n >= g->dec.capacity)
         s->done = 1;
 }
@@ -56,16 +57,29 @@ static void leave(generator *g, gen_seq *s) {
 }
 
 void generator_add(generator *g, gen_seq *s, const uint32_t *prompt, int n, uint64_t key) {
+    generator_add_with(g, s, prompt, n, key, &g->o);
+}
+
+void generator_remove(generator *g, gen_seq *s) {
+    if (s->slot >= 0) leave(g, s);
+    s->done = 1;
+}
+
+void generator_add_with(generator *g, gen_seq *s, const uint32_t *prompt, int n, uint64_t key,
+                        const gen_opts *o) {
     memset(s, 0, sizeof *s);
-    long final_len = (long)n + (g->o.max_new > 0 ? g->o.max_new : 0);
+    s->max_new = o->max_new;
+    s->eos_id = o->eos_id;
+    s->sampling = o->sampling;
+    long final_len = (long)n + (o->max_new > 0 ? o->max_new : 0);
     if (final_len > g->dec.capacity) final_len = g->dec.capacity > n ? g->dec.capacity : n;
     s->cap = (int)final_len + 1;
     s->ids = xmalloc((size_t)s->cap * sizeof *s->ids);
     memcpy(s->ids, prompt, (size_t)n * sizeof *prompt);
     s->n = s->prompt_len = n;
     s->slot = -1;
-    rng_seed(&s->rng, g->o.seed ^ (key * 0x9e3779b97f4a7c15ull));
-    if (g->o.max_new <= 0) {
+    rng_seed(&s->rng, o->seed ^ (key * 0x9e3779b97f4a7c15ull));
+    if (o->max_new <= 0) {
         s->done = 1;
         return;
     }

@@ -32,6 +32,9 @@ typedef struct {
     int done;
     int slot;               /* -1 when not in the generator */
     rng_state rng;
+    int max_new;            /* its own limits and sampling (gen_opts's by default) */
+    long eos_id;
+    sampler_opts sampling;
 } gen_seq;
 
 typedef struct {
@@ -56,6 +59,13 @@ void generator_free(generator *g);
  * a sequence's draws do not depend on what it was batched with. s may be
  * done on return. */
 void generator_add(generator *g, gen_seq *s, const uint32_t *prompt, int n, uint64_t key);
+/* Same, with o's max_new, eos_id, seed and sampling for s alone (o->batch
+ * is ignored): sequences with different options share the steps. */
+void generator_add_with(generator *g, gen_seq *s, const uint32_t *prompt, int n, uint64_t key,
+                        const gen_opts *o);
+/* Ends s before it is done (a stop string, a closed connection): it
+ * leaves its slot, which the next sequence may take. */
+void generator_remove(generator *g, gen_seq *s);
 /* One token for every active sequence; finished ones leave. */
 void generator_step(generator *g);
 void gen_seq_free(gen_seq *s);

@@ -1,10 +1,13 @@
 /* template.c — see template.h. */
 #include "template.h"
 #include "base/cli.h"
+#include "base/io.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MARK "{question}"
 
@@ -56,4 +59,45 @@ int template_unwrap(const prompt_template *t, const char *text, size_t n, size_t
     *off = np;
     *len = n - np - ns;
     return 1;
+}
+
+int template_read_dir(const char *dir, char **out, char *err, int errlen) {
+    *out = NULL;
+    char *path = xmalloc(strlen(dir) + sizeof TEMPLATE_FILE + 1);
+    sprintf(path, "%s/%s", dir, TEMPLATE_FILE);
+    if (access(path, F_OK) != 0) {
+        free(path);
+        return 1;
+    }
+    size_t n;
+    char *text = read_file(path, &n);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r')) text[--n] = '\0';
+    int ok = 1;
+    if (strlen(text) != n || utf8_valid_prefix(text, n) != n)
+        ok = fail_message(err, errlen, "%s: not one line of UTF-8", path);
+    else if (!strstr(text, MARK))
+        ok = fail_message(err, errlen, "%s: no %s in '%s'", path, MARK, text);
+    free(path);
+    if (ok) *out = text;
+    else free(text);
+    return ok;
+}
+
+int template_write_dir(const char *dir, const char *text, char *err, int errlen) {
+    char *path = xmalloc(strlen(dir) + sizeof TEMPLATE_FILE + 32);
+    sprintf(path, "%s/%s.tmp.%ld", dir, TEMPLATE_FILE, (long)getpid());
+    char *final = xstrdup(path);
+    *strstr(final, ".tmp.") = '\0';
+    FILE *f = fopen(path, "w");
+    int ok = 1;
+    if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
+        ok = fail_message(err, errlen, "%s: %s", path, strerror(errno));
+        unlink(path);
+    } else if (rename(path, final) != 0) {
+        ok = fail_message(err, errlen, "%s: %s", final, strerror(errno));
+        unlink(path);
+    }
+    free(final);
+    free(path);
+    return ok;
 }

@@ -591,3 +591,12 @@ size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, int s
     utf8_buf_free(&bytes);
     return unknown;
 }
+
+size_t tokenizer_decode_partial(const tokenizer *t, const uint32_t *ids, size_t n, int final,
+                                utf8_buf *out) {
+    size_t start = out->len;
+    tokenizer_decode(t, ids, n, 1, out);
+    size_t len = out->len - start;
+    if (!final && len >= 3 && memcmp(out->data + out->len - 3, "\xEF\xBF\xBD", 3) == 0) len -= 3;
+    return len;
+}

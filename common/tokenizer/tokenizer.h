@@ -47,6 +47,12 @@ int tokenizer_encode(tokenizer *t, const char *text, size_t n, token_ids *out, s
  * how many there were. */
 size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, int skip_special, utf8_buf *out);
 
+/* tokenizer_decode of a generation still under way: returns how many bytes
+ * of what it appended are safe to show now, which leaves out a trailing
+ * U+FFFD unless final (a character whose bytes the next token completes). */
+size_t tokenizer_decode_partial(const tokenizer *t, const uint32_t *ids, size_t n, int final,
+                                utf8_buf *out);
+
 /* One more than the largest token id. */
 uint32_t tokenizer_id_limit(const tokenizer *t);
 /* The id of the token with exactly this content (added tokens first, then

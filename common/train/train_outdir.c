@@ -3,6 +3,7 @@
 
 #include "nn/checkpoint.h"
 #include "base/cli.h"
+#include "stream/template.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -88,5 +89,13 @@ int outdir_copy_tokenizer(const char *out, const char *model_dir, const char *to
         free(from);
         free(to);
     }
+    return ok;
+}
+
+int outdir_record_template(const char *out, const char *model_dir, const char *template, char *err, int errlen) {
+    char *from = NULL;
+    int ok = template || !model_dir || template_read_dir(model_dir, &from, err, errlen);
+    if (ok && (template || from)) ok = template_write_dir(out, template ? template : from, err, errlen);
+    free(from);
     return ok;
 }

@@ -23,5 +23,9 @@ void outdir_forget_run(const char *dir);
  * (with its tokenizer_config.json and special_tokens_map.json), else the
  * shipped one. model_dir may be NULL. */
 int outdir_copy_tokenizer(const char *out, const char *model_dir, const char *tokenizer, char *err, int errlen);
+/* Records the prompt template in out (stream/template.h's file): template
+ * when given, else model_dir's when it has one. model_dir may be NULL.
+ * 1, or 0 with the reason in err. */
+int outdir_record_template(const char *out, const char *model_dir, const char *template, char *err, int errlen);
 
 #endif

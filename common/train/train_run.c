@@ -379,6 +379,7 @@ int train_run(const train_options *o, char *err, int errlen) {
         ok = open_log(&r, o->resume);
     }
     if (ok && !o->resume) ok = outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer, err, errlen);
+    if (ok && !o->resume) ok = outdir_record_template(o->out_dir, o->model_dir, o->template, err, errlen);
     int exit_status = -1;
     if (ok && trains) exit_status = train(&r);
     else if (ok) exit_status = save_checkpoint(&r, 0) ? 0 : -1; /* the starting point alone, e.g. --init */

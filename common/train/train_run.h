@@ -15,6 +15,7 @@ typedef struct {
     int resume;                 /* continue the run saved in out_dir instead */
     int overwrite;              /* start afresh even where out_dir holds a run */
     const char *tokenizer;      /* copied into out_dir; NULL: model_dir's or the shipped one */
+    const char *template;       /* recorded in out_dir; NULL: model_dir's, if any */
     const char *input;          /* the training stream; "-": standard input */
     int quiet;                  /* no closing message */
     int verbose;                /* say which kernels compute */
