@@ -89,6 +89,7 @@ const char *trainer_kernel_name(const trainer *t) {
 }
 
 void trainer_free(trainer *t) {
+    if (!t->model) return; /* never initialized */
     const device_ops *dev = t->model->dev;
     dev->adamw_free(t);
     dev->release(t->grad);
