@@ -117,11 +117,17 @@ void *xcalloc(size_t count, size_t size) {
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-void *xmalloc_aligned(size_t n) {
+void *malloc_aligned(size_t n) {
     void *p = NULL;
     int huge = n >= 16 * HUGE_PAGE;
-    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, n ? n : 1)) out_of_memory("out of memory (%zu bytes)", n);
+    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, n ? n : 1)) return NULL;
     if (huge) madvise(p, n, MADV_HUGEPAGE); /* a hint: without it, 4 KB pages */
+    return p;
+}
+
+void *xmalloc_aligned(size_t n) {
+    void *p = malloc_aligned(n);
+    if (!p) out_of_memory("out of memory (%zu bytes)", n);
     return p;
 }
 

@@ -52,6 +52,8 @@ void *xcalloc(size_t count, size_t size);
  * the parameter, gradient and moment arrays are gigabytes. The start is
  * then also aligned for O_DIRECT writes (checkpoint.h). */
 void *xmalloc_aligned(size_t n);
+/* xmalloc_aligned, NULL when out of memory. */
+void *malloc_aligned(size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backward.h"
+#include "base/cli.h"
 #include "device_cpu.h"
 #include "kernels/parallel.h"
 #include "ops.h"
@@ -13,11 +14,9 @@
 
 /* ---- memory ------------------------------------------------------------------ */
 
-static void *cpu_alloc(size_t bytes) {
-    void *p = NULL;
-    /* 64 bytes: a cache line, and AVX-512's aligned loads */
-    return posix_memalign(&p, 64, bytes ? bytes : 1) ? NULL : p;
-}
+/* base/cli.h's malloc_aligned: 64 bytes (a cache line, AVX-512's aligned
+ * loads), large blocks on huge pages. */
+static void *cpu_alloc(size_t bytes) { return malloc_aligned(bytes); }
 
 static void cpu_copy(void *dst, const void *src, size_t bytes) {
     if (dst != src) memcpy(dst, src, bytes);
