@@ -33,11 +33,14 @@ outputs() {
 	"$b/bpe-encode" -d --ids <"$o/train.tok" >"$o/train.ids.jsonl"
 	"$b/pad-trunc" -q 40 -a 20 <"$o/train.tok" >"$o/padded.tok"
 	"$b/bpe-encode" -d <"$o/padded.tok" >"$o/padded.jsonl"
-	# tiny-f32 has a 512-token vocabulary: ids from the template-free records.
-	awk 'BEGIN { srand(3); for (i = 0; i < 16; i++) { printf "{\"question\":["; k = 3 + int(rand() * 20)
-		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 1 + int(rand() * 511)
-		printf "],\"answer\":["; k = 2 + int(rand() * 12)
-		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 1 + int(rand() * 511)
+	# tiny-f32 has a 512-token vocabulary: ids from the template-free
+	# records, drawn with our own generator (Park-Miller, exact in awk's
+	# doubles): awk's rand() differs between awks and machines.
+	awk 'function draw() { x = (x * 16807) % 2147483647; return x / 2147483647 }
+		BEGIN { x = 3; for (i = 0; i < 16; i++) { printf "{\"question\":["; k = 3 + int(draw() * 20)
+		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 1 + int(draw() * 511)
+		printf "],\"answer\":["; k = 2 + int(draw() * 12)
+		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 1 + int(draw() * 511)
 		printf "]}\n" } }' | "$b/bpe-encode" >"$o/tiny.tok"
 	"$b/neox-gen" -m "$tiny" -n 12 <"$o/tiny.tok" | "$b/bpe-encode" -d --ids >"$o/greedy.jsonl"
 	"$b/neox-gen" -m "$tiny" -n 12 -b 4 <"$o/tiny.tok" | "$b/bpe-encode" -d --ids >"$o/greedy-b4.jsonl"
