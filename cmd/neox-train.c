@@ -12,6 +12,7 @@
 #include "base/cli.h"
 #include "kernels/gemm.h"
 #include "kernels/parallel.h"
+#include "train/dist.h"
 #include "train/train_run.h"
 
 static const char usage[] =
@@ -188,11 +189,14 @@ int main(int argc, char **argv) {
     blas_setup(argv);
     options o;
     parse_args(argc, argv, &o);
-    progress_setup(o.progress, o.run.quiet);
+    dist_init(&argc, &argv);
+    progress_setup(o.progress, o.run.quiet || dist_rank() > 0);
     if (o.threads) {
         openblas_set_num_threads(o.threads);
         parallel_set_threads(o.threads);
         gemm_set_threads(o.threads);
     }
-    return train_run(&o.run);
+    int status = train_run(&o.run);
+    dist_finish();
+    return status;
 }

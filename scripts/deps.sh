@@ -5,7 +5,7 @@
 set -eu
 
 packages="gcc make libc6-dev libcjson-dev libopenblas-dev libzstd-dev libutf8proc-dev
-perl man-db groff-base curl zstd"
+perl man-db groff-base curl zstd openmpi-bin libopenmpi-dev"
 
 missing=
 for p in $packages; do

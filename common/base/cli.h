@@ -16,7 +16,8 @@ void cli_init(const char *name);
 
 /* "tool: message\n" on stderr, exit 1. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-/* For fuzz harnesses: die() calls hook after printing its message and before
+/* For fuzz harnesses and neox-train's ranks (train/dist.h, which end the
+ * whole job): die() calls hook after printing its message and before
  * exit(1). A hook that longjmps out turns a rejected input into an ordinary
  * outcome; one that returns changes nothing. NULL removes it. */
 void cli_set_die_hook(void (*hook)(void));

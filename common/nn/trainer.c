@@ -144,9 +144,10 @@ static neox_pack next_pack(trainer *t, const dataset *d, const size_t *ex, size_
 
 /* ---- steps ---------------------------------------------------------------- */
 
-step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n) {
+static step_result gradients(trainer *t, const dataset *d, const size_t *ex, int n, const step_share *share) {
     step_result res = {0};
     for (int i = 0; i < n; i++) res.targets += example_num_targets(&d->ex[ex[i]]);
+    if (share) res.targets = share->targets;
     /* Each token's share of the step loss: the mean over all of them. */
     float scale = (float)(1.0 / (double)res.targets);
     double loss_sum = 0, sumsq = 0;
@@ -159,20 +160,31 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
         loss_sum += crossentropy_forward_backward(t->acts.f.logits, pack.row_target, pack.nrows,
                                                   t->model->cfg.vocab_size, scale);
         double t1 = now_seconds();
-        model_backward(t->model, &t->grad_views, &t->acts, &pack, !first, last ? &sumsq : NULL);
+        model_backward(t->model, &t->grad_views, &t->acts, &pack, !first, last && !share ? &sumsq : NULL);
         t->time_forward += t1 - t0;
         t->time_backward += now_seconds() - t1;
         res.tokens += (size_t)pack.T;
     }
+    if (share) {
+        double sums[2] = {loss_sum, (double)res.tokens};
+        share->reduce(t->grad, t->model->num_params, sums);
+        loss_sum = sums[0];
+        res.tokens = (size_t)sums[1];
+    }
     res.loss = loss_sum / (double)res.targets;
-    /* The linear layers' squares came with their products; the rest here. */
+    /* The linear layers' squares came with their products (not those of
+     * the sum of shares); the rest here. */
     double t0 = now_seconds();
     for (int i = 0; i < t->model->num_tensors; i++)
-        if (!model_is_linear_weight(&t->model->tensors[i]))
+        if (share || !model_is_linear_weight(&t->model->tensors[i]))
             sumsq += grad_sum_squares(t->grad + t->spans[i].offset, t->spans[i].count);
     res.grad_norm = sqrt(sumsq);
     t->time_optimizer += now_seconds() - t0;
     return res;
+}
+
+step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n) {
+    return gradients(t, d, ex, n, NULL);
 }
 
 typedef struct {
@@ -195,8 +207,9 @@ static void update_pieces(void *arg, int thread, int nthreads) {
     }
 }
 
-step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr) {
-    step_result res = trainer_gradients(t, d, ex, n);
+step_result trainer_step_share(trainer *t, const dataset *d, const size_t *ex, int n, double lr,
+                               const step_share *share) {
+    step_result res = gradients(t, d, ex, n, share);
     float factor = (float)clip_factor(res.grad_norm, t->clip);
     t->step++;
     double t0 = now_seconds();
@@ -207,6 +220,10 @@ step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, 
     parallel_run(update_pieces, &c);
     t->time_optimizer += now_seconds() - t0;
     return res;
+}
+
+step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr) {
+    return trainer_step_share(t, d, ex, n, lr, NULL);
 }
 
 double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,

@@ -84,6 +84,25 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
 /* trainer_gradients, clipping, and one AdamW step at learning rate lr. */
 step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr);
 
+/* The seam of data parallelism (train/dist.h over MPI; NCCL on device
+ * buffers for a GPU backend): sums the gradient block grad[0..n) and
+ * scalars[0..2) (a share's loss sum and tokens forwarded) over the
+ * processes, in place, the same bits on every one. */
+typedef void grad_reduce_fn(float *grad, size_t n, double scalars[2]);
+
+/* One process's share of a data-parallel step. */
+typedef struct {
+    grad_reduce_fn *reduce;
+    size_t targets;     /* target tokens of the whole step: the loss's divisor */
+} step_share;
+
+/* trainer_step on this process's share ex[0..n) of a step: its gradients,
+ * scaled by 1 / share->targets, are summed by share->reduce between the
+ * backward and the norm, clipping and AdamW; the result is the whole
+ * step's. share NULL: trainer_step. */
+step_result trainer_step_share(trainer *t, const dataset *d, const size_t *ex, int n, double lr,
+                               const step_share *share);
+
 /* Sum of target CE over examples ex[0..n) of d (forward only); *targets
  * gets their count. per_example (may be NULL) gets each example's mean. */
 double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,

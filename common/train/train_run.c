@@ -10,6 +10,7 @@
 #include "base/io.h"
 #include "nn/model.h"
 #include "nn/model_io.h"
+#include "dist.h"
 #include "train_outdir.h"
 #include "nn/trainer.h"
 
@@ -72,7 +73,7 @@ static void open_log(run *r, int resume) {
     free(path);
 }
 
-static void log_step(run *r, const step_result *res, double lr, double seconds, double eval_loss) {
+static void log_step(run *r, const step_result *res, double lr, double seconds, double comm, double eval_loss) {
     char line[512];
     int n = snprintf(line, sizeof line,
                      "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%zu,"
@@ -81,6 +82,8 @@ static void log_step(run *r, const step_result *res, double lr, double seconds, 
                      seconds > 0 ? (double)res->tokens / seconds : 0.0, r->p.elapsed,
                      trainer_kernel_name(&r->t), blas_core_name());
     if (!isnan(eval_loss)) n += snprintf(line + n, sizeof line - (size_t)n, ",\"eval_loss\":%.9g", eval_loss);
+    if (dist_size() > 1)
+        n += snprintf(line + n, sizeof line - (size_t)n, ",\"ranks\":%d,\"comm_s\":%.3f", dist_size(), comm);
     n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
     const char *q = line;
     for (size_t left = (size_t)n; left > 0;) {
@@ -93,18 +96,25 @@ static void log_step(run *r, const step_result *res, double lr, double seconds, 
     r->p.log_bytes += n;
 }
 
+/* Each rank takes its slice of the eval examples; the sums are added. */
 static double eval_loss(run *r) {
-    size_t *all = xmalloc(r->eval.n * sizeof *all), targets;
-    for (size_t i = 0; i < r->eval.n; i++) all[i] = i;
-    double sum = trainer_loss(&r->t, &r->eval, all, r->eval.n, &targets, NULL);
-    free(all);
-    return sum / (double)targets;
+    size_t begin = r->eval.n * (size_t)dist_rank() / (size_t)dist_size();
+    size_t end = r->eval.n * (size_t)(dist_rank() + 1) / (size_t)dist_size();
+    size_t *part = xmalloc((end - begin + 1) * sizeof *part), targets;
+    for (size_t i = begin; i < end; i++) part[i - begin] = i;
+    double sums[2];
+    sums[0] = trainer_loss(&r->t, &r->eval, part, end - begin, &targets, NULL);
+    sums[1] = (double)targets;
+    free(part);
+    dist_sum(sums, 2);
+    return sums[0] / sums[1];
 }
 
 /* config.json, the model, then (when resumable) the state: after a crash
  * between any two renames, each file is whole and the state is
  * self-contained. */
 static void save_checkpoint(run *r, int resumable) {
+    if (dist_rank() > 0) return; /* rank 0 writes OUT */
     const char *out = r->o->out_dir;
     if (fsync(r->log_fd) != 0) die("%s/log.jsonl: %s", out, strerror(errno));
     char *path = path_join(out, "config.json");
@@ -134,16 +144,25 @@ static void format_eta(char *buf, size_t n, double seconds) {
 
 static void train_loop(run *r) {
     const run_settings *s = &r->s;
-    long per_step = s->batch * s->grad_accum;
-    size_t *ex = xmalloc((size_t)per_step * sizeof *ex);
+    /* A step's examples are split among the ranks in order: rank k takes
+     * the k-th run of per_rank of them. */
+    long per_rank = s->batch * s->grad_accum, per_step = per_rank * dist_size();
+    size_t *ex = xmalloc((size_t)per_rank * sizeof *ex);
     double tokens_done = 0, seconds_done = 0;
     long steps_done = 0;
-    while (r->p.step < s->steps && !stop_signal) {
+    /* The ranks stop at the same step, whichever got the signal. */
+    while (r->p.step < s->steps && !dist_any(stop_signal)) {
         long step = r->p.step;
-        for (long j = 0; j < per_step; j++) ex[j] = order_at(&r->order, (uint64_t)step * per_step + j);
+        step_share share = {dist_reduce, 0};
+        for (long j = 0; j < per_step; j++) {
+            size_t e = order_at(&r->order, (uint64_t)step * per_step + j);
+            share.targets += example_num_targets(&r->train.ex[e]);
+            if (j / per_rank == dist_rank()) ex[j % per_rank] = e;
+        }
         double lr = lr_at_step(s->schedule, s->lr, step, s->warmup, s->steps);
-        double t0 = now_seconds();
-        step_result res = trainer_step(&r->t, &r->train, ex, (int)per_step, lr);
+        double t0 = now_seconds(), comm0 = dist_reduce_seconds();
+        step_result res = trainer_step_share(&r->t, &r->train, ex, (int)per_rank, lr,
+                                             dist_size() > 1 ? &share : NULL);
         double dt = now_seconds() - t0;
         r->p.step++;
         r->p.elapsed += dt;
@@ -157,11 +176,11 @@ static void train_loop(run *r) {
                 r->p.best_step = r->p.step;
                 r->p.best_eval = ev;
                 char *path = path_join(r->o->out_dir, TRAIN_BEST_FILE);
-                model_save(path, &r->model, s->save_dtype);
+                if (dist_rank() == 0) model_save(path, &r->model, s->save_dtype);
                 free(path);
             }
         }
-        log_step(r, &res, lr, dt, ev);
+        if (dist_rank() == 0) log_step(r, &res, lr, dt, dist_reduce_seconds() - comm0, ev);
         if (last || (s->save_every && r->p.step % s->save_every == 0)) save_checkpoint(r, 1);
         steps_done++;
         char eta[32];
@@ -172,10 +191,14 @@ static void train_loop(run *r) {
     free(ex);
 }
 
+/* Rank 0 reads it (standard input reaches rank 0 alone) and sends it on. */
 static void read_dataset(dataset *d, const char *path, const run *r) {
-    int fd = open_input(path);
-    dataset_read(d, fd, path, r->s.loss, r->model.cfg.vocab_size, r->model.cfg.max_positions);
-    if (fd != STDIN_FILENO) close(fd);
+    if (dist_rank() == 0) {
+        int fd = open_input(path);
+        dataset_read(d, fd, path, r->s.loss, r->model.cfg.vocab_size, r->model.cfg.max_positions);
+        if (fd != STDIN_FILENO) close(fd);
+    }
+    dist_share_dataset(d);
 }
 
 /* A new run: the model from -m or --init. */
@@ -202,6 +225,7 @@ static void start_fresh(run *r) {
     }
     trainer_init(&r->t, &r->model, &(adamw_hparams){0.9, 0.999, 1e-8, r->s.weight_decay}, r->s.clip);
     r->p.best_step = -1;
+    r->s.ranks = dist_size();
 }
 
 /* A resumed run: settings, parameters and moments from OUT's state; of
@@ -223,6 +247,11 @@ static void start_resumed(run *r) {
     train_state_parse(json, path, &r->s, &r->p);
     r->state_eval_path = r->s.eval_path;
     free(json);
+    /* The ranks take shares of each step: another count is another step. */
+    if (r->s.ranks != dist_size())
+        die("%s: the run was trained on %d rank%s (batch %ld x grad-accum %ld each); resume it on as many "
+            "(mpirun -np %d), not %d", o->out_dir, r->s.ranks, r->s.ranks > 1 ? "s" : "", r->s.batch,
+            r->s.grad_accum, r->s.ranks, dist_size());
     free(path);
     if (o->given_steps) {
         r->s.steps = o->s.steps;
@@ -269,7 +298,7 @@ static void read_inputs(run *r) {
         read_dataset(&r->eval, r->s.eval_path, r);
         r->has_eval = 1;
     }
-    long per_step = r->s.batch * r->s.grad_accum;
+    long per_step = r->s.batch * r->s.grad_accum * dist_size();
     if (r->s.epochs > 0) r->s.steps = (long)ceil(r->s.epochs * (double)r->train.n / (double)per_step);
 }
 
@@ -300,18 +329,20 @@ static int train(run *r) {
     int exit_status = 0;
     order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
     if (r->s.bf16 && gemm_bf16_available()) trainer_use_bf16(&r->t);
-    if (o->resume) warn_if_kernels_changed(r);
-    if (o->verbose) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
+    if (o->resume && dist_rank() == 0) warn_if_kernels_changed(r);
+    if (o->verbose && dist_rank() == 0) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
     catch_stop_signals();
     train_loop(r);
     progress_done();
     if (r->p.step < r->s.steps) { /* stopped by a signal */
         if (r->saved_step != r->p.step) save_checkpoint(r, 1);
         int stdin_input = strcmp(o->input, "-") == 0;
-        fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: neox-train --resume %s %s\n",
-                prog_name, r->p.step, r->s.steps, o->out_dir, stdin_input ? "and the same training stream" : o->input);
-        exit_status = 128 + stop_signal;
-    } else if (r->s.keep_best && r->p.best_step >= 0) {
+        if (dist_rank() == 0)
+            fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: neox-train --resume %s %s\n",
+                    prog_name, r->p.step, r->s.steps, o->out_dir, stdin_input ? "and the same training stream" : o->input);
+        /* The signal may have come to another rank. */
+        exit_status = 128 + (stop_signal ? stop_signal : SIGTERM);
+    } else if (r->s.keep_best && r->p.best_step >= 0 && dist_rank() == 0) {
         install_best(r);
     }
     order_free(&r->order);
@@ -326,15 +357,19 @@ int train_run(const train_options *o) {
     else start_fresh(&r);
     int trains = o->resume || r.s.steps > 0 || r.s.epochs > 0;
     if (trains) read_inputs(&r);
-    make_dirs(o->out_dir);
-    outdir_remove_stale_temporaries(o->out_dir);
-    if (!o->resume) outdir_forget_run(o->out_dir);
-    open_log(&r, o->resume);
-    if (!o->resume) outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer);
+    /* Every rank has read what it needs before rank 0 changes OUT. */
+    dist_barrier();
+    if (dist_rank() == 0) {
+        make_dirs(o->out_dir);
+        outdir_remove_stale_temporaries(o->out_dir);
+        if (!o->resume) outdir_forget_run(o->out_dir);
+        open_log(&r, o->resume);
+        if (!o->resume) outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer);
+    }
     int exit_status = 0;
     if (trains) exit_status = train(&r);
     else save_checkpoint(&r, 0); /* the starting point alone, e.g. --init */
-    close(r.log_fd);
+    if (dist_rank() == 0) close(r.log_fd);
     trainer_free(&r.t);
     model_free(&r.model);
     free(r.config_json);

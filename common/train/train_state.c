@@ -26,6 +26,7 @@ char *train_state_json(const run_settings *s, const run_progress *p) {
     cJSON_AddNumberToObject(j, "epochs", s->epochs);
     cJSON_AddNumberToObject(j, "batch", (double)s->batch);
     cJSON_AddNumberToObject(j, "grad_accum", (double)s->grad_accum);
+    cJSON_AddNumberToObject(j, "ranks", (double)s->ranks);
     cJSON_AddNumberToObject(j, "lr", s->lr);
     cJSON_AddStringToObject(j, "schedule", lr_schedule_name(s->schedule));
     cJSON_AddNumberToObject(j, "warmup", (double)s->warmup);
@@ -67,6 +68,9 @@ void train_state_parse(const char *json, const char *path, run_settings *s, run_
     s->epochs = json_number(j, "epochs", path);
     s->batch = (long)json_number(j, "batch", path);
     s->grad_accum = (long)json_number(j, "grad_accum", path);
+    /* States from before data parallelism are of one process. */
+    const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(j, "ranks");
+    s->ranks = cJSON_IsNumber(ranks) ? (int)ranks->valuedouble : 1;
     s->lr = json_number(j, "lr", path);
     if (!lr_schedule_parse(json_string(j, "schedule", path), &s->schedule)) die("%s: bad schedule", path);
     s->warmup = (long)json_number(j, "warmup", path);
