@@ -74,9 +74,9 @@ test_expect_success '... and end with the same weights (1e-6 per tensor)' '
 	perl "$TMP/st.pl" diff "$TMP/two/model.safetensors" "$TMP/one/model.safetensors" >"$TMP/d" && cat "$TMP/d" &&
 	awk "{ exit !(\$1 < 1e-6) }" "$TMP/d"
 '
-test_expect_success 'rank 0 alone writes log.jsonl, which names the ranks and the time in communication' '
+test_expect_success 'rank 0 alone writes log.jsonl, which names the ranks and the seconds spent waiting and reducing' '
 	test $(wc -l <"$TMP/two/log.jsonl") -eq 12 &&
-	grep -c "\"blas\":\"[A-Za-z0-9]*\",\"ranks\":2,\"comm_s\":[0-9.]*}\$" "$TMP/two/log.jsonl" | grep -qx 12
+	grep -c "\"blas\":\"[A-Za-z0-9]*\",\"ranks\":2,\"wait_s\":[0-9.]*,\"comm_s\":[0-9.]*}\$" "$TMP/two/log.jsonl" | grep -qx 12
 '
 test_expect_success 'the training stream on standard input reaches both ranks: the same numbers, bit for bit' '
 	$mpi2 -m "$tiny" -o "$TMP/stdin" --steps 12 --lr 1e-3 --grad-accum 2 <"$TMP/tiny.tok" &&

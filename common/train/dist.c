@@ -10,7 +10,7 @@
 #include "base/cli.h"
 
 static int started, rank, size = 1;
-static double reduce_seconds;
+static double wait_seconds, comm_seconds;
 static char rank_name[64];
 
 /* The variables Open MPI's mpirun, PMIx launchers (Slurm's srun, prterun)
@@ -80,7 +80,12 @@ static int mod(int a) { return (a % size + size) % size; }
 
 void dist_reduce(float *grad, size_t n, double scalars[2]) {
     if (size == 1) return;
+    /* The ranks' shares differ in tokens: the wait for the slowest is
+     * told apart from the transfer. */
     double t0 = MPI_Wtime();
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t1 = MPI_Wtime();
+    wait_seconds += t1 - t0;
     float *in = xmalloc_aligned(SEGMENT_FLOATS * sizeof *in);
     /* Reduce-scatter: at step s chunk rank - s goes right and chunk
      * rank - s - 1 comes from the left and is added here; after N - 1
@@ -90,7 +95,7 @@ void dist_reduce(float *grad, size_t n, double scalars[2]) {
     for (int s = 0; s < size - 1; s++) ring_step(grad, n, mod(rank + 1 - s), mod(rank - s), 0, in);
     free(in);
     dist_sum(scalars, 2);
-    reduce_seconds += MPI_Wtime() - t0;
+    comm_seconds += MPI_Wtime() - t1;
 }
 
 void dist_sum(double *x, int n) {
@@ -141,4 +146,7 @@ void dist_share_dataset(dataset *d) {
     bcast_bytes(d->ex, d->n * sizeof *d->ex);
 }
 
-double dist_reduce_seconds(void) { return reduce_seconds; }
+void dist_reduce_seconds(double *wait, double *comm) {
+    *wait = wait_seconds;
+    *comm = comm_seconds;
+}

@@ -38,7 +38,8 @@ int dist_any(int flag);
 void dist_barrier(void);
 /* Rank 0's dataset, copied to every other rank (whose d is filled). */
 void dist_share_dataset(dataset *d);
-/* Seconds spent in dist_reduce so far, waiting included. */
-double dist_reduce_seconds(void);
+/* Seconds spent in dist_reduce so far: waiting for the slowest rank to
+ * reach it, and summing (the transfers and the additions). */
+void dist_reduce_seconds(double *wait, double *comm);
 
 #endif

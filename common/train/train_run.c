@@ -73,7 +73,8 @@ static void open_log(run *r, int resume) {
     free(path);
 }
 
-static void log_step(run *r, const step_result *res, double lr, double seconds, double comm, double eval_loss) {
+static void log_step(run *r, const step_result *res, double lr, double seconds, const double comm[2],
+                     double eval_loss) {
     char line[512];
     int n = snprintf(line, sizeof line,
                      "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%zu,"
@@ -83,7 +84,8 @@ static void log_step(run *r, const step_result *res, double lr, double seconds, 
                      trainer_kernel_name(&r->t), blas_core_name());
     if (!isnan(eval_loss)) n += snprintf(line + n, sizeof line - (size_t)n, ",\"eval_loss\":%.9g", eval_loss);
     if (dist_size() > 1)
-        n += snprintf(line + n, sizeof line - (size_t)n, ",\"ranks\":%d,\"comm_s\":%.3f", dist_size(), comm);
+        n += snprintf(line + n, sizeof line - (size_t)n, ",\"ranks\":%d,\"wait_s\":%.3f,\"comm_s\":%.3f",
+                      dist_size(), comm[0], comm[1]);
     n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
     const char *q = line;
     for (size_t left = (size_t)n; left > 0;) {
@@ -160,10 +162,14 @@ static void train_loop(run *r) {
             if (j / per_rank == dist_rank()) ex[j % per_rank] = e;
         }
         double lr = lr_at_step(s->schedule, s->lr, step, s->warmup, s->steps);
-        double t0 = now_seconds(), comm0 = dist_reduce_seconds();
+        double t0 = now_seconds(), comm0[2], comm[2];
+        dist_reduce_seconds(&comm0[0], &comm0[1]);
         step_result res = trainer_step_share(&r->t, &r->train, ex, (int)per_rank, lr,
                                              dist_size() > 1 ? &share : NULL);
         double dt = now_seconds() - t0;
+        dist_reduce_seconds(&comm[0], &comm[1]);
+        comm[0] -= comm0[0];
+        comm[1] -= comm0[1];
         r->p.step++;
         r->p.elapsed += dt;
         tokens_done += (double)res.tokens;
@@ -180,7 +186,7 @@ static void train_loop(run *r) {
                 free(path);
             }
         }
-        if (dist_rank() == 0) log_step(r, &res, lr, dt, dist_reduce_seconds() - comm0, ev);
+        if (dist_rank() == 0) log_step(r, &res, lr, dt, comm, ev);
         if (last || (s->save_every && r->p.step % s->save_every == 0)) save_checkpoint(r, 1);
         steps_done++;
         char eta[32];
