@@ -4,7 +4,8 @@
 # twice the accumulation, the tiny-neox oracle trajectory, standard input
 # and eval through rank 0, --resume with the same rank count only, and a
 # rank killed with kill -9 ending the job within seconds, the last
-# checkpoint intact.
+# checkpoint intact, and SIGTERM to one rank stopping every rank at the
+# same step.
 . "$(dirname "$0")/lib.sh"
 command -v mpirun >/dev/null || skip_all "no mpirun (make deps installs openmpi-bin)"
 tiny=$TOP/tests/data/tiny-neox/tiny-f32
@@ -129,17 +130,20 @@ test_expect_success 'bad input read by rank 0 ends the job with its one-line mes
 # kill -9 of rank 1 while the job runs: mpirun ends rank 0 and itself, names
 # the rank, and the last checkpoint resumes (on 2 ranks) to the weights of
 # a run never interrupted.
+# rank_pid MPIRUN-PID RANK: the process of that rank (mpirun's child).
+rank_pid() {
+	for p in /proc/[0-9]*; do
+		[ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = "$1" ] &&
+			tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "${p#/proc/}"
+	done
+}
 steps=400
 train2="$mpi2 -m $tiny --steps $steps --lr 1e-3 --grad-accum 2 --save-every 25 $TMP/tiny.tok -o"
 $train2 "$TMP/whole" 2>/dev/null
 $train2 "$TMP/killed" 2>"$TMP/killed.err" &
 job=$!
 while [ ! -e "$TMP/killed/training_state.safetensors" ] && kill -0 $job 2>/dev/null; do sleep 0.01; done
-rank1=
-for p in /proc/[0-9]*; do
-	[ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = $job ] && tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 &&
-		rank1=${p#/proc/}
-done
+rank1=$(rank_pid $job 1)
 t0=$(date +%s.%N)
 [ -n "$rank1" ] && kill -9 "$rank1"
 wait $job
@@ -156,6 +160,24 @@ test_expect_success '... and the last checkpoint resumes on 2 ranks to the unint
 	$mpi2 --resume "$TMP/killed" "$TMP/tiny.tok" &&
 	cmp "$TMP/whole/model.safetensors" "$TMP/killed/model.safetensors" &&
 	within 0 "$TMP/whole/log.jsonl" "$TMP/killed/log.jsonl"
+'
+
+# SIGTERM to one rank: every rank stops after the same step, rank 0 writes
+# the checkpoint before any exits, and it resumes to the same weights.
+$train2 "$TMP/stopped" 2>"$TMP/stopped.err" &
+job=$!
+while [ ! -e "$TMP/stopped/training_state.safetensors" ] && kill -0 $job 2>/dev/null; do sleep 0.01; done
+kill -TERM "$(rank_pid $job 1)"
+wait $job
+rc=$?
+test_expect_success "SIGTERM to rank 1 stops the job at a step boundary, exit $rc (143)" '
+	test $rc -eq 143 && cat "$TMP/stopped.err" &&
+	grep -q "^neox-train: interrupted at step [0-9]* of $steps; continue with: mpirun -np 2 neox-train --resume" "$TMP/stopped.err"
+'
+test_expect_success '... its checkpoint is of that step and resumes to the uninterrupted weights' '
+	step=$(sed -n "s/.*interrupted at step \([0-9]*\) .*/\1/p" "$TMP/stopped.err") &&
+	test $(wc -l <"$TMP/stopped/log.jsonl") -eq $step &&
+	$mpi2 --resume "$TMP/stopped" "$TMP/tiny.tok" && cmp "$TMP/whole/model.safetensors" "$TMP/stopped/model.safetensors"
 '
 
 done_testing

@@ -342,10 +342,16 @@ static int train(run *r) {
     progress_done();
     if (r->p.step < r->s.steps) { /* stopped by a signal */
         if (r->saved_step != r->p.step) save_checkpoint(r, 1);
+        /* A rank that exits non-zero makes mpirun kill the others: not
+         * before rank 0 has its checkpoint. */
+        dist_barrier();
         int stdin_input = strcmp(o->input, "-") == 0;
+        char launcher[32] = "";
+        if (dist_size() > 1) snprintf(launcher, sizeof launcher, "mpirun -np %d ", dist_size());
         if (dist_rank() == 0)
-            fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: neox-train --resume %s %s\n",
-                    prog_name, r->p.step, r->s.steps, o->out_dir, stdin_input ? "and the same training stream" : o->input);
+            fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: %sneox-train --resume %s %s\n",
+                    prog_name, r->p.step, r->s.steps, launcher, o->out_dir,
+                    stdin_input ? "and the same training stream" : o->input);
         /* The signal may have come to another rank. */
         exit_status = 128 + (stop_signal ? stop_signal : SIGTERM);
     } else if (r->s.keep_best && r->p.best_step >= 0 && dist_rank() == 0) {
