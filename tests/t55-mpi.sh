@@ -137,7 +137,7 @@ rank_pid() {
 			tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "${p#/proc/}"
 	done
 }
-steps=400
+steps=200
 train2="$mpi2 -m $tiny --steps $steps --lr 1e-3 --grad-accum 2 --save-every 25 $TMP/tiny.tok -o"
 $train2 "$TMP/whole" 2>/dev/null
 $train2 "$TMP/killed" 2>"$TMP/killed.err" &
