@@ -10,6 +10,7 @@ PREFIX ?= /usr/local
 BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 DATADIR = $(PREFIX)/share/tunepipe
+LIBDIR = $(PREFIX)/lib/tunepipe
 
 CC ?= cc
 # Built on the machine that runs it, so tune for it; ARCH= to override.
@@ -18,8 +19,9 @@ OPT ?= -O2
 CFLAGS ?= $(OPT) -g $(ARCH)
 WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -Icommon -I/usr/include/cjson \
-            -DTUNEPIPE_DATADIR='"$(DATADIR)"' -DTUNEPIPE_SRCDATA='"$(CURDIR)/data"'
-LDLIBS = -lcjson -lutf8proc -lzstd -lopenblas -lm -lpthread
+            -DTUNEPIPE_DATADIR='"$(DATADIR)"' -DTUNEPIPE_SRCDATA='"$(CURDIR)/data"' \
+            -DTUNEPIPE_LIBDIR='"$(LIBDIR)"' -DTUNEPIPE_CUDA_LIB='"$(CURDIR)/$(BUILD)/libtunepipe-cuda.so"'
+LDLIBS = -lcjson -lutf8proc -lzstd -lopenblas -lm -lpthread -ldl
 
 # BUILD= lets the sanitizer build live beside the normal one.
 BUILD ?= build
@@ -33,13 +35,23 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%.t)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan
+# The GPU backend: common/cuda/*.cu into a shared object that the tools
+# load at run time (they never link CUDA). Skipped where nvcc is absent.
+NVCC ?= $(shell command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+CUDA_LIBDIR ?= $(abspath $(dir $(NVCC))../lib64)
+NVCCFLAGS ?= -O3 -std=c++17 -Xcompiler -fPIC -Icommon \
+             -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_SRC = $(wildcard common/cuda/*.cu)
+CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+CUDA_LIB = $(if $(wildcard $(NVCC)),$(BUILD)/libtunepipe-cuda.so)
+
+.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan check-gpu
 .DELETE_ON_ERROR:
 # Keep the object files of tools and tests (make would delete them as
 # intermediates, and rebuild them every time).
 .SECONDARY:
 
-all: $(TOOLS:%=$(BIN)/%) $(UNIT_BIN) $(BENCH_BIN)
+all: $(TOOLS:%=$(BIN)/%) $(UNIT_BIN) $(BENCH_BIN) $(CUDA_LIB)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -60,6 +72,32 @@ $(BUILD)/tests/%.t: $(BUILD)/tests/unit/%.o $(BUILD)/libtunepipe.a
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libtunepipe.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# common/cuda/*.cu (variables above)
+$(BUILD)/common/cuda/%.o: common/cuda/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libtunepipe-cuda.so: $(CUDA_OBJ)
+	$(NVCC) -shared -cudart static -o $@ $^ -L$(CUDA_LIBDIR) -lcublas -lcublasLt -Xlinker -rpath=$(CUDA_LIBDIR)
+
+# GPU tests: linked with the CPU library (their reference) and the .so.
+GPU_SRC = $(wildcard tests/gpu/*.c)
+GPU_BIN = $(GPU_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%.t)
+
+$(BUILD)/tests/gpu/%.t: $(BUILD)/tests/gpu/%.o $(BUILD)/libtunepipe.a $(BUILD)/libtunepipe-cuda.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -L$(BUILD) -ltunepipe-cuda \
+	  -Wl,-rpath,$(abspath $(BUILD)) $(LDLIBS)
+
+# Builds and runs the GPU tests; each skips itself without a GPU.
+ifneq ($(CUDA_LIB),)
+check-gpu: $(GPU_BIN)
+	prove --exec '' $(GPU_BIN)
+else
+check-gpu:
+	@echo "check-gpu: skipped, no nvcc at $(NVCC)"
+endif
 
 # Open MPI, for neox-train's data parallelism only (common/train/dist.c):
 # make deps installs libopenmpi-dev. A neox-train no launcher started
@@ -104,6 +142,7 @@ install: all
 	install -m 644 man/man1/*.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 644 man/man5/*.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 data/* $(DESTDIR)$(DATADIR)
+	$(if $(CUDA_LIB),install -d $(DESTDIR)$(LIBDIR) && install -m 755 $(CUDA_LIB) $(DESTDIR)$(LIBDIR))
 
 # Speed of each stage on this machine: one table, medians (scripts/bench.sh).
 bench: deps
@@ -119,7 +158,7 @@ bf16-curve: deps
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man1/$(TOOLS:%=%.1) \
 	  $(DESTDIR)$(MANDIR)/man5/neox-stream.5
-	rm -rf $(DESTDIR)$(DATADIR)
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(LIBDIR)
 
 clean:
 	rm -rf build build-asan bin

@@ -134,12 +134,20 @@ static double median(double *v, int n) {
 
 #define MAX_RUNS 101
 
+/* tokenizer_open, or die with the reason. */
+static tokenizer *load_tokenizer(const char *path) {
+    char err[512];
+    tokenizer *t = tokenizer_open(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
 static void bench(const char *name, const corpus *c, const char *tok_path, double megabytes, int runs) {
     size_t reps = (size_t)(megabytes * 1e6 / (double)c->bytes) + 1;
     double mbps[MAX_RUNS], cpu_mbps[MAX_RUNS], tokps[MAX_RUNS];
     size_t tokens = 0;
     for (int r = 0; r < runs; r++) {
-        tokenizer *t = tokenizer_load(tok_path);
+        tokenizer *t = load_tokenizer(tok_path);
         token_ids ids = {0};
         tokens = 0;
         double w0 = now_seconds(), c0 = thread_seconds();
@@ -168,7 +176,7 @@ static void load_stats(const char *tok_path, int runs) {
     struct rusage usage;
     for (int r = 0; r < runs; r++) {
         double t0 = now_seconds();
-        tokenizer *t = tokenizer_load(tok_path);
+        tokenizer *t = load_tokenizer(tok_path);
         ms[r] = (now_seconds() - t0) * 1e3;
         tokenizer_free(t);
     }
@@ -195,7 +203,7 @@ static void dump(const corpus *c) {
 
 /* Compares with a reference file; returns the number of differing lines. */
 static size_t check(const char *tok_path, const char *ref) {
-    tokenizer *t = tokenizer_load(tok_path);
+    tokenizer *t = load_tokenizer(tok_path);
     line_reader *lr = line_reader_open(open_input(ref), ref);
     token_ids got = {0};
     utf8_buf text = {0}, want_text = {0}, decoded = {0};

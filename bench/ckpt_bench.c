@@ -74,7 +74,8 @@ int main(int argc, char **argv) {
     const char *dir = argv[2];
     int reps = argc > 3 ? (int)parse_long("REPEATS", argv[3], 1, 100) : 3;
     neox_config cfg;
-    config_load(argv[1], &cfg);
+    char why[ERR_MAX];
+    if (!config_load(argv[1], &cfg, why, sizeof why)) die("%s", why);
     neox_model m;
     model_build(&m, &cfg);
     size_t n = m.num_params;
@@ -86,7 +87,7 @@ int main(int argc, char **argv) {
     }
     char *cfg_text = read_file(argv[1], NULL), *config = in_dir(dir, "config.json");
     char *model = in_dir(dir, "model.safetensors"), *state = in_dir(dir, "training_state.safetensors");
-    atomic_write_file(config, cfg_text, strlen(cfg_text));
+    if (!atomic_write_file(config, cfg_text, strlen(cfg_text), why, sizeof why)) die("%s", why);
     printf("%s: %zu parameters, %d repeats, in %s\n", argv[1], n, reps, dir);
     double *t = xmalloc((size_t)reps * sizeof *t);
 
@@ -96,7 +97,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 3; k++) {
         for (int r = 0; r < reps; r++) {
             double t0 = now();
-            model_save(model, &m, dtypes[k]);
+            if (!model_save(model, &m, dtypes[k], why, sizeof why)) die("%s", why);
             t[r] = now() - t0;
         }
         snprintf(what, sizeof what, "save model %s", names[k]);
@@ -117,16 +118,18 @@ int main(int argc, char **argv) {
     }
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        state_save(state, &m, am, av, "{}");
+        if (!state_save(state, &m, am, av, "{}", why, sizeof why)) die("%s", why);
         t[r] = now() - t0;
     }
     report("save state", t, reps, file_gb(state));
     for (int cold = 0; cold < 2; cold++) {
         for (int r = 0; r < reps; r++) {
             if (cold) drop_cache(state);
-            else free(state_load(state, &m, am, av));
+            else free(state_load(state, &m, am, av, why, sizeof why));
             double t0 = now();
-            free(state_load(state, &m, am, av));
+            char *json = state_load(state, &m, am, av, why, sizeof why);
+            if (!json) die("%s", why);
+            free(json);
             t[r] = now() - t0;
         }
         report(cold ? "load state, cold" : "load state, warm", t, reps,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/cli.h"
 #include "eval/losslog.h"
 #include "eval/svgplot.h"
 
@@ -19,7 +20,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: curve_plot FP32/log.jsonl BF16/log.jsonl >loss.svg\n");
         return 2;
     }
-    loss_log *a = loss_log_read(argv[1]), *b = loss_log_read(argv[2]);
+    char err[ERR_MAX];
+    loss_log *a = loss_log_read(argv[1], err, sizeof err), *b = a ? loss_log_read(argv[2], err, sizeof err) : NULL;
+    if (!b) {
+        fprintf(stderr, "curve_plot: %s\n", err);
+        return 1;
+    }
     size_t n = a->ntrain < b->ntrain ? a->ntrain : b->ntrain;
     double *dx = malloc((n ? n : 1) * sizeof *dx), *dy = malloc((n ? n : 1) * sizeof *dy);
     if (!dx || !dy) {

@@ -53,10 +53,12 @@ static void save_checkpoint(const neox_model *m, const char *config_path, const 
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    st_write(path, t, m->num_tensors, dtype, NULL, NULL, 0);
-    char *json = read_file(config_path, NULL), *with_dtype = config_with_dtype(json, dtype);
+    char why[ERR_MAX];
+    if (!st_write(path, t, m->num_tensors, dtype, NULL, NULL, 0, why, sizeof why)) die("%s", why);
+    char *json = read_file(config_path, NULL), *with_dtype = config_with_dtype(json, dtype, why, sizeof why);
+    if (!with_dtype) die("%s: %s", config_path, why);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    atomic_write_file(path, with_dtype, strlen(with_dtype));
+    if (!atomic_write_file(path, with_dtype, strlen(with_dtype), why, sizeof why)) die("%s", why);
     free(json);
     free(with_dtype);
     free(t);
@@ -198,7 +200,8 @@ int main(int argc, char **argv) {
     } else {
         char *path = config ? xstrdup(config) : data_file("pythia-410m.config.json");
         neox_config cfg;
-        config_load(path, &cfg);
+        char why[ERR_MAX];
+        if (!config_load(path, &cfg, why, sizeof why)) die("%s", why);
         model_build(&m, &cfg);
         model_init_random(&m, 1);
         if (save) {

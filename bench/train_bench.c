@@ -58,13 +58,15 @@ int main(int argc, char **argv) {
     int bf16 = argc == 5 && strcmp(argv[4], "bf16") == 0;
     int steps = argc > 3 ? (int)parse_long("STEPS", argv[3], 2, 10000) : 6;
     neox_config cfg;
-    config_load(argv[1], &cfg);
+    char why[ERR_MAX];
+    if (!config_load(argv[1], &cfg, why, sizeof why)) die("%s", why);
     neox_model m;
     model_build(&m, &cfg);
     model_init_random(&m, 42);
     dataset d;
     int fd = open_input(argv[2]);
-    dataset_read(&d, fd, argv[2], LOSS_ANSWER, cfg.vocab_size, cfg.max_positions);
+    if (!dataset_read(&d, fd, argv[2], LOSS_ANSWER, cfg.vocab_size, cfg.max_positions, why, sizeof why))
+        die("%s", why);
     close(fd);
     trainer t;
     trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);

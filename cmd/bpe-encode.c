@@ -54,7 +54,9 @@ typedef struct {
 } encode_opts;
 
 static void encode_stream(encode_opts *o, const char *in_name, int force) {
-    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force);
+    char why[ERR_MAX];
+    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force, why, sizeof why);
+    if (!sw) die("%s", why);
     line_reader *lr = line_reader_open(open_input(in_name), in_name);
     record r = {0};
     uint64_t written = 0, bad = 0;
@@ -72,7 +74,7 @@ static void encode_stream(encode_opts *o, const char *in_name, int force) {
             bad++;
             continue;
         }
-        stream_write(sw, &r);
+        if (stream_write(sw, &r, why, sizeof why) < 0) die("%s", why);
         written++;
         if (progress_enabled && (written & 255) == 0 && now_seconds() - last_progress > 0.5) {
             progress("%llu records", (unsigned long long)written);
@@ -96,11 +98,14 @@ static void decode_stream(tokenizer *tok, const prompt_template *tmpl, const cha
     record r = {0};
     utf8_buf out = {0}, text = {0};
     uint64_t unknown = 0;
-    while (stream_read(sr, &r)) {
+    char err[ERR_MAX];
+    int got;
+    while ((got = stream_read(sr, &r, err, sizeof err)) > 0) {
         out.len = 0;
         unknown += record_to_json(&r, tok, eos_id, as_ids, skip_special, tmpl, &out, &text);
         if (fwrite(out.data, 1, out.len, stdout) != out.len) checked_fflush(stdout);
     }
+    if (got < 0) die("%s", err);
     checked_fflush(stdout);
     if (unknown && !quiet)
         warn("%llu token id%s beyond the tokenizer's vocabulary left out of the text", (unsigned long long)unknown,
@@ -115,6 +120,7 @@ int main(int argc, char **argv) {
     cli_init("bpe-encode");
     encode_opts o = {0};
     record_encoder_init(&o.enc);
+    char why[ERR_MAX];
     const char *tokenizer_path = NULL, *model_dir = NULL;
     int decode = 0, as_ids = 0, skip_special = 0, special_as_text = 0, force = 0, progress_forced = 0;
     int fields_given = 0;
@@ -146,11 +152,14 @@ int main(int argc, char **argv) {
         switch (c) {
         case 't': tokenizer_path = optarg; break;
         case 'm': model_dir = optarg; break;
-        case OPT_FIELDS: record_encoder_set_fields(&o.enc, optarg); fields_given = encode_option_given = 1; break;
+        case OPT_FIELDS:
+            if (record_encoder_set_fields(&o.enc, optarg, why, sizeof why)) usage_error("%s", why);
+            fields_given = encode_option_given = 1;
+            break;
         case OPT_TEXT: o.text_mode = encode_option_given = 1; break;
         case OPT_TEMPLATE:
             template_free(&o.enc.tmpl);
-            template_parse(&o.enc.tmpl, "--template", optarg);
+            if (template_parse(&o.enc.tmpl, "--template", optarg, why, sizeof why)) usage_error("%s", why);
             break;
         case OPT_NO_EOS: o.enc.eos = 0; encode_option_given = 1; break;
         case OPT_SPECIAL_AS_TEXT: special_as_text = encode_option_given = 1; break;
@@ -181,7 +190,9 @@ int main(int argc, char **argv) {
         path = xmalloc(n);
         snprintf(path, n, "%s/tokenizer.json", model_dir);
     } else path = data_file("tokenizer.json");
-    tokenizer *tok = o.enc.tok = tokenizer_load(path);
+    char err[512];
+    tokenizer *tok = o.enc.tok = tokenizer_open(path, err, sizeof err);
+    if (!tok) die("%s: %s", path, err);
     tokenizer_set_special_as_text(tok, special_as_text);
 
     if (decode) {

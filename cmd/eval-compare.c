@@ -104,8 +104,10 @@ int main(int argc, char **argv) {
             if (strcmp(set.inputs[i].label, set.inputs[j].label) == 0)
                 usage_error("two inputs are labelled '%s': name them with --label", set.inputs[i].label);
 
-    evalset_load(&set);
-    loss_log *log = log_path ? loss_log_read(log_path) : NULL;
+    char err[ERR_MAX];
+    if (!evalset_load(&set, err, sizeof err)) die("%s", err);
+    loss_log *log = NULL;
+    if (log_path && !(log = loss_log_read(log_path, err, sizeof err))) die("%s", err);
     if (evalset_join(&set)) {
         if (!allow_missing)
             die("%zu problem%s joining the inputs (above); --allow-missing compares the %zu records complete in "

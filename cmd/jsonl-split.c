@@ -1,9 +1,8 @@
 /* jsonl-split — deterministic, seeded train/test split of JSONL records. */
 #include "base/cli.h"
 #include "base/io.h"
-#include "base/rng.h"
+#include "stream/jsonl_split.h"
 
-#include <cJSON.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -30,35 +29,14 @@ static const char usage[] =
     "\n"
     "Blank lines are ignored. Records keep their input order in each part.\n";
 
-typedef struct {
-    char *text;     /* the line as read */
-    uint64_t line;  /* its line number */
-    int has_id;
-    int is_test;
-} line_rec;
-
-/* Writes one record, adding "id" as the first member unless present. */
-static void write_record(FILE *f, const line_rec *r) {
-    if (r->has_id) {
-        fprintf(f, "%s\n", r->text);
-        return;
-    }
-    const char *brace = strchr(r->text, '{'); /* validated: an object */
-    const char *after = brace + 1;
-    /* Whitespace as cJSON accepted it: any byte up to ' ', control bytes too. */
-    while (*after && (unsigned char)*after <= ' ') after++;
-    fprintf(f, "%.*s{\"id\":%llu%s%s\n", (int)(brace - r->text), r->text,
-            (unsigned long long)r->line, *after == '}' ? "" : ",", brace + 1);
-}
-
-static void write_part(const char *path, const line_rec *recs, size_t n, int test) {
+static void write_part(const char *path, const split_set *s, int test) {
     FILE *f = stdout;
     if (path && strcmp(path, "-") != 0) {
         f = fopen(path, "w");
         if (!f) die("%s: %m", path);
     }
-    for (size_t i = 0; i < n; i++)
-        if (recs[i].is_test == test) write_record(f, &recs[i]);
+    for (size_t i = 0; i < s->n; i++)
+        if (s->recs[i].is_test == test) split_write_record(f, &s->recs[i]);
     if (f == stdout) checked_fflush(f);
     else if (fclose(f) != 0) die("%s: write error: %m", path);
 }
@@ -104,49 +82,18 @@ int main(int argc, char **argv) {
     const char *in_name = optind < argc ? argv[optind] : "-";
 
     line_reader *lr = line_reader_open(open_input(in_name), in_name);
-    line_rec *recs = NULL;
-    size_t n = 0, cap = 0, bad = 0;
-    char *line;
-    size_t len;
-    while ((line = line_reader_next(lr, &len))) {
-        if (strspn(line, " \t\r") == len) continue;
-        uint64_t lineno = line_reader_lineno(lr);
-        cJSON *obj = cJSON_ParseWithLengthOpts(line, len + 1, NULL, 1) /* + the NUL cJSON checks for */;
-        if (!cJSON_IsObject(obj)) {
-            cJSON_Delete(obj);
-            if (!skip_bad) die("line %llu: not a JSON object", (unsigned long long)lineno);
-            bad++;
-            continue;
-        }
-        if (n == cap) recs = xrealloc(recs, (cap = cap ? cap * 2 : 1024) * sizeof *recs);
-        recs[n] = (line_rec){xstrdup(line), lineno, cJSON_GetObjectItemCaseSensitive(obj, "id") != NULL, 0};
-        n++;
-        cJSON_Delete(obj);
-    }
+    split_set set = {0};
+    char err[ERR_MAX];
+    if (!split_read(&set, lr, skip_bad, err, sizeof err)) die("%s", err);
     line_reader_close(lr);
-    if (bad && !quiet) warn("skipped %zu bad line%s", bad, bad == 1 ? "" : "s");
+    if (set.bad && !quiet) warn("skipped %zu bad line%s", set.bad, set.bad == 1 ? "" : "s");
 
-    /* The first n_test positions of a seeded Fisher-Yates permutation are
-     * the test records: the same seed and input give the same split. */
-    size_t n_test = test_count >= 0 ? (size_t)test_count : (size_t)llround(ratio * (double)n);
-    if (n_test > n) die("--test-count %zu exceeds the %zu records", n_test, n);
-    size_t *perm = xmalloc((n ? n : 1) * sizeof *perm);
-    for (size_t i = 0; i < n; i++) perm[i] = i;
-    rng_state rng;
-    rng_seed(&rng, seed);
-    for (size_t i = 0; i < n_test; i++) {
-        size_t j = i + (size_t)rng_below(&rng, n - i);
-        size_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-        recs[perm[i]].is_test = 1;
-    }
-
-    if (part) write_part("-", recs, n, strcmp(part, "test") == 0);
-    if (train_path) write_part(train_path, recs, n, 0);
-    if (test_path) write_part(test_path, recs, n, 1);
-    for (size_t i = 0; i < n; i++) free(recs[i].text);
-    free(recs);
-    free(perm);
+    size_t n_test = test_count >= 0 ? (size_t)test_count : (size_t)llround(ratio * (double)set.n);
+    if (n_test > set.n) die("--test-count %zu exceeds the %zu records", n_test, set.n);
+    split_pick(&set, n_test, seed);
+    if (part) write_part("-", &set, strcmp(part, "test") == 0);
+    if (train_path) write_part(train_path, &set, 0);
+    if (test_path) write_part(test_path, &set, 1);
+    split_free(&set);
     return 0;
 }

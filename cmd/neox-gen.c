@@ -51,6 +51,7 @@ static const char usage[] =
     "                            question (default: \"### Question:\\n{question}\\n\\n### Answer:\")\n"
     "      --tokenizer FILE      interactive tokenizer.json (default: DIR's, else\n"
     "                            the installed one)\n"
+    "      --device DEV          cpu (default) or cuda: weights and KV cache on the GPU\n"
     "  -f, --force               write the binary stream even to a terminal\n"
     "      --progress            show progress even when stderr is not a terminal\n"
     "  -v, --verbose             say which kernels compute (bf16 on AMX or\n"
@@ -92,9 +93,11 @@ static const uint32_t *question_of(record *r, uint64_t recno, const neox_model *
 static void finish_record(stream_writer *sw, job *j) {
     record_remove(&j->rec, SEG_GENERATED);
     segment *g = record_segment(&j->rec, SEG_GENERATED);
+    if (!g) die("record %llu: too many segments", (unsigned long long)j->rec.id);
     uint32_t n = (uint32_t)(j->seq.n - j->seq.prompt_len);
     if (n) segment_append(g, j->seq.ids + j->seq.prompt_len, n);
-    stream_write(sw, &j->rec);
+    char err[ERR_MAX];
+    if (stream_write(sw, &j->rec, err, sizeof err) < 0) die("%s", err);
     record_free(&j->rec);
     gen_seq_free(&j->seq);
 }
@@ -116,7 +119,10 @@ static void run_generate(const neox_model *m, const options *o, stream_reader *s
         if (head == tail) head = tail = 0;
         while (!eof && g.num_active < o->gen.batch) {
             job *j = xcalloc(1, sizeof *j);
-            if (!stream_read(sr, &j->rec)) {
+            char err[ERR_MAX];
+            int got = stream_read(sr, &j->rec, err, sizeof err);
+            if (got < 0) die("%s", err);
+            if (!got) {
                 eof = 1;
                 record_free(&j->rec);
                 free(j);
@@ -159,7 +165,9 @@ static void run_score(const neox_model *m, const options *o, stream_reader *sr) 
     float *logits = xmalloc((size_t)dec.max_rows * m->cfg.vocab_size * sizeof(float));
     io_set_idle_hook(flush_stdout, NULL);
     record r = {0};
-    while (stream_read(sr, &r)) {
+    char err[ERR_MAX];
+    int got;
+    while ((got = stream_read(sr, &r, err, sizeof err)) > 0) {
         uint64_t recno = stream_records_read(sr);
         uint32_t nq, na;
         const uint32_t *q = question_of(&r, recno, m, &nq);
@@ -181,6 +189,7 @@ static void run_score(const neox_model *m, const options *o, stream_reader *sr) 
             printf("{\"id\":%llu,\"tokens\":0,\"nll\":0,\"ppl\":null}\n", (unsigned long long)r.id);
         progress("%llu records scored", (unsigned long long)recno);
     }
+    if (got < 0) die("%s", err);
     progress_done();
     checked_fflush(stdout);
     record_free(&r);
@@ -216,10 +225,13 @@ static void run_interactive(const neox_model *m, const options *o) {
             path = data_file("tokenizer.json");
         }
     }
-    tokenizer *tok = tokenizer_load(path);
+    char err[512];
+    tokenizer *tok = tokenizer_open(path, err, sizeof err);
+    if (!tok) die("%s: %s", path, err);
     free(path);
     prompt_template tmpl;
-    template_parse(&tmpl, "--template", o->template);
+    char why[ERR_MAX];
+    if (template_parse(&tmpl, "--template", o->template, why, sizeof why)) usage_error("%s", why);
     gen_opts go = o->gen;
     go.batch = 1;
     generator g;
@@ -279,12 +291,13 @@ int main(int argc, char **argv) {
                  .gen = {.batch = 1, .max_new = 100, .eos_id = -2,
                          .sampling = {.temperature = 1.0, .top_p = 1.0, .repetition_penalty = 1.0}}};
     int progress_forced = 0, quiet = 0, verbose = 0, temperature_set = 0;
+    const char *device_name = device_default_name();
     enum { OPT_EOS = 256, OPT_REP, OPT_NGRAM, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_SCORE,
-           OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION, OPT_DTYPE };
+           OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION, OPT_DTYPE, OPT_DEVICE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"max-new", required_argument, 0, 'n'},
         {"batch", required_argument, 0, 'b'},        {"eos-id", required_argument, 0, OPT_EOS},
-        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"dtype", required_argument, 0, OPT_DTYPE},  {"device", required_argument, 0, OPT_DEVICE},
         {"repetition-penalty", required_argument, 0, OPT_REP},
         {"no-repeat-ngram", required_argument, 0, OPT_NGRAM},
         {"temperature", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
@@ -307,6 +320,7 @@ int main(int argc, char **argv) {
             if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16")) usage_error("--dtype: fp32 or bf16");
             o.bf16 = optarg[0] == 'b';
             break;
+        case OPT_DEVICE: device_name = optarg; break;
         case OPT_EOS: o.gen.eos_id = parse_long("--eos-id", optarg, -1, UINT32_MAX); break;
         case OPT_REP: so->repetition_penalty = parse_double("--repetition-penalty", optarg, 1e-6, 1e6); break;
         case OPT_NGRAM: so->no_repeat_ngram = (int)parse_long("--no-repeat-ngram", optarg, 0, 1 << 20); break;
@@ -337,21 +351,30 @@ int main(int argc, char **argv) {
     if (temperature_set) so->sample = so->temperature > 0;
     progress_setup(progress_forced, quiet || o.interactive);
 
-    if (o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
-    if (verbose) gemm_tell_kernels(o.bf16);
+    char err[600];
+    const device_ops *dev = device_open(device_name, err, sizeof err);
+    if (!dev) die("%s", err);
+    int on_cpu = dev == &device_cpu;
+    if (on_cpu && o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
+    if (verbose && on_cpu) gemm_tell_kernels(o.bf16);
     neox_model m;
-    char err[512];
-    /* bf16: the linear weights are loaded into their bf16 copies only. */
-    if (!(o.bf16 ? model_load_bf16(&m, o.model_dir, err, sizeof err)
-                 : model_load(&m, o.model_dir, err, sizeof err)))
+    /* bf16 on the CPU: the linear weights are loaded into their bf16 copies
+     * only; a GPU makes its copies from the fp32 weights it was given. */
+    if (!(o.bf16 && on_cpu ? model_load_bf16(&m, o.model_dir, err, sizeof err)
+                           : model_load(&m, o.model_dir, err, sizeof err)))
         die("%s", err);
+    if (!on_cpu) {
+        if (model_to_device(&m, dev)) die("--device %s: too little memory for the model", dev->name);
+        if (o.bf16) model_set_dtype(&m, DTYPE_BF16, GEMM_FOR_FORWARD);
+    }
     if (o.gen.eos_id == -2) o.gen.eos_id = m.cfg.eos_token_id;
 
     if (o.interactive) {
         run_interactive(&m, &o);
     } else {
         const char *in_name = optind < argc ? argv[optind] : "-";
-        stream_writer *sw = o.score ? NULL : stream_writer_open(STDOUT_FILENO, o.force);
+        stream_writer *sw = o.score ? NULL : stream_writer_open(STDOUT_FILENO, o.force, err, sizeof err);
+        if (!o.score && !sw) die("%s", err);
         stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
         if (o.score) {
             run_score(&m, &o, sr);

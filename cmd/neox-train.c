@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "kernels/blas.h"
-#include "nn/checkpoint.h"
+#include "nn/model_io.h"
 #include "base/cli.h"
 #include "kernels/gemm.h"
 #include "kernels/parallel.h"
@@ -59,6 +59,9 @@ static const char usage[] =
     "      --save-every N       checkpoint every N steps; 0: only at the end\n"
     "                           (default 50)\n"
     "Running:\n"
+    "      --device DEV         cpu (default) or cuda: the whole run on the GPU\n"
+    "                           (weights, activations, AdamW), checkpoints as on\n"
+    "                           the CPU, so either resumes the other's\n"
     "      --threads N          worker threads (default: all CPUs)\n"
     "      --progress           show progress even when stderr is not a terminal\n"
     "  -v, --verbose            say which kernels compute (bf16 on AMX or\n"
@@ -88,7 +91,7 @@ static void parse_args(int argc, char **argv, options *o) {
     enum { OPT_INIT = 256, OPT_RESUME, OPT_OVERWRITE, OPT_TOKENIZER, OPT_SAVE_DTYPE, OPT_STEPS,
            OPT_EPOCHS, OPT_BATCH, OPT_GRAD_ACCUM, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_WD,
            OPT_CLIP, OPT_LOSS, OPT_SEED, OPT_NO_SHUFFLE, OPT_EVAL, OPT_EVAL_EVERY, OPT_KEEP_BEST,
-           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_DTYPE, OPT_VERSION };
+           OPT_SAVE_EVERY, OPT_THREADS, OPT_PROGRESS, OPT_DTYPE, OPT_DEVICE, OPT_VERSION };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"init", required_argument, 0, OPT_INIT},
         {"output", required_argument, 0, 'o'}, {"resume", required_argument, 0, OPT_RESUME},
@@ -100,7 +103,7 @@ static void parse_args(int argc, char **argv, options *o) {
         {"weight-decay", required_argument, 0, OPT_WD}, {"clip", required_argument, 0, OPT_CLIP},
         {"loss", required_argument, 0, OPT_LOSS}, {"seed", required_argument, 0, OPT_SEED},
         {"no-shuffle", no_argument, 0, OPT_NO_SHUFFLE}, {"eval", required_argument, 0, OPT_EVAL},
-        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"dtype", required_argument, 0, OPT_DTYPE}, {"device", required_argument, 0, OPT_DEVICE},
         {"eval-every", required_argument, 0, OPT_EVAL_EVERY}, {"keep-best", no_argument, 0, OPT_KEEP_BEST},
         {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"threads", required_argument, 0, OPT_THREADS},
         {"progress", no_argument, 0, OPT_PROGRESS}, {"quiet", no_argument, 0, 'q'},
@@ -156,6 +159,7 @@ static void parse_args(int argc, char **argv, options *o) {
         case OPT_EVAL_EVERY: s->eval_every = parse_long("--eval-every", optarg, 0, 1L << 40); t->given_eval_every = 1; fixed = 0; break;
         case OPT_KEEP_BEST: s->keep_best = 1; break;
         case OPT_SAVE_EVERY: s->save_every = parse_long("--save-every", optarg, 0, 1L << 40); t->given_save_every = 1; fixed = 0; break;
+        case OPT_DEVICE: t->device = optarg; fixed = 0; break;
         case OPT_THREADS: o->threads = (int)parse_long("--threads", optarg, 1, 1024); fixed = 0; break;
         case OPT_PROGRESS: o->progress = 1; fixed = 0; break;
         case 'q': t->quiet = 1; fixed = 0; break;
@@ -193,14 +197,16 @@ int main(int argc, char **argv) {
     blas_setup(argv);
     options o;
     parse_args(argc, argv, &o);
-    dist_init(&argc, &argv);
+    char err[ERR_MAX];
+    if (!dist_init(&argc, &argv, err, sizeof err)) die("%s", err);
     progress_setup(o.progress, o.run.quiet || dist_rank() > 0);
     if (o.threads) {
         openblas_set_num_threads(o.threads);
         parallel_set_threads(o.threads);
         gemm_set_threads(o.threads);
     }
-    int status = train_run(&o.run);
+    int status = train_run(&o.run, err, sizeof err);
+    if (status < 0) die("%s", err);
     dist_finish();
     return status;
 }

@@ -100,15 +100,19 @@ int main(int argc, char **argv) {
     if (no_pad) pad_id = -1;
     const char *in_name = optind < argc ? argv[optind] : "-";
 
-    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force);
+    char err[ERR_MAX];
+    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force, err, sizeof err);
+    if (!sw) die("%s", err);
     stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
     record r = {0};
-    while (stream_read(sr, &r)) {
+    int got;
+    while ((got = stream_read(sr, &r, err, sizeof err)) > 0) {
         segment *s;
         if (q_len >= 0 && (s = record_find(&r, SEG_QUESTION))) fit_segment(s, (uint32_t)q_len, cut_q, SIDE_LEFT, pad_id);
         if (a_len >= 0 && (s = record_find(&r, SEG_ANSWER))) fit_segment(s, (uint32_t)a_len, cut_a, SIDE_RIGHT, pad_id);
-        stream_write(sw, &r);
+        if (stream_write(sw, &r, err, sizeof err) < 0) die("%s", err);
     }
+    if (got < 0) die("%s", err);
     stream_writer_close(sw);
     stream_reader_close(sr);
     record_free(&r);

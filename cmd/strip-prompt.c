@@ -71,10 +71,13 @@ int main(int argc, char **argv) {
     if (argc - optind > 1) usage_error("at most one input file");
     const char *in_name = optind < argc ? argv[optind] : "-";
 
-    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force);
+    char err[ERR_MAX];
+    stream_writer *sw = stream_writer_open(STDOUT_FILENO, force, err, sizeof err);
+    if (!sw) die("%s", err);
     stream_reader *sr = stream_reader_open(open_input(in_name), in_name);
     record r = {0};
-    while (stream_read(sr, &r)) {
+    int got;
+    while ((got = stream_read(sr, &r, err, sizeof err)) > 0) {
         segment *g = record_find(&r, SEG_GENERATED);
         if (g) {
             if (!keep_prompt) record_remove(&r, SEG_QUESTION);
@@ -93,8 +96,9 @@ int main(int argc, char **argv) {
                     }
             if (cut_repeats) cut_generated(g, first_repeat(g->ids, g->n, (uint32_t)cut_repeats));
         }
-        stream_write(sw, &r);
+        if (stream_write(sw, &r, err, sizeof err) < 0) die("%s", err);
     }
+    if (got < 0) die("%s", err);
     stream_writer_close(sw);
     stream_reader_close(sr);
     record_free(&r);

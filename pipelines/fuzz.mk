@@ -25,11 +25,7 @@ FUZZ_REPLAY = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%-replay)
 FUZZ_BUILD = build-fuzz
 FUZZ_CC = clang
 FUZZ_CFLAGS = -O1 -g $(ARCH) -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
-              -fno-sanitize-recover=undefined -DFUZZ_TRACK_ALLOCS
-# tests/fuzz/support.c records the allocations of a main() that may die
-# (fuzz_track_begin in fuzz.h).
-FUZZ_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=ZSTD_createDCtx,--wrap=ZSTD_freeDCtx \
-            -Wl,--wrap=ZSTD_createCCtx,--wrap=ZSTD_freeCCtx
+              -fno-sanitize-recover=undefined
 FUZZ_TOTAL_SECONDS ?= 600
 FUZZ_SECONDS ?= $(shell echo $$(( $(FUZZ_TOTAL_SECONDS) / $(words $(FUZZ_TARGETS)) )))
 # -close_fd_mask=2: the harnesses' rejected inputs each print a message;
@@ -58,7 +54,7 @@ $(BUILD)/fuzz/%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/support
 
 $(BUILD)/fuzz/%-fuzz: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/support.o $(BUILD)/libtunepipe.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer $(FUZZ_WRAP) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 fuzz-regress: $(FUZZ_REPLAY)
 	@for t in $(FUZZ_TARGETS); do \

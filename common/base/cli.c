@@ -61,6 +61,15 @@ void die(const char *fmt, ...) {
     exit(1);
 }
 
+void out_of_memory(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    if (die_hook) die_hook();
+    exit(1);
+}
+
 void usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -101,13 +110,13 @@ void print_help_and_exit(const char *text) {
 
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
-    if (!p) die("out of memory (%zu bytes)", n);
+    if (!p) out_of_memory("out of memory (%zu bytes)", n);
     return p;
 }
 
 void *xcalloc(size_t count, size_t size) {
     void *p = calloc(count ? count : 1, size ? size : 1);
-    if (!p) die("out of memory (%zu x %zu bytes)", count, size);
+    if (!p) out_of_memory("out of memory (%zu x %zu bytes)", count, size);
     return p;
 }
 
@@ -116,14 +125,14 @@ void *xcalloc(size_t count, size_t size) {
 void *xmalloc_aligned(size_t n) {
     void *p = NULL;
     int huge = n >= 16 * HUGE_PAGE;
-    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, n ? n : 1)) die("out of memory (%zu bytes)", n);
+    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, n ? n : 1)) out_of_memory("out of memory (%zu bytes)", n);
     if (huge) madvise(p, n, MADV_HUGEPAGE); /* a hint: without it, 4 KB pages */
     return p;
 }
 
 void *xrealloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
-    if (!q) die("out of memory (%zu bytes)", n);
+    if (!q) out_of_memory("out of memory (%zu bytes)", n);
     return q;
 }
 

@@ -16,20 +16,31 @@ void cli_init(const char *name);
 
 /* "tool: message\n" on stderr, exit 1. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-/* For fuzz harnesses and neox-train's ranks (train/dist.h, which end the
- * whole job): die() calls hook after printing its message and before
- * exit(1). A hook that longjmps out turns a rejected input into an ordinary
- * outcome; one that returns changes nothing. NULL removes it. */
+/* For neox-train's ranks (train/dist.h, which end the whole job): die()
+ * and out_of_memory() call hook after printing their message and before
+ * exit(1). NULL removes it. */
 void cli_set_die_hook(void (*hook)(void));
 /* "tool: message\nTry 'tool --help'.\n" on stderr, exit 2. */
 void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* "tool: message\n" on stderr, no exit. */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* For loaders that report failure to their caller: formats the reason into
- * err as one line (control characters from the input become '?') and
- * returns 0, so `return fail_message(err, errlen, "...", ...);` reads well. */
+/* Library code never exits on bad input: it returns 0 (or NULL, or -1
+ * where 0 means something else) with a one-line reason in a buffer the
+ * caller gives, and the tool decides (usually die("%s", err)). This
+ * formats the reason into err as one line (control characters from the
+ * input become '?') and returns 0, so `return fail_message(err, errlen,
+ * "...", ...);` reads well. */
 int fail_message(char *err, int errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Room for any reason: more than die() prints (it cuts at 1024 bytes), so
+ * a reason returned and then died on reads as die() would have written it. */
+#define ERR_MAX 1100
+/* "tool: message\n" on stderr, exit 1, for running out of memory: with
+ * none a caller can do nothing useful, so it is not returned; the x*alloc
+ * functions below end this way too. With the helpers of io.h and
+ * write_all (a read or write error of the tool's own files), the only
+ * exits below the tools. */
+void out_of_memory(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Prints "tool (tunepipe) VERSION" to stdout and exits 0. */
 void print_version_and_exit(void) __attribute__((noreturn));

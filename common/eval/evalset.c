@@ -33,47 +33,59 @@ eval_input *evalset_add(evalset *s, const char *path, const char *label) {
 /* ------------------------------------------------------------------------ */
 /* reading */
 
+/* The line being read, and its first problem: the getters below, once
+ * one has failed, only return placeholders, and the reader stops after
+ * the line. */
 typedef struct {
     const char *path;
     uint64_t line;
+    char *err;
+    int errlen, failed;
 } where;
 
-static void bad(const where *w, const char *fmt, const char *what) __attribute__((noreturn));
-static void bad(const where *w, const char *fmt, const char *what) {
+static void bad(where *w, const char *fmt, const char *what) {
+    if (w->failed) return;
     char msg[256];
     snprintf(msg, sizeof msg, fmt, what);
-    die("%s: line %llu: %s", w->path, (unsigned long long)w->line, msg);
+    fail_message(w->err, w->errlen, "%s: line %llu: %s", w->path, (unsigned long long)w->line, msg);
+    w->failed = 1;
 }
 
-static cJSON *parse_object(const where *w, const char *line, size_t len) {
+static cJSON *parse_object(where *w, const char *line, size_t len) {
     cJSON *o = cJSON_ParseWithLength(line, len);
     if (!o) bad(w, "%s", "not valid JSON");
-    if (!cJSON_IsObject(o)) bad(w, "%s", "not a JSON object");
+    else if (!cJSON_IsObject(o)) bad(w, "%s", "not a JSON object");
     return o;
 }
 
-static uint64_t get_count(const where *w, const cJSON *o, const char *key) {
+static uint64_t get_count(where *w, const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v) bad(w, "no \"%s\"", key);
+    if (!v) {
+        bad(w, "no \"%s\"", key);
+        return 0;
+    }
     double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d < 0 || d > 9007199254740992.0 || d != floor(d))
+    if (!cJSON_IsNumber(v) || d < 0 || d > 9007199254740992.0 || d != floor(d)) {
         bad(w, "\"%s\" is not a non-negative integer", key);
+        return 0;
+    }
     return (uint64_t)d;
 }
 
-static char *get_string(const where *w, const cJSON *o, const char *key) {
+static char *get_string(where *w, const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) bad(w, "no \"%s\"", key);
-    if (!cJSON_IsString(v)) bad(w, "\"%s\" is not a string", key);
-    return xstrdup(v->valuestring);
+    else if (!cJSON_IsString(v)) bad(w, "\"%s\" is not a string", key);
+    return w->failed ? NULL : xstrdup(v->valuestring);
 }
 
-static int get_stop(const where *w, const cJSON *o) {
+static int get_stop(where *w, const cJSON *o) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "stop");
     if (!v || cJSON_IsNull(v)) return STOP_UNKNOWN;
     if (cJSON_IsString(v) && strcmp(v->valuestring, "eos") == 0) return STOP_EOS;
     if (cJSON_IsString(v) && strcmp(v->valuestring, "length") == 0) return STOP_LENGTH;
     bad(w, "%s", "\"stop\" is neither \"eos\" nor \"length\"");
+    return STOP_UNKNOWN;
 }
 
 static int by_id(const void *x, const void *y) {
@@ -92,16 +104,20 @@ static eval_record *find_record(eval_input *in, uint64_t id) {
     return lo < in->n && in->recs[lo].id == id ? &in->recs[lo] : NULL;
 }
 
-static void load_results(eval_input *in) {
+static int load_results(eval_input *in, char *err, int errlen) {
     int fd = open_input(in->path);
     line_reader *lr = line_reader_open(fd, in->path);
     size_t cap = 0, len;
     char *line;
-    where w = {in->path, 0};
-    while ((line = line_reader_next(lr, &len))) {
+    where w = {in->path, 0, err, errlen, 0};
+    while (!w.failed && (line = line_reader_next(lr, &len))) {
         w.line = line_reader_lineno(lr);
         if (len == 0) continue;
         cJSON *o = parse_object(&w, line, len);
+        if (w.failed) {
+            cJSON_Delete(o);
+            break;
+        }
         if (in->n == cap) in->recs = xrealloc(in->recs, (cap = cap ? 2 * cap : 256) * sizeof *in->recs);
         eval_record *r = &in->recs[in->n++];
         memset(r, 0, sizeof *r);
@@ -115,23 +131,26 @@ static void load_results(eval_input *in) {
     }
     line_reader_close(lr);
     if (fd != STDIN_FILENO) close(fd);
+    if (w.failed) return 0;
     if (in->n) qsort(in->recs, in->n, sizeof *in->recs, by_id); /* recs is NULL when empty */
     for (size_t i = 1; i < in->n; i++)
         if (in->recs[i].id == in->recs[i - 1].id)
-            die("%s: line %llu: id %llu already appeared on line %llu", in->path,
-                (unsigned long long)in->recs[i].line, (unsigned long long)in->recs[i].id,
-                (unsigned long long)in->recs[i - 1].line);
+            return fail_message(err, errlen, "%s: line %llu: id %llu already appeared on line %llu", in->path,
+                                (unsigned long long)in->recs[i].line, (unsigned long long)in->recs[i].id,
+                                (unsigned long long)in->recs[i - 1].line);
+    return 1;
 }
 
-/* Joins the score lines to the records; returns the problems reported. */
-static size_t load_scores(eval_input *in) {
+/* Joins the score lines to the records; returns the problems reported, or
+ * -1 with the reason in err. */
+static long load_scores(eval_input *in, char *err, int errlen) {
     int fd = open_input(in->score_path);
     line_reader *lr = line_reader_open(fd, in->score_path);
     size_t len, unmatched = 0;
     uint64_t shown[SHOWN_IDS];
     char *line;
-    where w = {in->score_path, 0};
-    while ((line = line_reader_next(lr, &len))) {
+    where w = {in->score_path, 0, err, errlen, 0};
+    while (!w.failed && (line = line_reader_next(lr, &len))) {
         w.line = line_reader_lineno(lr);
         if (len == 0) continue;
         cJSON *o = parse_object(&w, line, len);
@@ -139,6 +158,10 @@ static size_t load_scores(eval_input *in) {
         const cJSON *nll = cJSON_GetObjectItemCaseSensitive(o, "nll"), *ppl = cJSON_GetObjectItemCaseSensitive(o, "ppl");
         if (!cJSON_IsNumber(nll) || !isfinite(nll->valuedouble) || nll->valuedouble < 0)
             bad(&w, "%s", "\"nll\" is not a non-negative number");
+        if (w.failed) {
+            cJSON_Delete(o);
+            break;
+        }
         /* ppl, when given, guards against a file whose nll is a per-token
          * mean rather than the sum eval-compare expects. */
         if (ppl && tokens > 0) {
@@ -161,6 +184,7 @@ static size_t load_scores(eval_input *in) {
     }
     line_reader_close(lr);
     if (fd != STDIN_FILENO) close(fd);
+    if (w.failed) return -1;
     if (unmatched) {
         char ids[128] = "";
         for (size_t i = 0; i < unmatched && i < SHOWN_IDS; i++)
@@ -168,14 +192,18 @@ static size_t load_scores(eval_input *in) {
         warn("%s: %zu score%s for ids not in %s (id %s%s)", in->score_path, unmatched, unmatched == 1 ? "" : "s",
              in->path, ids, unmatched > SHOWN_IDS ? ", ..." : "");
     }
-    return unmatched;
+    return (long)unmatched;
 }
 
-void evalset_load(evalset *s) {
+int evalset_load(evalset *s, char *err, int errlen) {
     for (size_t i = 0; i < s->ninputs; i++) {
-        load_results(&s->inputs[i]);
-        if (s->inputs[i].score_path) s->problems += load_scores(&s->inputs[i]);
+        if (!load_results(&s->inputs[i], err, errlen)) return 0;
+        if (!s->inputs[i].score_path) continue;
+        long unmatched = load_scores(&s->inputs[i], err, errlen);
+        if (unmatched < 0) return 0;
+        s->problems += (size_t)unmatched;
     }
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -65,10 +65,11 @@ typedef struct {
 /* Adds an input; label NULL means the file name without its directory and
  * ".jsonl". Returns it so the caller can set score_path. */
 eval_input *evalset_add(evalset *s, const char *path, const char *label);
-/* Reads every input's results and scores; dies with "FILE: line N: ..." on
- * bad input (not JSON, missing or mistyped fields, duplicate ids). Scores
- * for ids the results lack are reported and counted in s->problems. */
-void evalset_load(evalset *s);
+/* Reads every input's results and scores; returns 0 with "FILE: line N:
+ * ..." in err (ERR_MAX bytes hold any) on bad input (not JSON, missing or
+ * mistyped fields, duplicate ids). Scores for ids the results lack are
+ * reported and counted in s->problems. */
+int evalset_load(evalset *s, char *err, int errlen);
 /* Joins the inputs by id. Every id missing from an input, every record whose
  * question or answer differs from the first input's, every record without a
  * score and every score without a record is counted and reported on stderr

@@ -13,9 +13,10 @@ typedef struct {
     size_t neval;
 } loss_log;
 
-/* Reads path; dies with "PATH: line N: ..." on a line that is not a JSON
- * object with a numeric "step" or whose losses are not numbers. */
-loss_log *loss_log_read(const char *path);
+/* Reads path; NULL with "PATH: line N: ..." in err (ERR_MAX bytes hold
+ * any) on a line that is not a JSON object with a numeric "step" or whose
+ * losses are not numbers. */
+loss_log *loss_log_read(const char *path, char *err, int errlen);
 void loss_log_free(loss_log *log);
 
 #endif

@@ -165,7 +165,7 @@ void report_json(FILE *f, const evalset *s) {
         add_number(o, "nll_sum", m->nll_sum);
     }
     char *text = cJSON_Print(root);
-    if (!text) die("out of memory printing JSON");
+    if (!text) out_of_memory("out of memory printing JSON");
     fputs(text, f);
     fputc('\n', f);
     free(text);

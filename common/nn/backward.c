@@ -262,13 +262,16 @@ double crossentropy_forward(const float *logits, const uint32_t *targets, int N,
 
 /* ---- activations -------------------------------------------------------- */
 
-static void grow(float **p, size_t n) {
-    free(*p);
-    *p = xmalloc(n * sizeof(float));
+static void grow(const device_ops *dev, float **p, size_t n) {
+    dev->release(*p);
+    *p = dev->alloc(n * sizeof(float));
+    if (!*p) out_of_memory("out of %s memory (%zu MB more)", dev->name, n * sizeof(float) >> 20);
 }
 
 /* Scratch for the backward of the pack a->f was computed on. */
-static void train_acts_reserve(train_acts *a, const neox_config *cfg, const neox_pack *pack) {
+static void train_acts_reserve(train_acts *a, const neox_model *m, const neox_pack *pack) {
+    const device_ops *dev = m->dev;
+    const neox_config *cfg = &m->cfg;
     size_t C = cfg->hidden_size, F = cfg->intermediate_size, T = pack->T, R = pack->nrows;
     size_t max_sq = 0;
     for (int s = 0; s < pack->nseq; s++) {
@@ -277,94 +280,85 @@ static void train_acts_reserve(train_acts *a, const neox_config *cfg, const neox
     }
     if (T > a->cap_T) {
         a->cap_T = T;
-        grow(&a->dresid, T * C);
-        grow(&a->dln, T * C);
-        grow(&a->datty, T * C);
-        grow(&a->dqkv, T * 3 * C);
-        grow(&a->dfch, T * F);
+        grow(dev, &a->dresid, T * C);
+        grow(dev, &a->dln, T * C);
+        grow(dev, &a->datty, T * C);
+        grow(dev, &a->dqkv, T * 3 * C);
+        grow(dev, &a->dfch, T * F);
     }
-    /* One [T_s, T_s] scratch per thread that may run attention_backward. */
-    if (max_sq * (size_t)parallel_threads() > a->cap_datt) {
-        a->cap_datt = max_sq * (size_t)parallel_threads();
-        grow(&a->datt, a->cap_datt);
+    size_t scratch = dev->attention_scratch(m, max_sq);
+    if (scratch > a->cap_datt) {
+        a->cap_datt = scratch;
+        grow(dev, &a->datt, a->cap_datt);
     }
     if (R > a->cap_rows) {
         a->cap_rows = R;
-        grow(&a->dlnf_rows, R * C);
+        grow(dev, &a->dlnf_rows, R * C);
     }
 }
 
 void train_acts_free(train_acts *a) {
-    acts_free(&a->f);
+    const device_ops *dev = a->f.dev;
     float **all[] = {&a->dresid, &a->dln, &a->datty, &a->dqkv, &a->dfch, &a->datt, &a->dlnf_rows};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(*all[i]);
+    if (dev)
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) dev->release(*all[i]);
+    acts_free(&a->f);
     memset(a, 0, sizeof *a);
 }
+
 /* ---- the model ---------------------------------------------------------- */
 
 /* Backward of one layer's attention branch: from datty (the gradient at
  * the input of attention.dense, already computed) down to the gradient at
  * ln1, accumulated into dresid through input_layernorm. */
 static void attention_branch_backward(const neox_model *m, const neox_layer_params *gl,
-                                      const neox_layer_params *pl,
-                                      train_acts *a, const neox_pack *pack, int l,
-                                      const float *resid_in, int accumulate, double *sumsq) {
-    const neox_config *cfg = &m->cfg;
-    int T = a->f.T, C = cfg->hidden_size, NH = cfg->num_heads, hd = cfg->head_dim;
-    size_t TC = (size_t)T * C;
-    const float *qkv = a->f.qkv + (size_t)l * T * 3 * C;
-    const float *att = a->f.att + (size_t)l * a->f.A;
-    for (int s = 0; s < pack->nseq; s++) {
-        int t0 = pack->seq_start[s], n = pack->seq_start[s + 1] - t0;
-        attention_backward(a->dqkv + (size_t)t0 * 3 * C, a->datt, a->datty + (size_t)t0 * C,
-                           qkv + (size_t)t0 * 3 * C, att, n, NH, hd);
-        rotary_backward(a->dqkv + (size_t)t0 * 3 * C, m->rope_cos, m->rope_sin, 0, n, NH, hd,
-                        cfg->rotary_ndims);
-        att += (size_t)NH * n * n;
-    }
-    linear_backward(&m->lin[l].qkv, a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->f.ln1 + l * TC, T,
-                    accumulate, sumsq);
-    layernorm_backward(a->dresid, gl->ln1_w, gl->ln1_b, a->dln, resid_in,
-                       pl->ln1_w, a->f.ln1_mean + (size_t)l * T, a->f.ln1_rstd + (size_t)l * T, T, C);
+                                      const neox_layer_params *pl, train_acts *a, const device_pack *pack,
+                                      int l, const float *resid_in, int accumulate, double *sumsq) {
+    const device_ops *dev = m->dev;
+    const int T = a->f.T, C = m->cfg.hidden_size;
+    const size_t TC = (size_t)T * C;
+    dev->attention_backward(m, pack, a->dqkv, a->datt, a->datty, a->f.qkv + (size_t)l * T * 3 * C,
+                            a->f.att + (size_t)l * a->f.A);
+    dev->linear_backward(&m->lin[l].qkv, a->dln, gl->qkv_w, gl->qkv_b, a->dqkv, a->f.ln1 + l * TC, T,
+                         accumulate, sumsq);
+    dev->layernorm_backward(a->dresid, gl->ln1_w, gl->ln1_b, a->dln, resid_in, pl->ln1_w,
+                            a->f.ln1_mean + (size_t)l * T, a->f.ln1_rstd + (size_t)l * T, T, C);
 }
 
 /* The gradients that are only ever added to: the layer norms', and the
  * input embedding's unless tied to embed_out (whose product writes it). */
 static void zero_accumulated_only(const neox_model *m, const neox_params *grads) {
+    const device_ops *dev = m->dev;
     size_t C = (size_t)m->cfg.hidden_size;
     for (int l = 0; l < m->cfg.num_layers; l++) {
         const neox_layer_params *gl = &grads->layers[l];
         float *ln[] = {gl->ln1_w, gl->ln1_b, gl->ln2_w, gl->ln2_b};
-        for (int i = 0; i < 4; i++) memset(ln[i], 0, C * sizeof(float));
+        for (int i = 0; i < 4; i++) dev->zero(ln[i], C * sizeof(float));
     }
-    memset(grads->lnf_w, 0, C * sizeof(float));
-    memset(grads->lnf_b, 0, C * sizeof(float));
-    if (grads->wte != grads->lm_head) memset(grads->wte, 0, (size_t)m->cfg.vocab_size * C * sizeof(float));
+    dev->zero(grads->lnf_w, C * sizeof(float));
+    dev->zero(grads->lnf_b, C * sizeof(float));
+    if (grads->wte != grads->lm_head) dev->zero(grads->wte, (size_t)m->cfg.vocab_size * C * sizeof(float));
 }
 
-void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const neox_pack *pack,
+void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *dp,
                     int accumulate, double *sumsq) {
+    const device_ops *dev = m->dev;
+    const neox_pack *pack = dp->host;
     const neox_config *cfg = &m->cfg;
-    train_acts_reserve(a, cfg, pack);
+    train_acts_reserve(a, m, pack);
     int T = a->f.T, R = a->f.R, C = cfg->hidden_size, F = cfg->intermediate_size;
     int L = cfg->num_layers;
     size_t TC = (size_t)T * C, TF = (size_t)T * F;
     if (!accumulate) zero_accumulated_only(m, grads);
-
     /* embed_out on the loss rows, then final_layer_norm over every token
      * (rows without a loss get zero gradient). */
-    linear_backward(&m->lm_head, a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, R,
-                    accumulate, grads->lm_head == grads->wte ? NULL : sumsq);
-    memset(a->dln, 0, TC * sizeof(float));
-    for (int r = 0; r < R; r++) {
-        float *dst = a->dln + (size_t)pack->row_pos[r] * C;
-        const float *src = a->dlnf_rows + (size_t)r * C;
-        for (int i = 0; i < C; i++) dst[i] += src[i];
-    }
-    memset(a->dresid, 0, TC * sizeof(float));
-    layernorm_backward(a->dresid, grads->lnf_w, grads->lnf_b, a->dln, a->f.resid + L * TC,
-                       m->p.lnf_w, a->f.lnf_mean, a->f.lnf_rstd, T, C);
-
+    dev->linear_backward(&m->lm_head, a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, R,
+                         accumulate, grads->lm_head == grads->wte ? NULL : sumsq);
+    dev->zero(a->dln, TC * sizeof(float));
+    dev->scatter_add_rows(a->dln, a->dlnf_rows, dp->row_pos, R, C);
+    dev->zero(a->dresid, TC * sizeof(float));
+    dev->layernorm_backward(a->dresid, grads->lnf_w, grads->lnf_b, a->dln, a->f.resid + L * TC,
+                            m->p.lnf_w, a->f.lnf_mean, a->f.lnf_rstd, T, C);
     /* a->dresid holds the gradient at the output of layer l; each layer
      * adds its branches' contributions, leaving the gradient at its input. */
     for (int l = L - 1; l >= 0; l--) {
@@ -375,19 +369,20 @@ void model_backward(const neox_model *m, const neox_params *grads, train_acts *a
         if (cfg->use_parallel_residual)
             /* Both branches read the layer's output gradient: take the
              * attention branch's share before the MLP adds to it. */
-            linear_backward(&ll->attn_proj, a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->f.atty + l * TC, T, accumulate, sumsq);
-        linear_backward(&ll->fc_proj, a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid, a->f.fch_gelu + l * TF,
-                        T, accumulate, sumsq);
-        gelu_backward(a->dfch, a->f.fch + l * TF, a->dfch, (int)TF);
-        linear_backward(&ll->fc, a->dln, gl->fc_w, gl->fc_b, a->dfch, a->f.ln2 + l * TC, T, accumulate, sumsq);
-        layernorm_backward(a->dresid, gl->ln2_w, gl->ln2_b, a->dln, ln2_in, pl->ln2_w,
-                           a->f.ln2_mean + (size_t)l * T, a->f.ln2_rstd + (size_t)l * T, T, C);
+            dev->linear_backward(&ll->attn_proj, a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
+                                 a->f.atty + l * TC, T, accumulate, sumsq);
+        dev->linear_backward(&ll->fc_proj, a->dfch, gl->fc_proj_w, gl->fc_proj_b, a->dresid,
+                             a->f.fch_gelu + l * TF, T, accumulate, sumsq);
+        dev->gelu_backward(a->dfch, a->f.fch + l * TF, a->dfch, TF);
+        dev->linear_backward(&ll->fc, a->dln, gl->fc_w, gl->fc_b, a->dfch, a->f.ln2 + l * TC, T, accumulate,
+                             sumsq);
+        dev->layernorm_backward(a->dresid, gl->ln2_w, gl->ln2_b, a->dln, ln2_in, pl->ln2_w,
+                                a->f.ln2_mean + (size_t)l * T, a->f.ln2_rstd + (size_t)l * T, T, C);
         if (!cfg->use_parallel_residual)
             /* dresid is now the gradient at resid_mid = resid + attention. */
-            linear_backward(&ll->attn_proj, a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
-                            a->f.atty + l * TC, T, accumulate, sumsq);
-        attention_branch_backward(m, gl, pl, a, pack, l, resid_in, accumulate, sumsq);
+            dev->linear_backward(&ll->attn_proj, a->datty, gl->attn_proj_w, gl->attn_proj_b, a->dresid,
+                                 a->f.atty + l * TC, T, accumulate, sumsq);
+        attention_branch_backward(m, gl, pl, a, dp, l, resid_in, accumulate, sumsq);
     }
-    embedding_backward(grads->wte, a->dresid, pack->ids, T, C);
+    dev->embedding_backward(grads->wte, a->dresid, dp->ids, T, C);
 }

@@ -47,7 +47,8 @@ double crossentropy_forward(const float *logits, const uint32_t *targets, int N,
 
 /* The activations of a forward and the backward's scratch: dresid [T, C],
  * dln [T, C], datty [T, C], dqkv [T, 3C], dfch [T, I],
- * datt [threads, max T_s²], dlnf_rows [R, C]. */
+ * datt (the device's attention_scratch), dlnf_rows [R, C]; on the
+ * model's device. */
 typedef struct {
     neox_acts f;
     size_t cap_T, cap_rows, cap_datt;
@@ -57,15 +58,15 @@ typedef struct {
 void train_acts_free(train_acts *a);
 
 /* Backward of model_forward_pack, given a->f.logits already turned into the
- * gradient of the loss (crossentropy_forward_backward): accumulates the
+ * gradient of the loss (the device's crossentropy): accumulates the
  * parameter gradients into grads (views of a block laid out like
  * m->params, see model_param_views), or overwrites them when !accumulate
  * (the first pack of a step: no pass to zero them, no reading zeros back).
- * The products are in m's dtype, as the forward's. sumsq (may be
- * NULL; only on a step's last pack) += the sum of the squares of the
- * linear layers' weight gradients (model_is_linear_weight), taken as the
- * products write them. */
-void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const neox_pack *pack,
+ * The products are in m's dtype, as the forward's, on m's device. sumsq
+ * (a device double; may be NULL; only on a step's last pack) += the sum
+ * of the squares of the linear layers' weight gradients
+ * (model_is_linear_weight), taken as the products write them. */
+void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *pack,
                     int accumulate, double *sumsq);
 
 #endif

@@ -1,11 +1,12 @@
-/* checkpoint.h — writing what Hugging Face's from_pretrained loads, and
- * the trainer's resumable state, crash-safely.
+/* checkpoint.h — crash-safe files, and the trainer's resumable state.
+ * (model.safetensors and config.json for from_pretrained: model_io.h.)
  *
  * Every file is written to a temporary name in the same directory, fsync'd,
  * renamed over the final name, and the directory fsync'd: a process killed
  * at any moment leaves either the old or the new file, never a partial one.
- * A write error (a full disk) removes the temporary file and dies with the
- * reason; the previous file stays. */
+ * A write error (a full disk) removes the temporary file and returns 0 with
+ * "path: what: why" in err (ERR_MAX bytes hold any); the previous file
+ * stays. */
 #ifndef TUNEPIPE_CHECKPOINT_H
 #define TUNEPIPE_CHECKPOINT_H
 
@@ -14,6 +15,10 @@
 
 #include "model.h"
 #include "safetensors.h"
+
+/* O_DIRECT moves whole blocks of this size (a multiple of every common
+ * logical block size) from memory aligned to it. */
+#define DIRECT_BLOCK 4096
 
 typedef struct {
     char *path, *tmp_path;
@@ -25,65 +30,43 @@ typedef struct {
     size_t staged;
 } atomic_file;
 
-/* Creates path's temporary sibling; dies on failure. */
-void atomic_open(atomic_file *af, const char *path);
+/* Creates path's temporary sibling; 0 with the reason in err on failure. */
+int atomic_open(atomic_file *af, const char *path, char *err, int errlen);
 /* The same for a big file: written with O_DIRECT where the filesystem
  * takes it, bypassing the page cache. A buffered write of gigabytes runs
  * into the kernel's dirty-page limit and goes at its writeback pace (the
  * 4.9 GB state of pythia-410m: 11-12 s on this project's machines, 2.6-3.6 s
  * by O_DIRECT), and leaves as much cache to reclaim. Data whose address is
  * congruent to its file offset modulo 4 KB is not copied at all. */
-void atomic_open_direct(atomic_file *af, const char *path);
-/* Writes n bytes; on failure removes the temporary file and dies. */
-void atomic_write(atomic_file *af, const void *buf, size_t n);
-/* fsync, rename over path, fsync the directory; dies (removing the
- * temporary file) on failure. */
-void atomic_commit(atomic_file *af);
+int atomic_open_direct(atomic_file *af, const char *path, char *err, int errlen);
+/* Writes n bytes; on failure removes the temporary file (af is then
+ * done with) and returns 0. */
+int atomic_write(atomic_file *af, const void *buf, size_t n, char *err, int errlen);
+/* fsync, rename over path, fsync the directory; on failure removes the
+ * temporary file and returns 0. */
+int atomic_commit(atomic_file *af, char *err, int errlen);
 
 /* Whole-file convenience: the n bytes of buf become path. */
-void atomic_write_file(const char *path, const void *buf, size_t n);
-/* Copies src to dst atomically. */
-void atomic_copy_file(const char *src, const char *dst);
+int atomic_write_file(const char *path, const void *buf, size_t n, char *err, int errlen);
+/* Copies src to dst atomically (src that cannot be opened ends the
+ * process: open_input in io.h). */
+int atomic_copy_file(const char *src, const char *dst, char *err, int errlen);
 
-/* One tensor to save, from fp32 data (converted to dtype on the way). */
-typedef struct {
-    const char *name;
-    int ndim;
-    int64_t shape[2];
-    const float *data;
-    size_t numel;
-} st_out_tensor;
-
-/* Writes a .safetensors file: the tensors in the order given, each stored
- * as dtype (ST_F32, ST_F16 or ST_BF16, rounded to nearest even as torch
- * does), and __metadata__ with "format": "pt" plus the given key/value
- * string pairs (nmeta of them, may be 0). The header is padded with
- * spaces (as the format allows) to end on a 4 KB boundary, so that f32
- * tensors of a page-aligned array go to the disk straight from it. */
-void st_write(const char *path, const st_out_tensor *tensors, int n, st_dtype dtype,
-              const char *const *meta_keys, const char *const *meta_values, int nmeta);
-
-/* "f32", "f16", "bf16" -> dtype; returns 0 for anything else. */
-int save_dtype_parse(const char *name, st_dtype *out);
-/* The torch_dtype (or dtype) a config.json names, as ST_F32/F16/BF16;
- * ST_F32 when it names none or another. */
-st_dtype config_torch_dtype(const char *config_json);
-/* config_json with torch_dtype (and dtype, when present) set to dtype's
- * torch name; the result is malloc'd. Dies when config_json is not JSON. */
-char *config_with_dtype(const char *config_json, st_dtype dtype);
-
-/* model.safetensors for from_pretrained: every tensor of m under its
- * Hugging Face name, stored as dtype. */
-void model_save(const char *path, const neox_model *m, st_dtype dtype);
+/* Tensor t of a model's block (params, a gradient or a moment) to save. */
+static inline st_out_tensor st_out_of(const neox_tensor *t, const float *block, const char *name) {
+    return (st_out_tensor){.name = name, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]},
+                           .data = block + t->offset, .numel = t->numel};
+}
 
 /* The resumable training state in one file (so a crash can never pair
  * parameters with moments of another step): fp32 parameters, AdamW's
  * exp_avg and exp_avg_sq of every tensor, and the trainer's JSON text. */
-void state_save(const char *path, const neox_model *m, const float *adam_m,
-                const float *adam_v, const char *json);
+int state_save(const char *path, const neox_model *m, const float *adam_m, const float *adam_v, const char *json,
+               char *err, int errlen);
 /* Reads state_save's file into m->params, adam_m and adam_v (m built from
- * the same config); returns the JSON text (malloc'd). Dies, naming path,
- * when the file is missing, damaged or made for other shapes. */
-char *state_load(const char *path, neox_model *m, float *adam_m, float *adam_v);
+ * the same config); returns the JSON text (malloc'd), or NULL with the
+ * reason, naming path, in err when the file is damaged or made for other
+ * shapes. */
+char *state_load(const char *path, neox_model *m, float *adam_m, float *adam_v, char *err, int errlen);
 
 #endif

@@ -144,10 +144,10 @@ int config_parse(const char *json, neox_config *c, char *err, int errlen) {
     return ok;
 }
 
-void config_load(const char *path, neox_config *cfg) {
-    char err[256];
+int config_load(const char *path, neox_config *cfg, char *err, int errlen) {
+    char why[256];
     char *text = read_file(path, NULL);
-    int ok = config_parse(text, cfg, err, sizeof err);
+    int ok = config_parse(text, cfg, why, sizeof why);
     free(text);
-    if (!ok) die("%s: %s", path, err);
+    return ok || fail_message(err, errlen, "%s: %s", path, why);
 }

@@ -30,7 +30,8 @@ typedef struct {
  * out-of-range key, an activation other than exact "gelu") returns 0 and
  * writes a one-line reason into err. */
 int config_parse(const char *json, neox_config *cfg, char *err, int errlen);
-/* Reads and parses path; dies with "path: reason" on failure. */
-void config_load(const char *path, neox_config *cfg);
+/* Reads and parses path; returns 0 with "path: reason" in err on failure
+ * (a file that cannot be read ends the process: read_file in io.h). */
+int config_load(const char *path, neox_config *cfg, char *err, int errlen);
 
 #endif

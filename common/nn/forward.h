@@ -43,10 +43,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device.h"
 #include "model.h"
 
 /* A pack of sequences and the rows whose logits are wanted (the loss rows). */
-typedef struct {
+typedef struct neox_pack {
     int T;                 /* tokens, all sequences */
     int nseq;
     const int *seq_start;  /* [nseq + 1]: sequence s is tokens seq_start[s] .. seq_start[s+1]-1 */
@@ -57,6 +58,7 @@ typedef struct {
 } neox_pack;
 
 typedef struct {
+    const device_ops *dev;          /* where the arrays are: the model's device */
     size_t cap_T, cap_att, cap_rows;
     int T, A, R;                    /* of the last forward */
     float *resid, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *resid_mid;
@@ -65,13 +67,13 @@ typedef struct {
     float *branch;                  /* [T, C]: the attention / mlp branch output */
 } neox_acts;
 
-/* Sized for one sequence of max_T tokens; the forward grows the arrays as
- * a pack needs (a zeroed neox_acts is an empty one too). */
-void acts_alloc(neox_acts *a, const neox_config *cfg, int max_T);
+/* On m's device, sized for one sequence of max_T tokens; the forward grows
+ * the arrays as a pack needs (a zeroed neox_acts is an empty one too). */
+void acts_alloc(neox_acts *a, const neox_model *m, int max_T);
 void acts_free(neox_acts *a);
 
 /* Where layer_forward reads and writes, for R rows ([R, C] unless said). */
-typedef struct {
+typedef struct layer_bufs {
     const float *in;        /* the layer's input */
     float *out;             /* its output; may be in */
     float *ln1, *ln1_mean, *ln1_rstd;   /* mean, rstd [R]; may be NULL */
@@ -86,7 +88,7 @@ typedef struct {
  * and k in place and writes atty. one_row_each: the rows are one new
  * token of each sequence (a decoding step), and fn can then run with
  * here set: on the calling thread alone, inside a job of the pool. */
-typedef struct {
+typedef struct layer_attention {
     void (*fn)(void *ctx, int l, float *qkv, float *atty, int here);
     void *ctx;
     int one_row_each;
@@ -101,10 +103,23 @@ typedef struct {
  * then not written, only fch_gelu. */
 void layer_forward(const neox_model *m, int l, const layer_bufs *b, int R, const layer_attention *att);
 
+/* A pack's device copies (device.h's device_pack), grown on demand. */
+typedef struct {
+    device_pack p;
+    const device_ops *dev;
+    size_t cap_T, cap_rows;
+    uint32_t *ids, *row_target;
+    int *row_pos;
+} device_pack_buf;
+/* Uploads what the device ops read of pack (which must outlive the use of
+ * the result); row_target only when the pack has them. */
+const device_pack *device_pack_upload(device_pack_buf *b, const device_ops *dev, const neox_pack *pack);
+void device_pack_free(device_pack_buf *b);
+
 /* The forward over a pack (each sequence at most max_positions tokens,
- * ids < vocab_size, checked by the caller), in m's dtype, on the worker
- * threads. Fills every activation listed above. */
-void model_forward_pack(const neox_model *m, neox_acts *a, const neox_pack *pack);
+ * ids < vocab_size, checked by the caller), in m's dtype, on m's device.
+ * Fills every activation listed above. */
+void model_forward_pack(const neox_model *m, neox_acts *a, const device_pack *pack);
 /* The forward of one sequence of T tokens, logits at every position:
  * a->logits [T, V]. */
 void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T);

@@ -17,7 +17,7 @@
  * weights are streamed once per step. */
 #define DECODER_PREFILL_ROWS 256
 
-typedef struct {
+typedef struct neox_decoder {
     const neox_model *m;    /* its products in its dtype (model_set_dtype) */
     int num_slots;          /* sequences held at once */
     int capacity;           /* positions per sequence at most (<= max_positions) */
@@ -25,9 +25,11 @@ typedef struct {
     int *len;               /* [num_slots] positions cached */
     int *room;              /* [num_slots] positions allocated, grown on demand */
     float **k, **v;         /* [num_slots] each [L, NH, room, hd]; keys rotated */
-    /* scratch for one step, max_rows rows each */
+    /* scratch for one step, max_rows rows each; these and k, v are on m's device */
     float *x, *ln, *qkv, *atty, *branch, *fch, *scores;
     float *ln2, *branch2;   /* the MLP's input; its output when it runs beside the attention */
+    uint32_t *tokens;       /* [max_rows] the step's tokens */
+    float *logits;          /* [max_rows, V]; NULL where the device's memory is the host's */
 } neox_decoder;
 
 /* capacity 0 means max_positions. A slot's cache grows as its sequence

@@ -25,7 +25,9 @@ typedef struct {
     const float *w;     /* fp32 master [OC, C]; NULL when only the bf16 copy is held */
     const float *b;     /* [OC], or NULL */
     int OC, C;
-    gemm_weight lowp;   /* bf16 copies; lowp.uses is 0 in fp32 */
+    gemm_weight lowp;   /* the CPU's bf16 copies; lowp.uses is 0 in fp32 */
+    void *device_copy;  /* another device's bf16 copy (device.h), for device_uses */
+    int device_uses;
 } linear;
 
 typedef enum { LINEAR_SGEMM, LINEAR_GEMV, LINEAR_GEMM_BF16, LINEAR_GEMV_BF16 } linear_kernel;

@@ -104,6 +104,7 @@ static void link_linears(neox_model *m) {
 void model_build_table(neox_model *m, const neox_config *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
+    m->dev = &device_cpu;
     build_table(m);
 }
 
@@ -139,20 +140,74 @@ void model_build(neox_model *m, const neox_config *cfg) {
 
 void model_set_dtype(neox_model *m, compute_dtype dtype, int uses) {
     m->dtype = dtype;
+    m->dtype_uses = dtype == DTYPE_BF16 ? uses : 0;
     for (int i = 0; i < m->num_tensors; i++)
-        if (m->tensor_linear[i]) linear_set_dtype(m->tensor_linear[i], dtype, uses);
+        if (m->tensor_linear[i]) m->dev->linear_set_dtype(m->tensor_linear[i], dtype, uses);
+}
+
+static void free_linears(neox_model *m) {
+    for (int i = 0; i < m->num_tensors && m->tensor_linear; i++)
+        if (m->tensor_linear[i]) m->dev->linear_free(m->tensor_linear[i]);
+    free(m->lin);
+    free(m->tensor_linear);
+    m->lin = NULL;
+    m->tensor_linear = NULL;
+}
+
+int model_to_device(neox_model *m, const device_ops *dev) {
+    if (dev == m->dev) return 0;
+    const neox_config *c = &m->cfg;
+    size_t bytes = m->num_params * sizeof(float);
+    size_t rope = ((size_t)c->max_positions * (c->rotary_ndims / 2) + 1) * sizeof(float);
+    float *block = dev->alloc(bytes), *cos_t = dev->alloc(rope), *sin_t = dev->alloc(rope);
+    /* a model loaded without its fp32 linear weights (model_load_bf16) stays */
+    int complete = m->p.layers[0].qkv_w != NULL;
+    if (!block || !cos_t || !sin_t || !complete) {
+        dev->release(block);
+        dev->release(cos_t);
+        dev->release(sin_t);
+        return -1;
+    }
+    dev->upload(block, m->params, bytes);
+    dev->upload(cos_t, m->rope_cos, rope);
+    dev->upload(sin_t, m->rope_sin, rope);
+    free_linears(m);
+    model_free_views(&m->p);
+    m->host_params = m->params;
+    m->host_rope_cos = m->rope_cos;
+    m->host_rope_sin = m->rope_sin;
+    m->params = block;
+    m->rope_cos = cos_t;
+    m->rope_sin = sin_t;
+    m->dev = dev;
+    model_param_views(m, m->params, &m->p);
+    link_linears(m);
+    model_set_dtype(m, m->dtype, m->dtype_uses);
+    return 0;
+}
+
+const float *model_host_params(const neox_model *m) {
+    if (m->dev->host_memory) return m->params;
+    m->dev->download(m->host_params, m->params, m->num_params * sizeof(float));
+    return m->host_params;
 }
 
 void model_free(neox_model *m) {
-    for (int i = 0; i < m->num_tensors && m->tensor_linear; i++)
-        if (m->tensor_linear[i]) linear_free(m->tensor_linear[i]);
-    free(m->lin);
-    free(m->tensor_linear);
-    free(m->params);
+    free_linears(m);
     free(m->tensors);
     model_free_views(&m->p);
-    free(m->rope_cos);
-    free(m->rope_sin);
+    if (m->dev && !m->dev->host_memory) {
+        m->dev->release(m->params);
+        m->dev->release(m->rope_cos);
+        m->dev->release(m->rope_sin);
+        free(m->host_params);
+        free(m->host_rope_cos);
+        free(m->host_rope_sin);
+    } else {
+        free(m->params);
+        free(m->rope_cos);
+        free(m->rope_sin);
+    }
     memset(m, 0, sizeof *m);
 }
 

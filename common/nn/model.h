@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
+#include "device.h"
 #include "linear.h"
 
 #define MODEL_MAX_TENSOR_NAME 80
@@ -57,15 +58,19 @@ typedef struct {
     linear qkv, attn_proj, fc, fc_proj;
 } neox_layer_linear;
 
-typedef struct {
+typedef struct neox_model {
     neox_config cfg;
-    float *params;                  /* the one block, num_params floats */
+    const device_ops *dev;          /* where params, p, lin and the rotary tables live */
+    float *params;                  /* the one block, num_params floats, on dev */
+    float *host_params;             /* off the CPU: the block's host copy (model_host_params) */
     size_t num_params;
     neox_tensor *tensors;           /* num_tensors entries, HF order */
     int num_tensors;
     neox_params p;                  /* views into params */
     float *rope_cos, *rope_sin;     /* [max_positions, rotary_ndims/2] */
+    float *host_rope_cos, *host_rope_sin; /* off the CPU: the tables' host copies */
     compute_dtype dtype;            /* of the linear layers' products */
+    int dtype_uses;                 /* the GEMM_FOR_* copies it keeps in bf16 */
     neox_layer_linear *lin;         /* [L] on p's weights and biases */
     linear lm_head;                 /* on p.lm_head, no bias */
     linear **tensor_linear;         /* [num_tensors]: the layer whose weight tensor i is, or
@@ -86,6 +91,14 @@ void model_allocate(neox_model *m, int without_linear);
  * biases 0, LayerNorm weight 1 and bias 0. Deterministic for a seed. */
 void model_init_random(neox_model *m, uint64_t seed);
 void model_free(neox_model *m);
+
+/* Moves the model to dev (from the CPU, where it is built and loaded):
+ * the block, its views, the linear layers (in their dtype) and the rotary
+ * tables. Returns 0, or -1 when dev's memory is short. */
+int model_to_device(neox_model *m, const device_ops *dev);
+/* The parameters in host memory, brought up to date from the device (the
+ * block itself on the CPU): what saving reads. */
+const float *model_host_params(const neox_model *m);
 
 /* Views of a block of num_params floats laid out like m->params; out->layers
  * is malloc'd (free it with model_free_views). */

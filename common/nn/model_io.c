@@ -1,4 +1,5 @@
-/* model_io.c — see model_io.h. */
+/* model_io.c — loading and saving a Hugging Face checkpoint directory;
+ * see model_io.h. */
 #include "model_io.h"
 
 #include <cJSON.h>
@@ -9,6 +10,7 @@
 
 #include "base/cli.h"
 #include "base/io.h"
+#include "checkpoint.h"
 #include "safetensors.h"
 
 static int is_file(const char *path) {
@@ -132,15 +134,17 @@ static int check_tensors(const neox_model *m, const shard_set *s, char *err, int
     return 1;
 }
 
-static void read_tensors(neox_model *m, const shard_set *s, int skip_linear) {
+static int read_tensors(neox_model *m, const shard_set *s, int skip_linear, char *err, int errlen) {
     for (int i = 0; i < m->num_tensors; i++) {
         const neox_tensor *t = &m->tensors[i];
         if (skip_linear && model_is_linear_weight(t)) continue;
         const st_file *f;
         const st_tensor *st = find_in_shards(s, t, &f);
-        st_read_f32(f, st, m->params + t->offset);
+        int ok = st_read_f32(f, st, m->params + t->offset, err, errlen) > 0;
         st_release(f, st);
+        if (!ok) return 0;
     }
+    return 1;
 }
 
 /* Rows converted at a time into the bf16 tiles: a multiple of 32, so each
@@ -149,7 +153,8 @@ static void read_tensors(neox_model *m, const shard_set *s, int skip_linear) {
 
 /* gw's forward copy from the checkpoint's tensor t [OC, C], SLICE_ROWS
  * rows at a time through buf [SLICE_ROWS, C]. */
-static void read_packed(gemm_weight *gw, const shard_set *s, const neox_tensor *t, float *buf) {
+static int read_packed(gemm_weight *gw, const shard_set *s, const neox_tensor *t, float *buf, char *err,
+                       int errlen) {
     const int OC = t->shape[0], C = t->shape[1];
     gemm_weight_init(gw, NULL, OC, C, GEMM_FOR_FORWARD);
     const st_file *f;
@@ -161,24 +166,30 @@ static void read_packed(gemm_weight *gw, const shard_set *s, const neox_tensor *
         rows.begin = st->begin + (size_t)r0 * row_bytes;
         rows.end = rows.begin + (size_t)n * row_bytes;
         rows.numel = (size_t)n * C;
-        st_read_f32(f, &rows, buf);
+        int ok = st_read_f32(f, &rows, buf, err, errlen) > 0;
         st_release(f, &rows);
+        if (!ok) return 0;
         gemm_weight_pack_slice(gw, buf, r0, n);
     }
+    return 1;
 }
 
 /* The linear layers' weights of the checkpoint into their forward copies. */
-static void read_bf16(neox_model *m, const shard_set *s) {
+static int read_bf16(neox_model *m, const shard_set *s, char *err, int errlen) {
     const neox_config *c = &m->cfg;
     const int widest = c->hidden_size > c->intermediate_size ? c->hidden_size : c->intermediate_size;
     float *buf = xmalloc((size_t)SLICE_ROWS * widest * sizeof(float));
-    for (int i = 0; i < m->num_tensors; i++)
+    int ok = 1;
+    for (int i = 0; ok && i < m->num_tensors; i++)
         if (model_is_linear_weight(&m->tensors[i]))
-            read_packed(&m->tensor_linear[i]->lowp, s, &m->tensors[i], buf);
+            ok = read_packed(&m->tensor_linear[i]->lowp, s, &m->tensors[i], buf, err, errlen);
     free(buf);
+    if (!ok) return 0;
     /* tied: from embed_in, kept in fp32 */
     if (c->tie_word_embeddings) linear_set_dtype(&m->lm_head, DTYPE_BF16, GEMM_FOR_FORWARD);
     m->dtype = DTYPE_BF16;
+    m->dtype_uses = GEMM_FOR_FORWARD;
+    return 1;
 }
 
 /* model_load, or model_load_bf16 when bf16. */
@@ -204,8 +215,7 @@ static int load(neox_model *m, int bf16, const char *dir, char *err, int errlen)
     ok = check_tensors(m, &shards, err, errlen);
     if (ok) {
         model_allocate(m, bf16);
-        read_tensors(m, &shards, bf16);
-        if (bf16) read_bf16(m, &shards);
+        ok = read_tensors(m, &shards, bf16, err, errlen) && (!bf16 || read_bf16(m, &shards, err, errlen));
     }
     shards_close(&shards);
     if (!ok) model_free(m);
@@ -218,4 +228,66 @@ int model_load(neox_model *m, const char *dir, char *err, int errlen) {
 
 int model_load_bf16(neox_model *m, const char *dir, char *err, int errlen) {
     return load(m, 1, dir, err, errlen);
+}
+
+/* ---- saving: config.json and model.safetensors ------------------------- */
+
+int save_dtype_parse(const char *name, st_dtype *out) {
+    if (strcmp(name, "f32") == 0) *out = ST_F32;
+    else if (strcmp(name, "f16") == 0) *out = ST_F16;
+    else if (strcmp(name, "bf16") == 0) *out = ST_BF16;
+    else return 0;
+    return 1;
+}
+
+static const char *torch_dtype_name(st_dtype d) {
+    return d == ST_F16 ? "float16" : d == ST_BF16 ? "bfloat16" : "float32";
+}
+
+st_dtype config_torch_dtype(const char *config_json) {
+    cJSON *root = cJSON_Parse(config_json);
+    st_dtype d = ST_F32;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!cJSON_IsString(v)) v = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    if (cJSON_IsString(v)) {
+        if (strcmp(v->valuestring, "float16") == 0) d = ST_F16;
+        else if (strcmp(v->valuestring, "bfloat16") == 0) d = ST_BF16;
+    }
+    cJSON_Delete(root);
+    return d;
+}
+
+char *config_with_dtype(const char *config_json, st_dtype dtype, char *err, int errlen) {
+    cJSON *root = cJSON_Parse(config_json);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        fail_message(err, errlen, "config.json is not a JSON object");
+        return NULL;
+    }
+    const char *name = torch_dtype_name(dtype);
+    int has_dtype = cJSON_HasObjectItem(root, "dtype");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
+    cJSON_AddStringToObject(root, "torch_dtype", name);
+    if (has_dtype) {
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "dtype");
+        cJSON_AddStringToObject(root, "dtype", name);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) out_of_memory("out of memory");
+    size_t n = strlen(text);
+    char *out = xmalloc(n + 2);
+    memcpy(out, text, n);
+    out[n] = '\n';
+    out[n + 1] = 0;
+    free(text);
+    return out;
+}
+
+int model_save(const char *path, const neox_model *m, st_dtype dtype, char *err, int errlen) {
+    st_out_tensor *out = xmalloc((size_t)m->num_tensors * sizeof *out);
+    for (int i = 0; i < m->num_tensors; i++) out[i] = st_out_of(&m->tensors[i], model_host_params(m), m->tensors[i].name);
+    int ok = st_write(path, out, m->num_tensors, dtype, NULL, NULL, 0, err, errlen);
+    free(out);
+    return ok;
 }

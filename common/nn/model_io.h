@@ -1,9 +1,10 @@
-/* model_io.h — loading a model from a Hugging Face checkpoint directory.
- * Saving one (model_save) is in checkpoint.h, with the trainer's state. */
+/* model_io.h — loading a model from a Hugging Face checkpoint directory,
+ * and saving what from_pretrained loads: model.safetensors, config.json. */
 #ifndef TUNEPIPE_MODEL_IO_H
 #define TUNEPIPE_MODEL_IO_H
 
 #include "model.h"
+#include "safetensors.h"
 
 /* Loads DIR/config.json and DIR/model.safetensors (or the shards named by
  * DIR/model.safetensors.index.json); F32, F16 and BF16 tensors are
@@ -20,5 +21,20 @@ int model_load(neox_model *m, const char *dir, char *err, int errlen);
  * the linear layers' w are NULL, m->params holds the other tensors only
  * (num_params of them), and the dtype cannot change (model_set_dtype). */
 int model_load_bf16(neox_model *m, const char *dir, char *err, int errlen);
+
+/* model.safetensors for from_pretrained: every tensor of m under its
+ * Hugging Face name, stored as dtype; 0 with the reason in err on failure
+ * (checkpoint.h: the previous file stays). */
+int model_save(const char *path, const neox_model *m, st_dtype dtype, char *err, int errlen);
+
+/* "f32", "f16", "bf16" -> dtype; returns 0 for anything else. */
+int save_dtype_parse(const char *name, st_dtype *out);
+/* The torch_dtype (or dtype) a config.json names, as ST_F32/F16/BF16;
+ * ST_F32 when it names none or another. */
+st_dtype config_torch_dtype(const char *config_json);
+/* config_json with torch_dtype (and dtype, when present) set to dtype's
+ * torch name; the result is malloc'd. NULL with the reason in err when
+ * config_json is not a JSON object. */
+char *config_with_dtype(const char *config_json, st_dtype dtype, char *err, int errlen);
 
 #endif

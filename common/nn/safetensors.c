@@ -206,7 +206,7 @@ static float half_to_float(uint16_t h) {
     return x;
 }
 
-int st_read_f32(const st_file *f, const st_tensor *t, float *out) {
+int st_read_f32(const st_file *f, const st_tensor *t, float *out, char *err, int errlen) {
     const uint8_t *src = f->data + t->begin;
     switch (t->dtype) {
     case ST_F32: {
@@ -216,7 +216,10 @@ int st_read_f32(const st_file *f, const st_tensor *t, float *out) {
         for (size_t left = t->numel * 4; left > 0;) {
             ssize_t r = pread(f->fd, p, left, at);
             if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) die("%s: read error: %s", f->path, r < 0 ? strerror(errno) : "file shrank");
+            if (r <= 0) {
+                fail_message(err, errlen, "%s: read error: %s", f->path, r < 0 ? strerror(errno) : "file shrank");
+                return -1;
+            }
             p += r;
             at += r;
             left -= (size_t)r;

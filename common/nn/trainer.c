@@ -1,8 +1,8 @@
 /* trainer.c — packed forward, optimizer steps and eval loss; see trainer.h. */
 #include "trainer.h"
 
+#include <assert.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,10 +20,16 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
     t->adam = *adam;
     t->clip = clip;
     t->pack_tokens = TRAIN_PACK_TOKENS;
+    const device_ops *dev = model->dev;
     size_t n = model->num_params;
-    t->grad = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
-    t->adam_m = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
-    t->adam_v = memset(xmalloc_aligned(n * sizeof(float)), 0, n * sizeof(float));
+    float **blocks[] = {&t->grad, &t->adam_m, &t->adam_v};
+    for (int i = 0; i < 3; i++) {
+        *blocks[i] = dev->alloc(n * sizeof(float));
+        if (!*blocks[i]) out_of_memory("out of %s memory for the training state (%zu MB)", dev->name, n * 4 >> 20);
+        dev->zero(*blocks[i], n * sizeof(float));
+    }
+    t->sumsq = dev->alloc(sizeof(double));
+    if (!t->sumsq) out_of_memory("out of %s memory", dev->name);
     model_param_views(model, t->grad, &t->grad_views);
     t->nspans = model->num_tensors;
     t->spans = xmalloc((size_t)t->nspans * sizeof *t->spans);
@@ -43,7 +49,8 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
 /* Parameters per update piece of tensor i: whole multiples of 16 rows for
  * a weight with bf16 copies (*gw), else UPDATE_PIECE_PARAMS. */
 static size_t piece_params(trainer *t, int i, gemm_weight **gw) {
-    linear *l = t->model->dtype == DTYPE_BF16 ? t->model->tensor_linear[i] : NULL;
+    /* the CPU's bf16 copies, re-packed piece by piece */
+    linear *l = t->model->dtype == DTYPE_BF16 && t->model->dev == &device_cpu ? t->model->tensor_linear[i] : NULL;
     *gw = l ? &l->lowp : NULL;
     if (!*gw) return UPDATE_PIECE_PARAMS;
     int rows = UPDATE_PIECE_PARAMS / (*gw)->C / 16 * 16;
@@ -78,13 +85,18 @@ void trainer_use_bf16(trainer *t) {
 }
 
 const char *trainer_kernel_name(const trainer *t) {
+    if (t->model->dev != &device_cpu) return t->model->dtype == DTYPE_BF16 ? "cuda-bf16" : "cuda-fp32";
     return t->model->dtype == DTYPE_BF16 ? gemm_path_name(gemm_current_path()) : "fp32";
 }
 
 void trainer_free(trainer *t) {
-    free(t->grad);
-    free(t->adam_m);
-    free(t->adam_v);
+    const device_ops *dev = t->model->dev;
+    dev->adamw_free(t);
+    dev->release(t->grad);
+    dev->release(t->adam_m);
+    dev->release(t->adam_v);
+    dev->release(t->sumsq);
+    device_pack_free(&t->dpack);
     model_free_views(&t->grad_views);
     free(t->spans);
     free(t->pieces);
@@ -150,22 +162,29 @@ static step_result gradients(trainer *t, const dataset *d, const size_t *ex, int
     if (share) res.targets = share->targets;
     /* Each token's share of the step loss: the mean over all of them. */
     float scale = (float)(1.0 / (double)res.targets);
+    const device_ops *dev = t->model->dev;
     double loss_sum = 0, sumsq = 0;
+    dev->zero(t->sumsq, sizeof(double));
     for (size_t next = 0; next < (size_t)n;) {
         int first = next == 0;
         neox_pack pack = next_pack(t, d, ex, (size_t)n, &next);
+        const device_pack *dp = device_pack_upload(&t->dpack, dev, &pack);
         int last = next == (size_t)n;
         double t0 = now_seconds();
-        model_forward_pack(t->model, &t->acts.f, &pack);
-        loss_sum += crossentropy_forward_backward(t->acts.f.logits, pack.row_target, pack.nrows,
-                                                  t->model->cfg.vocab_size, scale);
+        model_forward_pack(t->model, &t->acts.f, dp);
+        loss_sum += dev->crossentropy(t->acts.f.logits, dp->row_target, pack.nrows, t->model->cfg.vocab_size,
+                                      scale, 1);
         double t1 = now_seconds();
-        model_backward(t->model, &t->grad_views, &t->acts, &pack, !first, last && !share ? &sumsq : NULL);
+        model_backward(t->model, &t->grad_views, &t->acts, dp, !first, last && !share ? t->sumsq : NULL);
         t->time_forward += t1 - t0;
         t->time_backward += now_seconds() - t1;
         res.tokens += (size_t)pack.T;
     }
+    /* The reduce reads and writes t->grad in place: host memory on the CPU
+     * device, the only one a shared step runs on (train_run refuses ranks
+     * on another device; a GPU's reduce would be NCCL's, on device memory). */
     if (share) {
+        assert(dev == &device_cpu);
         double sums[2] = {loss_sum, (double)res.tokens};
         share->reduce(t->grad, t->model->num_params, sums);
         loss_sum = sums[0];
@@ -177,7 +196,8 @@ static step_result gradients(trainer *t, const dataset *d, const size_t *ex, int
     double t0 = now_seconds();
     for (int i = 0; i < t->model->num_tensors; i++)
         if (share || !model_is_linear_weight(&t->model->tensors[i]))
-            sumsq += grad_sum_squares(t->grad + t->spans[i].offset, t->spans[i].count);
+            dev->sum_squares(t->grad + t->spans[i].offset, t->spans[i].count, t->sumsq);
+    dev->download(&sumsq, t->sumsq, sizeof sumsq);
     res.grad_norm = sqrt(sumsq);
     t->time_optimizer += now_seconds() - t0;
     return res;
@@ -187,37 +207,14 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
     return gradients(t, d, ex, n, NULL);
 }
 
-typedef struct {
-    trainer *t;
-    adamw_consts k;
-    atomic_int next;
-} update_ctx;
-
-/* Pieces are taken in turn as threads free up: they differ in cost. */
-static void update_pieces(void *arg, int thread, int nthreads) {
-    update_ctx *c = arg;
-    trainer *t = c->t;
-    (void)thread;
-    (void)nthreads;
-    int i;
-    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < t->npieces) {
-        const update_piece *p = &t->pieces[i];
-        adamw_update(&c->k, t->model->params, t->grad, t->adam_m, t->adam_v, p->begin, p->end, p->decay);
-        if (p->gw) gemm_weight_pack_rows(p->gw, p->row0, p->row1);
-    }
-}
-
 step_result trainer_step_share(trainer *t, const dataset *d, const size_t *ex, int n, double lr,
                                const step_share *share) {
     step_result res = gradients(t, d, ex, n, share);
     float factor = (float)clip_factor(res.grad_norm, t->clip);
     t->step++;
     double t0 = now_seconds();
-    /* AdamW, and the bf16 copies of each weight's rows re-made right after
-     * their update. */
-    update_ctx c = {.t = t, .k = adamw_step_consts(&t->adam, lr, t->step, factor)};
-    atomic_init(&c.next, 0);
-    parallel_run(update_pieces, &c);
+    const adamw_consts k = adamw_step_consts(&t->adam, lr, t->step, factor);
+    t->model->dev->adamw_step(t, &k);
     t->time_optimizer += now_seconds() - t0;
     return res;
 }
@@ -233,11 +230,13 @@ double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,
     for (size_t next = 0; next < n;) {
         size_t first = next;
         neox_pack pack = next_pack(t, d, ex, n, &next);
-        model_forward_pack(t->model, &t->acts.f, &pack);
+        const device_pack *dp = device_pack_upload(&t->dpack, t->model->dev, &pack);
+        model_forward_pack(t->model, &t->acts.f, dp);
         int V = t->model->cfg.vocab_size, row = 0;
         for (size_t i = first; i < next; i++) {
             int k = (int)example_num_targets(&d->ex[ex[i]]);
-            double s = crossentropy_forward(t->acts.f.logits + (size_t)row * V, pack.row_target + row, k, V);
+            double s = t->model->dev->crossentropy(t->acts.f.logits + (size_t)row * V, dp->row_target + row, k,
+                                                   V, 0, 0);
             if (per_example) per_example[i] = s / k;
             total += s;
             count += (size_t)k;

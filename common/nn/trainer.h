@@ -35,7 +35,7 @@ typedef struct {
     int row0, row1;
 } update_piece;
 
-typedef struct {
+typedef struct trainer {
     neox_model *model;
     float *grad, *adam_m, *adam_v;  /* flat blocks like model->params */
     neox_params grad_views;
@@ -50,6 +50,9 @@ typedef struct {
     /* seconds spent, cumulative (for benchmarks) */
     double time_forward, time_backward, time_optimizer;
     train_acts acts;
+    device_pack_buf dpack;          /* the current pack on the model's device */
+    double *sumsq;                  /* a device double: the step's Σ grad² */
+    void *device_plan;              /* what the device's adamw_step keeps */
     /* pack assembly */
     int *seq_start, *row_pos;
     uint32_t *ids, *row_target;
@@ -99,7 +102,8 @@ typedef struct {
 /* trainer_step on this process's share ex[0..n) of a step: its gradients,
  * scaled by 1 / share->targets, are summed by share->reduce between the
  * backward and the norm, clipping and AdamW; the result is the whole
- * step's. share NULL: trainer_step. */
+ * step's. share NULL: trainer_step. The reduce gets the model's gradient
+ * block itself, so a shared step runs on the CPU device only. */
 step_result trainer_step_share(trainer *t, const dataset *d, const size_t *ex, int n, double lr,
                                const step_share *share);
 

@@ -51,42 +51,65 @@ int dataset_add(dataset *d, const uint32_t *question, uint32_t nq, const uint32_
     return 1;
 }
 
-void dataset_read(dataset *d, int fd, const char *name, loss_mode mode,
-                  int vocab_size, int max_positions) {
+/* One record's checks: 1, or 0 with the reason in err. */
+static int check_record(const record *r, unsigned long long recno, const char *name, int vocab_size,
+                        int max_positions, char *err, int errlen) {
+    const segment *question = record_find((record *)r, SEG_QUESTION);
+    const segment *answer = record_find((record *)r, SEG_ANSWER);
+    if (!answer) return fail_message(err, errlen, "%s: record %llu: no \"%s\" segment", name, recno, SEG_ANSWER);
+    uint32_t nq = 0, na = 0;
+    const uint32_t *q = question ? segment_content(question, &nq) : NULL;
+    const uint32_t *a = segment_content(answer, &na);
+    uint64_t len = (uint64_t)nq + na;
+    if (len > (uint64_t)max_positions)
+        return fail_message(err, errlen, "%s: record %llu: %llu tokens, more than the model's %d positions", name,
+                            recno, (unsigned long long)len, max_positions);
+    for (int part = 0; part < 2; part++) {
+        const uint32_t *ids = part ? a : q;
+        for (uint32_t i = 0, n = part ? na : nq; i < n; i++)
+            if (ids[i] >= (uint32_t)vocab_size)
+                return fail_message(err, errlen, "%s: record %llu: token id %u is outside the vocabulary (%d)",
+                                    name, recno, ids[i], vocab_size);
+    }
+    return 1;
+}
+
+int dataset_read(dataset *d, int fd, const char *name, loss_mode mode, int vocab_size, int max_positions,
+                 char *err, int errlen) {
     memset(d, 0, sizeof *d);
     stream_reader *sr = stream_reader_open(fd, name);
     record r = {0};
     unsigned long long skipped = 0, first_skipped = 0;
-    while (stream_read(sr, &r)) {
+    int got;
+    while ((got = stream_read(sr, &r, err, errlen)) > 0) {
         unsigned long long recno = stream_records_read(sr);
-        const segment *question = record_find(&r, SEG_QUESTION);
-        const segment *answer = record_find(&r, SEG_ANSWER);
-        if (!answer) die("%s: record %llu: no \"%s\" segment", name, recno, SEG_ANSWER);
+        if (!check_record(&r, recno, name, vocab_size, max_positions, err, errlen)) {
+            got = -1;
+            break;
+        }
+        const segment *question = record_find(&r, SEG_QUESTION), *answer = record_find(&r, SEG_ANSWER);
         uint32_t nq = 0, na = 0;
         const uint32_t *q = question ? segment_content(question, &nq) : NULL;
         const uint32_t *a = segment_content(answer, &na);
-        uint64_t len = (uint64_t)nq + na;
-        if (len > (uint64_t)max_positions)
-            die("%s: record %llu: %llu tokens, more than the model's %d positions", name, recno,
-                (unsigned long long)len, max_positions);
-        for (int part = 0; part < 2; part++) {
-            const uint32_t *ids = part ? a : q;
-            for (uint32_t i = 0, n = part ? na : nq; i < n; i++)
-                if (ids[i] >= (uint32_t)vocab_size)
-                    die("%s: record %llu: token id %u is outside the vocabulary (%d)", name, recno,
-                        ids[i], vocab_size);
-        }
         if (!dataset_add(d, q, nq, a, na, mode, r.id) && skipped++ == 0) first_skipped = recno;
     }
     record_free(&r);
     stream_reader_close(sr);
+    if (got < 0) {
+        dataset_free(d);
+        return 0;
+    }
     /* An empty answer (lamini_docs has one) gives no loss term; say so
      * rather than stop a run over it. */
     if (skipped)
         warn("%s: skipped %llu record%s with no %s token to predict (record %llu%s)", name,
              skipped, skipped > 1 ? "s" : "", mode == LOSS_ANSWER ? "answer" : "target",
              first_skipped, skipped > 1 ? ", ..." : "");
-    if (d->n == 0) die("%s: no examples to train on", name);
+    if (d->n == 0) {
+        dataset_free(d);
+        return fail_message(err, errlen, "%s: no examples to train on", name);
+    }
+    return 1;
 }
 
 void dataset_free(dataset *d) {

@@ -39,12 +39,13 @@ int dataset_add(dataset *d, const uint32_t *question, uint32_t nq, const uint32_
 
 /* Reads every record of the stream on fd (name for messages). Each record
  * needs an "answer" segment; a "question" segment is optional, others are
- * ignored. Dies with "name: record N: what is wrong" for a token id outside
- * the vocabulary or an example longer than max_positions, and when no
- * example is left; records with no target token are skipped with a
- * warning. */
-void dataset_read(dataset *d, int fd, const char *name, loss_mode mode,
-                  int vocab_size, int max_positions);
+ * ignored. Returns 0 with "name: record N: what is wrong" in err (ERR_MAX
+ * bytes hold any) for a malformed stream, a token id outside the
+ * vocabulary or an example longer than max_positions, and when no example
+ * is left (d is then empty); records with no target token are skipped with
+ * a warning. */
+int dataset_read(dataset *d, int fd, const char *name, loss_mode mode, int vocab_size, int max_positions,
+                 char *err, int errlen);
 void dataset_free(dataset *d);
 
 static inline uint32_t example_num_targets(const example *e) { return e->len - e->target_begin; }

@@ -4,6 +4,7 @@
 #include "base/cli.h"
 #include "tokenizer/utf8_json.h"
 
+#include <assert.h>
 #include <cJSON.h>
 #include <limits.h>
 #include <math.h>
@@ -16,12 +17,13 @@ static const char *const segment_names[RECORD_SEGMENTS] = {SEG_QUESTION, SEG_ANS
 void record_encoder_init(record_encoder *e) {
     memset(e, 0, sizeof *e);
     e->eos = 1;
-    record_encoder_set_fields(e, "question,answer");
+    char err[256];
+    record_encoder_set_fields(e, "question,answer", err, sizeof err); /* well-formed: cannot fail */
 }
 
 /* A member named generated is optional (a model's output). Segments no
  * field names take the member of their own name when a record has one. */
-void record_encoder_set_fields(record_encoder *e, const char *fields) {
+int record_encoder_set_fields(record_encoder *e, const char *fields, char *err, size_t errlen) {
     free(e->fields_buf);
     char *names[2], *copy = e->fields_buf = xstrdup(fields), *comma = strchr(copy, ',');
     int n = 1;
@@ -29,19 +31,29 @@ void record_encoder_set_fields(record_encoder *e, const char *fields) {
     if (comma) {
         *comma = 0;
         names[n++] = comma + 1;
-        if (strchr(comma + 1, ',')) usage_error("--fields: at most two members, not '%s'", fields);
+        if (strchr(comma + 1, ',')) {
+            snprintf(err, errlen, "--fields: at most two members, not '%s'", fields);
+            return -1;
+        }
     }
     for (int seg = 0; seg < RECORD_SEGMENTS; seg++) e->sources[seg] = (record_source){segment_names[seg], 0};
     int taken[RECORD_SEGMENTS] = {0};
     for (int i = 0; i < n; i++) {
-        if (!*names[i]) usage_error("--fields: empty member name in '%s'", fields);
+        if (!*names[i]) {
+            snprintf(err, errlen, "--fields: empty member name in '%s'", fields);
+            return -1;
+        }
         int seg = i == 0 ? RECORD_QUESTION : RECORD_ANSWER;
         for (int k = 0; k < RECORD_SEGMENTS; k++)
             if (strcmp(names[i], segment_names[k]) == 0) seg = k;
-        if (taken[seg]) usage_error("--fields: two members for the %s segment in '%s'", segment_names[seg], fields);
+        if (taken[seg]) {
+            snprintf(err, errlen, "--fields: two members for the %s segment in '%s'", segment_names[seg], fields);
+            return -1;
+        }
         taken[seg] = 1;
         e->sources[seg] = (record_source){names[i], seg != RECORD_GENERATED};
     }
+    return 0;
 }
 
 void record_encoder_free(record_encoder *e) {
@@ -57,7 +69,9 @@ void record_encoder_free(record_encoder *e) {
 static int encode_text(record_encoder *e, const char *text, size_t n, segment *seg, const char *what, char *err,
                        size_t errlen) {
     e->ids.n = 0;
-    if (tokenizer_encode(e->tok, text, n, &e->ids, NULL)) die("bug: %s: invalid UTF-8 got through", what);
+    int invalid = tokenizer_encode(e->tok, text, n, &e->ids, NULL);
+    assert(!invalid && "invalid UTF-8 got through the record's checks");
+    (void)invalid;
     if (e->ids.n > UINT32_MAX - seg->n) {
         snprintf(err, errlen, "%s is too long", what);
         return -1;

@@ -38,8 +38,9 @@ typedef struct {
 void record_encoder_init(record_encoder *e);
 /* --fields Q[,A]: Q feeds the question, A the answer, except that a member
  * named after a segment (question, answer, generated) feeds that segment.
- * A malformed list is a usage error naming --fields. */
-void record_encoder_set_fields(record_encoder *e, const char *fields);
+ * 0, or -1 with the reason, naming --fields, in err (ERR_MAX bytes hold
+ * any) for a malformed list: the tool calls it a usage error. */
+int record_encoder_set_fields(record_encoder *e, const char *fields, char *err, size_t errlen);
 void record_encoder_free(record_encoder *e);
 
 /* The record of one JSONL line (lineno is its id unless the line has a

@@ -19,76 +19,6 @@
 #define FLUSH_BYTES (1u << 20)
 #define FLUSH_SECONDS 1.0
 
-/* ---- records ------------------------------------------------------------ */
-
-void segment_clear(segment *s) {
-    s->n = 0;
-    s->pad = s->trunc = 0;
-    s->pad_side = s->trunc_side = SIDE_NONE;
-}
-
-static void segment_reserve(segment *s, uint32_t n) {
-    if (n <= s->cap) return;
-    uint32_t cap = s->cap ? s->cap : 64;
-    while (cap < n) cap = cap > UINT32_MAX / 2 ? n : cap * 2;
-    s->ids = xrealloc(s->ids, (size_t)cap * sizeof *s->ids);
-    s->cap = cap;
-}
-
-void segment_push(segment *s, uint32_t id) {
-    segment_reserve(s, s->n + 1);
-    s->ids[s->n++] = id;
-}
-
-void segment_append(segment *s, const uint32_t *ids, uint32_t n) {
-    if (n == 0) return; /* ids may be NULL then */
-    segment_reserve(s, s->n + n);
-    memcpy(s->ids + s->n, ids, (size_t)n * sizeof *ids);
-    s->n += n;
-}
-
-const uint32_t *segment_content(const segment *s, uint32_t *n) {
-    *n = s->n - s->pad;
-    return s->pad_side == SIDE_LEFT ? s->ids + s->pad : s->ids;
-}
-
-void record_clear(record *r) {
-    r->id = 0;
-    r->nseg = 0;
-}
-
-void record_free(record *r) {
-    for (int i = 0; i < STREAM_MAX_SEGMENTS; i++) free(r->seg[i].ids);
-    memset(r, 0, sizeof *r);
-}
-
-segment *record_find(record *r, const char *name) {
-    for (int i = 0; i < r->nseg; i++)
-        if (strcmp(r->seg[i].name, name) == 0) return &r->seg[i];
-    return NULL;
-}
-
-segment *record_segment(record *r, const char *name) {
-    segment *s = record_find(r, name);
-    if (s) return s;
-    if (r->nseg == STREAM_MAX_SEGMENTS) die("record %llu: too many segments", (unsigned long long)r->id);
-    if (strlen(name) > STREAM_MAX_NAME) die("segment name too long: %s", name);
-    s = &r->seg[r->nseg++];
-    strcpy(s->name, name);
-    segment_clear(s);
-    return s;
-}
-
-void record_remove(record *r, const char *name) {
-    segment *s = record_find(r, name);
-    if (!s) return;
-    /* Keep the buffers of every slot: rotate the removed one to the end. */
-    segment removed = *s;
-    int i = (int)(s - r->seg);
-    memmove(&r->seg[i], &r->seg[i + 1], (size_t)(r->nseg - i - 1) * sizeof *s);
-    r->seg[--r->nseg] = removed;
-}
-
 /* ---- little-endian helpers ---------------------------------------------- */
 
 static void put_u32(unsigned char *p, uint32_t v) {
@@ -114,18 +44,22 @@ struct stream_reader {
     uint64_t nrecords;
     uint64_t stream_start;   /* nrecords when the current stream's header came */
     int eof, in_stream;      /* in_stream: a header was read, its end marker not yet */
+    char *err;               /* stream_read's caller's buffer */
+    int errlen;
 };
 
-static void reader_fail(stream_reader *sr, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void reader_fail(stream_reader *sr, const char *fmt, ...) {
+/* "name: record N: what" into the caller's buffer; returns -1. */
+static int reader_fail(stream_reader *sr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int reader_fail(stream_reader *sr, const char *fmt, ...) {
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     unsigned long long n = (unsigned long long)sr->nrecords + 1;
-    if (strcmp(sr->name, "-") == 0) die("record %llu: %s", n, msg);
-    die("%s: record %llu: %s", sr->name, n, msg);
+    if (strcmp(sr->name, "-") == 0) fail_message(sr->err, sr->errlen, "record %llu: %s", n, msg);
+    else fail_message(sr->err, sr->errlen, "%s: record %llu: %s", sr->name, n, msg);
+    return -1;
 }
 
 stream_reader *stream_reader_open(int fd, const char *name) {
@@ -133,14 +67,14 @@ stream_reader *stream_reader_open(int fd, const char *name) {
     sr->fd = fd;
     sr->name = name;
     sr->dctx = ZSTD_createDCtx();
-    if (!sr->dctx) die("out of memory");
+    if (!sr->dctx) out_of_memory("out of memory");
     sr->in = xmalloc(ZSTD_DStreamInSize());
     sr->cap = ZSTD_DStreamOutSize() * 2;
     sr->out = xmalloc(sr->cap);
     return sr;
 }
 
-/* Refills compressed input; 0 at end of input. */
+/* Refills compressed input; 0 at end of input, -1 on an error. */
 static int reader_fill_input(stream_reader *sr) {
     ssize_t r = io_read(sr->fd, sr->in, ZSTD_DStreamInSize(), sr->name);
     if (r == 0) return 0;
@@ -149,7 +83,7 @@ static int reader_fill_input(stream_reader *sr) {
         int text = 1;
         for (ssize_t i = 0; i < r && i < 256; i++)
             if (sr->in[i] < 9 || (sr->in[i] > 13 && sr->in[i] < 32)) text = 0;
-        reader_fail(sr, "not a neox token stream (%s)",
+        return reader_fail(sr, "not a neox token stream (%s)",
                     text ? "input is text: tokenize it with bpe-encode first" : "no zstd frame at the start");
     }
     sr->bytes_in += (uint64_t)r;
@@ -158,7 +92,8 @@ static int reader_fill_input(stream_reader *sr) {
 }
 
 /* Makes at least want unread decompressed bytes available; returns 0 when
- * input ended first (the caller decides whether that is clean). */
+ * input ended first (the caller decides whether that is clean), -1 on an
+ * error. */
 static int reader_need(stream_reader *sr, size_t want) {
     while (sr->end - sr->start < want) {
         if (sr->start > 0) {
@@ -174,16 +109,18 @@ static int reader_need(stream_reader *sr, size_t want) {
         }
         if (sr->zin.pos == sr->zin.size && !sr->out_full) {
             if (sr->eof) return 0;
-            if (!reader_fill_input(sr)) {
+            int got = reader_fill_input(sr);
+            if (got < 0) return -1;
+            if (!got) {
                 sr->eof = 1;
-                if (sr->bytes_in == 0) reader_fail(sr, "empty input (a token stream always has a header)");
-                if (sr->frame_left != 0) reader_fail(sr, "truncated zstd frame (input ended mid-frame)");
+                if (sr->bytes_in == 0) return reader_fail(sr, "empty input (a token stream always has a header)");
+                if (sr->frame_left != 0) return reader_fail(sr, "truncated zstd frame (input ended mid-frame)");
                 return 0;
             }
         }
         ZSTD_outBuffer zout = {sr->out, sr->cap, sr->end};
         size_t ret = ZSTD_decompressStream(sr->dctx, &zout, &sr->zin);
-        if (ZSTD_isError(ret)) reader_fail(sr, "corrupt zstd frame: %s", ZSTD_getErrorName(ret));
+        if (ZSTD_isError(ret)) return reader_fail(sr, "corrupt zstd frame: %s", ZSTD_getErrorName(ret));
         sr->frame_left = ret;
         sr->out_full = zout.pos == zout.size;
         sr->end = zout.pos;
@@ -191,52 +128,56 @@ static int reader_need(stream_reader *sr, size_t want) {
     return 1;
 }
 
-static void reader_header(stream_reader *sr) {
-    if (!reader_need(sr, HEADER_BYTES)) reader_fail(sr, "truncated stream header");
+/* 0, or -1 on an error. */
+static int reader_header(stream_reader *sr) {
+    int got = reader_need(sr, HEADER_BYTES);
+    if (got <= 0) return got < 0 ? -1 : reader_fail(sr, "truncated stream header");
     const unsigned char *h = sr->out + sr->start;
-    if (memcmp(h, STREAM_MAGIC, 8) != 0) reader_fail(sr, "wrong magic: not a neox token stream");
+    if (memcmp(h, STREAM_MAGIC, 8) != 0) return reader_fail(sr, "wrong magic: not a neox token stream");
     uint32_t version = get_u32(h + 8);
     if (version != STREAM_VERSION)
-        reader_fail(sr, "unsupported stream version %u (this tool reads version %u)", version, STREAM_VERSION);
-    if (get_u32(h + 12) != 0) reader_fail(sr, "unknown stream header flags 0x%x", get_u32(h + 12));
+        return reader_fail(sr, "unsupported stream version %u (this tool reads version %u)", version, STREAM_VERSION);
+    if (get_u32(h + 12) != 0) return reader_fail(sr, "unknown stream header flags 0x%x", get_u32(h + 12));
     sr->start += HEADER_BYTES;
     sr->in_stream = 1;
     sr->stream_start = sr->nrecords;
+    return 0;
 }
 
-/* Parses a record body of len bytes into r, validating every field. */
-static void reader_parse(stream_reader *sr, const unsigned char *p, size_t len, record *r) {
+/* Parses a record body of len bytes into r, validating every field; 0, or
+ * -1 on an error. */
+static int reader_parse(stream_reader *sr, const unsigned char *p, size_t len, record *r) {
     const unsigned char *end = p + len;
-#define NEED(k) do { if ((size_t)(end - p) < (size_t)(k)) reader_fail(sr, "corrupt record: fields run past its length"); } while (0)
+#define NEED(k) do { if ((size_t)(end - p) < (size_t)(k)) return reader_fail(sr, "corrupt record: fields run past its length"); } while (0)
     NEED(12);
     record_clear(r);
     r->id = (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
     unsigned nseg = p[8];
-    if (nseg > STREAM_MAX_SEGMENTS) reader_fail(sr, "corrupt record: %u segments (at most %d)", nseg, STREAM_MAX_SEGMENTS);
+    if (nseg > STREAM_MAX_SEGMENTS) return reader_fail(sr, "corrupt record: %u segments (at most %d)", nseg, STREAM_MAX_SEGMENTS);
     p += 12;
     for (unsigned i = 0; i < nseg; i++) {
         NEED(1);
         unsigned name_len = *p++;
-        if (name_len == 0 || name_len > STREAM_MAX_NAME) reader_fail(sr, "corrupt record: bad segment name length %u", name_len);
+        if (name_len == 0 || name_len > STREAM_MAX_NAME) return reader_fail(sr, "corrupt record: bad segment name length %u", name_len);
         NEED(name_len + 14);
         char name[STREAM_MAX_NAME + 1];
         memcpy(name, p, name_len);
         name[name_len] = '\0';
         for (unsigned k = 0; k < name_len; k++)
             if (!((name[k] >= 'a' && name[k] <= 'z') || (name[k] >= '0' && name[k] <= '9') || name[k] == '_'))
-                reader_fail(sr, "corrupt record: bad segment name");
-        if (record_find(r, name)) reader_fail(sr, "corrupt record: segment '%s' twice", name);
+                return reader_fail(sr, "corrupt record: bad segment name");
+        if (record_find(r, name)) return reader_fail(sr, "corrupt record: segment '%s' twice", name);
         p += name_len;
         uint8_t pad_side = p[0], trunc_side = p[1];
         uint32_t n = get_u32(p + 2), pad = get_u32(p + 6), trunc = get_u32(p + 10);
         p += 14;
-        if (pad_side > SIDE_RIGHT || trunc_side > SIDE_RIGHT) reader_fail(sr, "corrupt record: bad side in segment '%s'", name);
+        if (pad_side > SIDE_RIGHT || trunc_side > SIDE_RIGHT) return reader_fail(sr, "corrupt record: bad side in segment '%s'", name);
         if (pad > n || (pad > 0) != (pad_side != SIDE_NONE))
-            reader_fail(sr, "corrupt record: segment '%s' has inconsistent padding", name);
+            return reader_fail(sr, "corrupt record: segment '%s' has inconsistent padding", name);
         if ((trunc > 0) != (trunc_side != SIDE_NONE))
-            reader_fail(sr, "corrupt record: segment '%s' has inconsistent truncation", name);
+            return reader_fail(sr, "corrupt record: segment '%s' has inconsistent truncation", name);
         NEED((size_t)n * 4);
-        segment *s = record_segment(r, name);
+        segment *s = record_segment(r, name); /* not NULL: nseg was checked */
         segment_reserve(s, n);
         for (uint32_t k = 0; k < n; k++) s->ids[k] = get_u32(p + 4 * (size_t)k);
         s->n = n;
@@ -246,40 +187,45 @@ static void reader_parse(stream_reader *sr, const unsigned char *p, size_t len, 
         s->trunc_side = trunc_side;
         p += (size_t)n * 4;
     }
-    if (p != end) reader_fail(sr, "corrupt record: %zu bytes past its last segment", (size_t)(end - p));
+    if (p != end) return reader_fail(sr, "corrupt record: %zu bytes past its last segment", (size_t)(end - p));
+    return 0;
 #undef NEED
 }
 
-int stream_read(stream_reader *sr, record *r) {
+int stream_read(stream_reader *sr, record *r, char *err, int errlen) {
+    sr->err = err;
+    sr->errlen = errlen;
     for (;;) {
-        if (!reader_need(sr, 4)) {
-            if (sr->end != sr->start) reader_fail(sr, "truncated record");
+        int got = reader_need(sr, 4);
+        if (got < 0) return -1;
+        if (!got) {
+            if (sr->end != sr->start) return reader_fail(sr, "truncated record");
             if (sr->in_stream)
-                reader_fail(sr, "truncated stream: input ended without the end marker (the writer did not finish)");
+                return reader_fail(sr, "truncated stream: input ended without the end marker (the writer did not finish)");
             return 0;
         }
         const unsigned char *p = sr->out + sr->start;
         if (!sr->in_stream) { /* the first or a concatenated stream's header */
-            reader_header(sr);
+            if (reader_header(sr) < 0) return -1;
             continue;
         }
         if (memcmp(p, END_TAG, 4) == 0) {
-            if (!reader_need(sr, END_BYTES)) reader_fail(sr, "truncated end marker");
+            if ((got = reader_need(sr, END_BYTES)) <= 0) return got < 0 ? -1 : reader_fail(sr, "truncated end marker");
             p = sr->out + sr->start + 4;
             uint64_t count = (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
             if (count != sr->nrecords - sr->stream_start)
-                reader_fail(sr, "end marker counts %llu records, the stream had %llu", (unsigned long long)count,
+                return reader_fail(sr, "end marker counts %llu records, the stream had %llu", (unsigned long long)count,
                             (unsigned long long)(sr->nrecords - sr->stream_start));
             sr->start += END_BYTES;
             sr->in_stream = 0;
             continue;
         }
-        if (memcmp(p, RECORD_TAG, 4) != 0) reader_fail(sr, "corrupt record: bad chunk tag");
-        if (!reader_need(sr, 8)) reader_fail(sr, "truncated record");
+        if (memcmp(p, RECORD_TAG, 4) != 0) return reader_fail(sr, "corrupt record: bad chunk tag");
+        if ((got = reader_need(sr, 8)) <= 0) return got < 0 ? -1 : reader_fail(sr, "truncated record");
         uint32_t len = get_u32(sr->out + sr->start + 4);
-        if (len > STREAM_MAX_RECORD_BYTES) reader_fail(sr, "corrupt record: claims %u bytes", len);
-        if (!reader_need(sr, 8 + (size_t)len)) reader_fail(sr, "truncated record");
-        reader_parse(sr, sr->out + sr->start + 8, len, r);
+        if (len > STREAM_MAX_RECORD_BYTES) return reader_fail(sr, "corrupt record: claims %u bytes", len);
+        if ((got = reader_need(sr, 8 + (size_t)len)) <= 0) return got < 0 ? -1 : reader_fail(sr, "truncated record");
+        if (reader_parse(sr, sr->out + sr->start + 8, len, r) < 0) return -1;
         sr->start += 8 + (size_t)len;
         sr->nrecords++;
         return 1;
@@ -320,13 +266,15 @@ static void writer_idle(void *ctx) {
     if (sw->len) stream_flush(sw);
 }
 
-stream_writer *stream_writer_open(int fd, int force) {
-    if (isatty(fd) && !force)
-        die("refusing to write a binary token stream to a terminal (pipe it into a tool, or use -f)");
+stream_writer *stream_writer_open(int fd, int force, char *err, int errlen) {
+    if (isatty(fd) && !force) {
+        fail_message(err, errlen, "refusing to write a binary token stream to a terminal (pipe it into a tool, or use -f)");
+        return NULL;
+    }
     stream_writer *sw = xcalloc(1, sizeof *sw);
     sw->fd = fd;
     sw->cctx = ZSTD_createCCtx();
-    if (!sw->cctx) die("out of memory");
+    if (!sw->cctx) out_of_memory("out of memory");
     ZSTD_CCtx_setParameter(sw->cctx, ZSTD_c_compressionLevel, 3);
     ZSTD_CCtx_setParameter(sw->cctx, ZSTD_c_checksumFlag, 1);
     sw->cap = 1 << 16;
@@ -340,10 +288,13 @@ stream_writer *stream_writer_open(int fd, int force) {
     return sw;
 }
 
-void stream_write(stream_writer *sw, const record *r) {
+int stream_write(stream_writer *sw, const record *r, char *err, int errlen) {
     size_t body = 12;
     for (int i = 0; i < r->nseg; i++) body += 1 + strlen(r->seg[i].name) + 14 + (size_t)r->seg[i].n * 4;
-    if (body > STREAM_MAX_RECORD_BYTES) die("record %llu: too large for a token stream (%zu bytes)", (unsigned long long)r->id, body);
+    if (body > STREAM_MAX_RECORD_BYTES) {
+        fail_message(err, errlen, "record %llu: too large for a token stream (%zu bytes)", (unsigned long long)r->id, body);
+        return -1;
+    }
     writer_reserve(sw, 8 + body);
     unsigned char *p = sw->pending + sw->len;
     memcpy(p, RECORD_TAG, 4);
@@ -370,6 +321,7 @@ void stream_write(stream_writer *sw, const record *r) {
     sw->len += 8 + body;
     sw->nrecords++;
     if (sw->len >= FLUSH_BYTES || now_seconds() - sw->last_flush >= FLUSH_SECONDS) stream_flush(sw);
+    return 0;
 }
 
 void stream_flush(stream_writer *sw) {
@@ -379,7 +331,8 @@ void stream_flush(stream_writer *sw) {
         sw->frame = xrealloc(sw->frame, bound);
     }
     size_t n = ZSTD_compress2(sw->cctx, sw->frame, sw->frame_cap, sw->pending, sw->len);
-    if (ZSTD_isError(n)) die("zstd compression failed: %s", ZSTD_getErrorName(n));
+    /* Into a buffer of ZSTD_compressBound: only its workspace's allocation can fail. */
+    if (ZSTD_isError(n)) out_of_memory("zstd compression failed: %s", ZSTD_getErrorName(n));
     write_all(sw->fd, sw->frame, n);
     sw->len = 0;
     sw->last_flush = now_seconds();

@@ -40,17 +40,22 @@ typedef struct {
     segment seg[STREAM_MAX_SEGMENTS];
 } record;
 
+/* ---- records (stream_record.c) ------------------------------------------ */
+
 /* Empties a record for reuse (keeps the buffers). */
 void record_clear(record *r);
 void record_free(record *r);
 /* The segment called name, or NULL. */
 segment *record_find(record *r, const char *name);
-/* The segment called name, added empty at the end when missing. */
+/* The segment called name, added empty at the end when missing; NULL
+ * when the record already has STREAM_MAX_SEGMENTS others. */
 segment *record_segment(record *r, const char *name);
 /* Removes the segment called name, if present. */
 void record_remove(record *r, const char *name);
 
 void segment_clear(segment *s);
+/* Room for n ids in all (the content stays). */
+void segment_reserve(segment *s, uint32_t n);
 void segment_push(segment *s, uint32_t id);
 void segment_append(segment *s, const uint32_t *ids, uint32_t n);
 /* The tokens without padding: returns a pointer into ids, *n their count. */
@@ -61,10 +66,12 @@ typedef struct stream_reader stream_reader;
 
 /* Reads from fd; name is used in error messages ("-" for stdin). */
 stream_reader *stream_reader_open(int fd, const char *name);
-/* 1 when a record was read, 0 at a clean end of input. Any malformed input
- * (not a stream, wrong version, truncated or corrupt frame or record) dies
- * with "tool: record N: what is wrong" and exit 1. */
-int stream_read(stream_reader *sr, record *r);
+/* 1 when a record was read, 0 at a clean end of input, -1 on malformed
+ * input (not a stream, wrong version, truncated or corrupt frame or
+ * record) with "record N: what is wrong" in err (prefixed "name: " unless
+ * the name is "-"; ERR_MAX bytes hold any). Not to be read again after -1.
+ * A read error on fd ends the process (io_read). */
+int stream_read(stream_reader *sr, record *r, char *err, int errlen);
 /* Number of records read so far. */
 uint64_t stream_records_read(const stream_reader *sr);
 void stream_reader_close(stream_reader *sr);
@@ -72,12 +79,15 @@ void stream_reader_close(stream_reader *sr);
 /* ---- writing ----------------------------------------------------------- */
 typedef struct stream_writer stream_writer;
 
-/* Writes to fd. Refuses (usage error) when fd is a terminal unless force. */
-stream_writer *stream_writer_open(int fd, int force);
-/* Queues a record. Frames are emitted when the tool is about to wait for
- * input (see io_idle_hook in io.h), when 1 MiB is buffered, when a second has
- * passed since the last frame, and at close. */
-void stream_write(stream_writer *sw, const record *r);
+/* Writes to fd. Refuses (NULL, the reason in err) when fd is a terminal
+ * unless force. */
+stream_writer *stream_writer_open(int fd, int force, char *err, int errlen);
+/* Queues a record: 0, or -1 with the reason in err when the record is too
+ * large for a stream. Frames are emitted when the tool is about to wait
+ * for input (see io_idle_hook in io.h), when 1 MiB is buffered, when a
+ * second has passed since the last frame, and at close; writing them
+ * goes through write_all (cli.h). */
+int stream_write(stream_writer *sw, const record *r, char *err, int errlen);
 /* Ends the current frame and writes it out now. */
 void stream_flush(stream_writer *sw);
 /* Flushes and frees; does not close fd. */

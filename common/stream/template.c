@@ -2,14 +2,18 @@
 #include "template.h"
 #include "base/cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MARK "{question}"
 
-void template_parse(prompt_template *t, const char *opt, const char *arg) {
+int template_parse(prompt_template *t, const char *opt, const char *arg, char *err, size_t errlen) {
     size_t n = strlen(arg);
-    if (utf8_valid_prefix(arg, n) != n) usage_error("%s: not valid UTF-8", opt);
+    if (utf8_valid_prefix(arg, n) != n) {
+        snprintf(err, errlen, "%s: not valid UTF-8", opt);
+        return -1;
+    }
     char *text = xmalloc(n + 1), *o = text;
     for (const char *s = arg; *s; s++) {
         if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
@@ -21,10 +25,15 @@ void template_parse(prompt_template *t, const char *opt, const char *arg) {
     }
     *o = '\0';
     char *at = strstr(text, MARK);
-    if (!at) usage_error("%s: no %s in '%s'", opt, MARK, arg);
+    if (!at) {
+        free(text);
+        snprintf(err, errlen, "%s: no %s in '%s'", opt, MARK, arg);
+        return -1;
+    }
     t->suffix = xstrdup(at + strlen(MARK));
     *at = '\0';
     t->prefix = text;
+    return 0;
 }
 
 void template_free(prompt_template *t) {

@@ -12,8 +12,10 @@ typedef struct {
 } prompt_template;
 
 /* Parses arg: \n, \t and \\ become the characters, {question} marks the
- * question. Not valid UTF-8 or no {question}: a usage error naming opt. */
-void template_parse(prompt_template *t, const char *opt, const char *arg);
+ * question. 0, or -1 with the reason, naming opt, in err (ERR_MAX bytes
+ * hold any) when arg is not valid UTF-8 or has no {question}: the tools
+ * call it a usage error. */
+int template_parse(prompt_template *t, const char *opt, const char *arg, char *err, size_t errlen);
 void template_free(prompt_template *t);
 /* Appends prefix ++ text ++ suffix to out (just text when t has none): one
  * string to encode, since BPE splits depend on the neighbouring bytes. */

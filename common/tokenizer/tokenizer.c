@@ -204,8 +204,9 @@ static int load_vocab(tokenizer *t, const cJSON *root, const cJSON *model, load_
             uint32_t id = (uint32_t)batch[i]->valuedouble;
             /* Hugging Face would take the last id of a token listed twice; such a
              * file is refused, as for added tokens. */
-            if (!str_map_put_hashed(&t->vocab, batch[i]->string, len[i], hash[i], id))
-                return fail(c, "model.vocab: token \"%s\" is listed twice", batch[i]->string);
+            int added = str_map_put_hashed(&t->vocab, batch[i]->string, len[i], hash[i], id);
+            if (added < 0) return fail(c, "vocabulary too large");
+            if (!added) return fail(c, "model.vocab: token \"%s\" is listed twice", batch[i]->string);
             if (id >= t->id_limit) t->id_limit = id + 1;
         }
     }
@@ -337,7 +338,7 @@ static int load_added_tokens(tokenizer *t, const cJSON *root, load_ctx *c) {
             return fail(c, "added token \"%s\" has id %g, but Hugging Face would give it %ld", content,
                         id_item->valuedouble, id);
         if ((uint32_t)id >= t->id_limit) t->id_limit = (uint32_t)id + 1;
-        str_map_put(&t->added_ids, content, len, (uint32_t)id);
+        if (str_map_put(&t->added_ids, content, len, (uint32_t)id) < 0) return fail(c, "vocabulary too large");
         int normalized = flag(e, "normalized", !flag(e, "special", 0));
         t->added[t->n_added] = (added_token){.id = (uint32_t)id, .special = flag(e, "special", 0)};
         if (normalized) {
@@ -388,7 +389,7 @@ static void build_decoder(tokenizer *t, const cJSON *root) {
             token_str[id] = norm_forms[k].data;
             token_len[id] = norm_forms[k].len;
         }
-        if (t->added[k].special) str_map_put(&specials, content, len, id);
+        if (t->added[k].special) str_map_put(&specials, content, len, id); /* fits: added_ids held it */
         k++;
     }
 
@@ -466,13 +467,6 @@ tokenizer *tokenizer_open(const char *path, char *err, size_t errlen) {
         tokenizer_free(t);
         return NULL;
     }
-    return t;
-}
-
-tokenizer *tokenizer_load(const char *path) {
-    char err[512];
-    tokenizer *t = tokenizer_open(path, err, sizeof err);
-    if (!t) die("%s: %s", path, err);
     return t;
 }
 

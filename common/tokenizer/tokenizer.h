@@ -29,8 +29,6 @@ void token_ids_free(token_ids *v);
 
 /* Loads path; on failure returns NULL with the reason in err. */
 tokenizer *tokenizer_open(const char *path, char *err, size_t errlen);
-/* Same, but dies with "path: reason". */
-tokenizer *tokenizer_load(const char *path);
 void tokenizer_free(tokenizer *t);
 
 /* When on, special added tokens written in text ("<|endoftext|>") are

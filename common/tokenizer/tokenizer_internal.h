@@ -58,7 +58,8 @@ typedef struct {
 } str_map;
 
 void str_map_init(str_map *m, size_t expected);
-/* Maps s to id; a key already present keeps its first id, returns 0. */
+/* Maps s (n > 0) to id and returns 1; a key already present keeps its
+ * first id, returns 0; -1 when the keys would pass 4 GB. */
 int str_map_put(str_map *m, const char *s, size_t n, uint32_t id);
 long str_map_get(const str_map *m, const char *s, size_t n);
 /* The same with the key's tok_hash given; and a hint that a key will be

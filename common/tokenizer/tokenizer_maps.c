@@ -3,6 +3,8 @@
 #include "tokenizer_internal.h"
 #include "base/cli.h"
 
+#include <assert.h>
+
 #include <stdlib.h>
 
 /* Tables are filled to at most 7/8: every probe compares stored hash bits
@@ -55,12 +57,12 @@ static void str_map_grow(str_map *m) {
 int str_map_put(str_map *m, const char *s, size_t n, uint32_t id) { return str_map_put_hashed(m, s, n, tok_hash(s, n), id); }
 
 int str_map_put_hashed(str_map *m, const char *s, size_t n, uint64_t h, uint32_t id) {
-    if (n == 0) die("bug: an empty key for a string map");
+    assert(n > 0 && "an empty key: its slot would read as free"); /* the loader skips them */
     if (too_full(m->count + 1, m->mask + 1)) str_map_grow(m);
     int found;
     uint32_t j = str_map_slot(m, s, n, h, &found);
     if (found) return 0;
-    if (m->blob_len + n > UINT32_MAX) die("vocabulary too large");
+    if (m->blob_len + n > UINT32_MAX) return -1;
     if (m->blob_len + n > m->blob_cap) {
         m->blob_cap = (m->blob_len + n) * 2;
         m->blob = xrealloc(m->blob, m->blob_cap);

@@ -17,6 +17,7 @@
 #include "utf8_nfc.h"
 #include "base/cli.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,7 +51,8 @@ static void set_bit(uint64_t *set, uint32_t cp) { set[cp >> 6] |= 1ull << (cp & 
 static int decompose(uint32_t cp, utf8proc_int32_t *d) {
     int boundclass = 0;
     utf8proc_ssize_t n = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8, UTF8PROC_DECOMPOSE, &boundclass);
-    if (n < 1 || n > 8) die("utf8proc cannot decompose U+%04X", (unsigned)cp);
+    /* Canonical decompositions are at most 4 long: else utf8proc is broken. */
+    assert(n >= 1 && n <= 8 && "utf8proc cannot decompose a code point it says decomposes");
     return (int)n;
 }
 
@@ -92,8 +94,7 @@ static void build_tables(void) {
         if (nfc_keeps(cp, d, n)) set_bit(inert, cp);
     }
     /* utf8_nfc skips code points below U+0300 unseen: they must be inert. */
-    for (uint32_t cp = 0; cp < 0x300; cp++)
-        if (!bit(inert, cp)) die("utf8proc's U+%04X changes under NFC: tables not as expected", (unsigned)cp);
+    for (uint32_t cp = 0; cp < 0x300; cp++) assert(bit(inert, cp) && "utf8proc's tables are not Unicode's");
     for (size_t i = 0; i < sizeof unknown_to_hf / sizeof unknown_to_hf[0]; i++)
         for (uint32_t cp = unknown_to_hf[i].first; cp <= unknown_to_hf[i].last; cp++) {
             set_bit(opaque, cp);
@@ -110,7 +111,8 @@ static int normalize_segment(const char *s, size_t n, utf8_buf *out) {
         cap = len;
         cps = cps == stack ? xmalloc((size_t)cap * sizeof *cps) : xrealloc(cps, (size_t)cap * sizeof *cps);
     }
-    if (len < 0) die("utf8proc: %s", utf8proc_errmsg(len));
+    /* s is valid UTF-8 and the options are fixed: only memory can fail. */
+    if (len < 0) out_of_memory("utf8proc: %s", utf8proc_errmsg(len));
     len = utf8proc_normalize_utf32(cps, len, nfc);
     size_t start = out->len;
     utf8_buf_reserve(out, (size_t)len * 4);

@@ -26,20 +26,21 @@ static int launched(void) {
  * for it forever. */
 static void abort_job(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
 
-void dist_init(int *argc, char ***argv) {
-    if (!launched()) return;
-    if (MPI_Init(argc, argv) != MPI_SUCCESS) die("MPI_Init failed");
+int dist_init(int *argc, char ***argv, char *err, int errlen) {
+    if (!launched()) return 1;
+    if (MPI_Init(argc, argv) != MPI_SUCCESS) return fail_message(err, errlen, "MPI_Init failed");
     started = 1;
     /* A failed call (a peer gone) ends the job rather than return. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size == 1) return;
+    if (size == 1) return 1;
     cli_set_die_hook(abort_job);
     if (rank > 0) {
         snprintf(rank_name, sizeof rank_name, "%s: rank %d", prog_name, rank);
         prog_name = rank_name;
     }
+    return 1;
 }
 
 void dist_finish(void) {

@@ -16,9 +16,11 @@
 #include "stream/dataset.h"
 
 /* Starts MPI when a launcher started this process (its environment says
- * so); from then on die() on any rank ends the whole job (MPI_Abort), and
- * the messages of ranks other than 0 say "rank N". */
-void dist_init(int *argc, char ***argv);
+ * so); from then on any rank's exit through base/cli.h (die, or running
+ * out of memory) ends the whole job (MPI_Abort), and the messages of
+ * ranks other than 0 say "rank N".
+ * Returns 0 with the reason in err where MPI does not start. */
+int dist_init(int *argc, char ***argv, char *err, int errlen);
 /* MPI_Finalize, where dist_init started MPI. */
 void dist_finish(void);
 int dist_rank(void);

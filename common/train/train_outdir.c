@@ -24,16 +24,18 @@ int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-void make_dirs(const char *dir) {
+int make_dirs(const char *dir, char *err, int errlen) {
     char *p = xstrdup(dir);
-    for (char *q = p + 1; *q; q++) {
+    int ok = 1;
+    for (char *q = p + 1; ok && *q; q++) {
         if (*q != '/') continue;
         *q = 0;
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) die("%s: cannot create: %s", p, strerror(errno));
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) ok = fail_message(err, errlen, "%s: cannot create: %s", p, strerror(errno));
         *q = '/';
     }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) die("%s: cannot create: %s", p, strerror(errno));
+    if (ok && mkdir(p, 0755) != 0 && errno != EEXIST) ok = fail_message(err, errlen, "%s: cannot create: %s", p, strerror(errno));
     free(p);
+    return ok;
 }
 
 void outdir_remove_stale_temporaries(const char *dir) {
@@ -65,7 +67,7 @@ void outdir_forget_run(const char *dir) {
     }
 }
 
-void outdir_copy_tokenizer(const char *out, const char *model_dir, const char *tokenizer) {
+int outdir_copy_tokenizer(const char *out, const char *model_dir, const char *tokenizer, char *err, int errlen) {
     static const char *extras[] = {"tokenizer_config.json", "special_tokens_map.json"};
     char *src = tokenizer ? xstrdup(tokenizer) : NULL;
     if (!src && model_dir) {
@@ -77,13 +79,14 @@ void outdir_copy_tokenizer(const char *out, const char *model_dir, const char *t
     }
     if (!src) src = data_file("tokenizer.json");
     char *dst = path_join(out, "tokenizer.json");
-    atomic_copy_file(src, dst);
+    int ok = atomic_copy_file(src, dst, err, errlen);
     free(dst);
     free(src);
-    for (size_t i = 0; model_dir && !tokenizer && i < sizeof extras / sizeof *extras; i++) {
+    for (size_t i = 0; ok && model_dir && !tokenizer && i < sizeof extras / sizeof *extras; i++) {
         char *from = path_join(model_dir, extras[i]), *to = path_join(out, extras[i]);
-        if (file_exists(from)) atomic_copy_file(from, to);
+        if (file_exists(from)) ok = atomic_copy_file(from, to, err, errlen);
         free(from);
         free(to);
     }
+    return ok;
 }

@@ -10,8 +10,8 @@
 /* "dir/name", malloc'd. */
 char *path_join(const char *dir, const char *name);
 int file_exists(const char *path);
-/* mkdir -p; dies with the reason. */
-void make_dirs(const char *dir);
+/* mkdir -p; 0 with the reason in err on failure. */
+int make_dirs(const char *dir, char *err, int errlen);
 
 /* Removes the temporary files of ours a killed run left (atomic_open
  * names them NAME.tmp.PID). */
@@ -22,6 +22,6 @@ void outdir_forget_run(const char *dir);
 /* Copies tokenizer.json into out: tokenizer when given, else model_dir's
  * (with its tokenizer_config.json and special_tokens_map.json), else the
  * shipped one. model_dir may be NULL. */
-void outdir_copy_tokenizer(const char *out, const char *model_dir, const char *tokenizer);
+int outdir_copy_tokenizer(const char *out, const char *model_dir, const char *tokenizer, char *err, int errlen);
 
 #endif

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,20 +62,35 @@ typedef struct {
     char *config_json;
     char *state_eval_path;  /* the resumed state's --eval, which s.eval_path may be */
     long saved_step;        /* step of OUT's resumable checkpoint; -1: none */
+    char *err;              /* train_run's caller's buffer, for what stops the run */
+    int errlen;
 } run;
 
-static void open_log(run *r, int resume) {
-    char *path = path_join(r->o->out_dir, "log.jsonl");
-    r->log_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
-    if (r->log_fd < 0) die("%s: %s", path, strerror(errno));
-    /* Lines logged after the checkpoint belong to steps that will run again. */
-    if (resume && ftruncate(r->log_fd, r->p.log_bytes) != 0) die("%s: %s", path, strerror(errno));
-    if (lseek(r->log_fd, 0, SEEK_END) < 0) die("%s: %s", path, strerror(errno));
-    free(path);
+/* The reason the run stops into r->err; returns 0. */
+static int run_fail(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run_fail(run *r, const char *fmt, ...) {
+    char msg[ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail_message(r->err, r->errlen, "%s", msg);
 }
 
-static void log_step(run *r, const step_result *res, double lr, double seconds, const double comm[2],
-                     double eval_loss) {
+static int open_log(run *r, int resume) {
+    char *path = path_join(r->o->out_dir, "log.jsonl");
+    int ok = 1;
+    r->log_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
+    if (r->log_fd < 0) ok = run_fail(r, "%s: %s", path, strerror(errno));
+    /* Lines logged after the checkpoint belong to steps that will run again. */
+    else if (resume && ftruncate(r->log_fd, r->p.log_bytes) != 0) ok = run_fail(r, "%s: %s", path, strerror(errno));
+    else if (lseek(r->log_fd, 0, SEEK_END) < 0) ok = run_fail(r, "%s: %s", path, strerror(errno));
+    free(path);
+    return ok;
+}
+
+static int log_step(run *r, const step_result *res, double lr, double seconds, const double comm[2],
+                    double eval_loss) {
     char line[512];
     int n = snprintf(line, sizeof line,
                      "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%zu,"
@@ -91,11 +107,12 @@ static void log_step(run *r, const step_result *res, double lr, double seconds, 
     for (size_t left = (size_t)n; left > 0;) {
         ssize_t w = write(r->log_fd, q, left);
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) die("%s/log.jsonl: write error: %s", r->o->out_dir, strerror(errno));
+        if (w < 0) return run_fail(r, "%s/log.jsonl: write error: %s", r->o->out_dir, strerror(errno));
         q += w;
         left -= (size_t)w;
     }
     r->p.log_bytes += n;
+    return 1;
 }
 
 /* Each rank takes its slice of the eval examples; the sums are added. */
@@ -115,27 +132,29 @@ static double eval_loss(run *r) {
 /* config.json, the model, then (when resumable) the state: after a crash
  * between any two renames, each file is whole and the state is
  * self-contained. */
-static void save_checkpoint(run *r, int resumable) {
-    if (dist_rank() > 0) return; /* rank 0 writes OUT */
+static int save_checkpoint(run *r, int resumable) {
+    if (dist_rank() > 0) return 1; /* rank 0 writes OUT */
     const char *out = r->o->out_dir;
-    if (fsync(r->log_fd) != 0) die("%s/log.jsonl: %s", out, strerror(errno));
+    if (fsync(r->log_fd) != 0) return run_fail(r, "%s/log.jsonl: %s", out, strerror(errno));
     char *path = path_join(out, "config.json");
-    char *cfg = config_with_dtype(r->config_json, r->s.save_dtype);
-    atomic_write_file(path, cfg, strlen(cfg));
+    char *cfg = config_with_dtype(r->config_json, r->s.save_dtype, r->err, r->errlen);
+    int ok = cfg && atomic_write_file(path, cfg, strlen(cfg), r->err, r->errlen);
     free(cfg);
     free(path);
+    if (!ok) return 0;
     path = path_join(out, "model.safetensors");
-    model_save(path, &r->model, r->s.save_dtype);
+    ok = model_save(path, &r->model, r->s.save_dtype, r->err, r->errlen);
     free(path);
     /* Without training there is nothing to resume: -m OUT starts from
      * this checkpoint just as well. */
-    if (!resumable) return;
+    if (!ok || !resumable) return ok;
     path = path_join(out, TRAIN_STATE_FILE);
     char *json = train_state_json(&r->s, &r->p);
-    state_save(path, &r->model, r->t.adam_m, r->t.adam_v, json);
+    ok = state_save(path, &r->model, r->t.adam_m, r->t.adam_v, json, r->err, r->errlen);
     free(json);
     free(path);
-    r->saved_step = r->p.step;
+    if (ok) r->saved_step = r->p.step;
+    return ok;
 }
 
 static void format_eta(char *buf, size_t n, double seconds) {
@@ -144,7 +163,7 @@ static void format_eta(char *buf, size_t n, double seconds) {
     else snprintf(buf, n, "%ldm%02lds", s / 60, s % 60);
 }
 
-static void train_loop(run *r) {
+static int train_loop(run *r) {
     const run_settings *s = &r->s;
     /* A step's examples are split among the ranks in order: rank k takes
      * the k-th run of per_rank of them. */
@@ -152,8 +171,9 @@ static void train_loop(run *r) {
     size_t *ex = xmalloc((size_t)per_rank * sizeof *ex);
     double tokens_done = 0, seconds_done = 0;
     long steps_done = 0;
+    int ok = 1;
     /* The ranks stop at the same step, whichever got the signal. */
-    while (r->p.step < s->steps && !dist_any(stop_signal)) {
+    while (ok && r->p.step < s->steps && !dist_any(stop_signal)) {
         long step = r->p.step;
         step_share share = {dist_reduce, 0};
         for (long j = 0; j < per_step; j++) {
@@ -182,12 +202,14 @@ static void train_loop(run *r) {
                 r->p.best_step = r->p.step;
                 r->p.best_eval = ev;
                 char *path = path_join(r->o->out_dir, TRAIN_BEST_FILE);
-                if (dist_rank() == 0) model_save(path, &r->model, s->save_dtype);
+                if (dist_rank() == 0) ok = model_save(path, &r->model, s->save_dtype, r->err, r->errlen);
                 free(path);
+                if (!ok) break;
             }
         }
-        if (dist_rank() == 0) log_step(r, &res, lr, dt, comm, ev);
-        if (last || (s->save_every && r->p.step % s->save_every == 0)) save_checkpoint(r, 1);
+        if (dist_rank() == 0 && !(ok = log_step(r, &res, lr, dt, comm, ev))) break;
+        if (last || (s->save_every && r->p.step % s->save_every == 0))
+            if (!(ok = save_checkpoint(r, 1))) break;
         steps_done++;
         char eta[32];
         format_eta(eta, sizeof eta, (double)(s->steps - r->p.step) * seconds_done / steps_done);
@@ -195,70 +217,96 @@ static void train_loop(run *r) {
                  lr, tokens_done / seconds_done, eta);
     }
     free(ex);
+    return ok;
 }
 
-/* Rank 0 reads it (standard input reaches rank 0 alone) and sends it on. */
-static void read_dataset(dataset *d, const char *path, const run *r) {
+/* Rank 0 reads it (standard input reaches rank 0 alone) and sends it on;
+ * a rank 0 that fails ends the job (dist.h), so no rank waits for it. */
+static int read_dataset(dataset *d, const char *path, const run *r) {
     if (dist_rank() == 0) {
         int fd = open_input(path);
-        dataset_read(d, fd, path, r->s.loss, r->model.cfg.vocab_size, r->model.cfg.max_positions);
+        int ok = dataset_read(d, fd, path, r->s.loss, r->model.cfg.vocab_size, r->model.cfg.max_positions,
+                              r->err, r->errlen);
         if (fd != STDIN_FILENO) close(fd);
+        if (!ok) return 0;
     }
     dist_share_dataset(d);
+    return 1;
+}
+
+/* The model onto the device of --device (or TUNEPIPE_DEVICE). */
+static int to_device(run *r) {
+    const device_ops *dev = device_open(r->o->device ? r->o->device : device_default_name(), r->err, r->errlen);
+    if (!dev) return 0;
+    /* The gradient reduce sums host memory (trainer.h's step_share). */
+    if (dist_size() > 1 && dev != &device_cpu)
+        return run_fail(r, "--device %s: several processes (mpirun -np %d) train on the CPU only", dev->name,
+                        dist_size());
+    if (model_to_device(&r->model, dev)) return run_fail(r, "--device %s: too little memory for the model", dev->name);
+    return 1;
 }
 
 /* A new run: the model from -m or --init. */
-static void start_fresh(run *r) {
+static int start_fresh(run *r) {
     const train_options *o = r->o;
     char *state = path_join(o->out_dir, TRAIN_STATE_FILE);
-    if (file_exists(state) && !o->overwrite)
-        die("%s holds a training run; continue it with --resume %s, or start afresh with --overwrite",
-            o->out_dir, o->out_dir);
+    int held = file_exists(state) && !o->overwrite;
     free(state);
+    if (held)
+        return run_fail(r, "%s holds a training run; continue it with --resume %s, or start afresh with --overwrite",
+                        o->out_dir, o->out_dir);
     if (o->model_dir) {
         char err[512];
-        if (!model_load(&r->model, o->model_dir, err, sizeof err)) die("%s", err);
+        if (!model_load(&r->model, o->model_dir, err, sizeof err)) return run_fail(r, "%s", err);
         char *path = path_join(o->model_dir, "config.json");
         r->config_json = read_file(path, NULL);
         free(path);
         if (!o->given_save_dtype) r->s.save_dtype = config_torch_dtype(r->config_json);
     } else {
         neox_config cfg;
-        config_load(o->init_config, &cfg);
+        if (!config_load(o->init_config, &cfg, r->err, r->errlen)) return 0;
         r->config_json = read_file(o->init_config, NULL);
         model_build(&r->model, &cfg);
         model_init_random(&r->model, r->s.seed);
     }
+    if (!to_device(r)) return 0;
     trainer_init(&r->t, &r->model, &(adamw_hparams){0.9, 0.999, 1e-8, r->s.weight_decay}, r->s.clip);
     r->p.best_step = -1;
     r->s.ranks = dist_size();
+    return 1;
 }
 
 /* A resumed run: settings, parameters and moments from OUT's state; of
  * the settings given now, those a resumed run takes replace the saved. */
-static void start_resumed(run *r) {
+static int start_resumed(run *r) {
     const train_options *o = r->o;
     char *path = path_join(o->out_dir, "config.json");
-    if (!file_exists(path)) die("%s: no config.json: not a neox-train output directory", o->out_dir);
     neox_config cfg;
-    config_load(path, &cfg);
-    r->config_json = read_file(path, NULL);
+    int ok = file_exists(path) ? config_load(path, &cfg, r->err, r->errlen)
+                               : run_fail(r, "%s: no config.json: not a neox-train output directory", o->out_dir);
+    if (ok) r->config_json = read_file(path, NULL);
     free(path);
+    if (!ok) return 0;
     model_build(&r->model, &cfg);
     path = path_join(o->out_dir, TRAIN_STATE_FILE);
-    if (!file_exists(path)) die("%s: no %s to resume from", o->out_dir, TRAIN_STATE_FILE);
-    /* The moments are read straight into the trainer's blocks. */
-    trainer_init(&r->t, &r->model, &ADAMW_DEFAULTS, 0);
-    char *json = state_load(path, &r->model, r->t.adam_m, r->t.adam_v);
-    train_state_parse(json, path, &r->s, &r->p);
-    r->state_eval_path = r->s.eval_path;
+    char *json = NULL;
+    if (!file_exists(path)) {
+        ok = run_fail(r, "%s: no %s to resume from", o->out_dir, TRAIN_STATE_FILE);
+    } else if ((ok = to_device(r))) {
+        /* The moments are read straight into the trainer's blocks. */
+        trainer_init(&r->t, &r->model, &ADAMW_DEFAULTS, 0);
+        json = state_load(path, &r->model, r->t.adam_m, r->t.adam_v, r->err, r->errlen);
+        ok = json && train_state_parse(json, path, &r->s, &r->p, r->err, r->errlen);
+    }
     free(json);
+    free(path);
+    if (!ok) return 0;
+    r->state_eval_path = r->s.eval_path;
     /* The ranks take shares of each step: another count is another step. */
     if (r->s.ranks != dist_size())
-        die("%s: the run was trained on %d rank%s (batch %ld x grad-accum %ld each); resume it on as many "
-            "(mpirun -np %d), not %d", o->out_dir, r->s.ranks, r->s.ranks > 1 ? "s" : "", r->s.batch,
-            r->s.grad_accum, r->s.ranks, dist_size());
-    free(path);
+        return run_fail(r, "%s: the run was trained on %d rank%s (batch %ld x grad-accum %ld each); resume it on "
+                        "as many (mpirun -np %d), not %d", o->out_dir, r->s.ranks, r->s.ranks > 1 ? "s" : "",
+                        r->s.batch, r->s.grad_accum, r->s.ranks, dist_size());
     if (o->given_steps) {
         r->s.steps = o->s.steps;
         r->s.epochs = o->s.epochs;
@@ -270,42 +318,46 @@ static void start_resumed(run *r) {
     r->t.clip = r->s.clip;
     r->t.step = r->p.step;
     r->saved_step = r->p.step;
+    return 1;
 }
 
 /* With --keep-best, model.safetensors becomes the best one (hard link, so
  * best.safetensors stays for a later --resume). */
-static void install_best(run *r) {
+static int install_best(run *r) {
     const char *out = r->o->out_dir;
     char *best = path_join(out, TRAIN_BEST_FILE), *model = path_join(out, "model.safetensors");
     char *tmp = path_join(out, "model.safetensors.tmp.best");
     unlink(tmp);
+    int ok = 1;
     if (link(best, tmp) != 0 || rename(tmp, model) != 0) {
         unlink(tmp);
-        atomic_copy_file(best, model);
+        ok = atomic_copy_file(best, model, r->err, r->errlen);
     }
-    if (!r->o->quiet)
+    if (ok && !r->o->quiet)
         fprintf(stderr, "%s: %s is the model of step %ld, the lowest eval loss (%.6g)\n", prog_name,
                 model, r->p.best_step, r->p.best_eval);
     free(best);
     free(model);
     free(tmp);
+    return ok;
 }
 
 /* Every input is read and checked; OUT is not touched yet. */
-static void read_inputs(run *r) {
+static int read_inputs(run *r) {
     const train_options *o = r->o;
-    read_dataset(&r->train, o->input, r);
+    if (!read_dataset(&r->train, o->input, r)) return 0;
     if (o->resume && (r->train.fingerprint != r->p.data_fingerprint || r->train.n != r->p.data_examples))
-        die("%s: not the training data of the run in %s (%zu examples; the run had %zu)",
-            o->input, o->out_dir, r->train.n, r->p.data_examples);
+        return run_fail(r, "%s: not the training data of the run in %s (%zu examples; the run had %zu)",
+                        o->input, o->out_dir, r->train.n, r->p.data_examples);
     r->p.data_fingerprint = r->train.fingerprint;
     r->p.data_examples = r->train.n;
     if (r->s.eval_path) {
-        read_dataset(&r->eval, r->s.eval_path, r);
+        if (!read_dataset(&r->eval, r->s.eval_path, r)) return 0;
         r->has_eval = 1;
     }
     long per_step = r->s.batch * r->s.grad_accum * dist_size();
     if (r->s.epochs > 0) r->s.steps = (long)ceil(r->s.epochs * (double)r->train.n / (double)per_step);
+    return 1;
 }
 
 /* The bits of a run depend on the kernels (not on the thread count): a run
@@ -329,19 +381,23 @@ static void warn_if_kernels_changed(run *r) {
     cJSON_Delete(j);
 }
 
-/* Trains to the last step or a stop signal; returns the exit status. */
+/* Trains to the last step or a stop signal; returns the exit status, or
+ * -1 with the reason in r->err. */
 static int train(run *r) {
     const train_options *o = r->o;
     int exit_status = 0;
     order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
-    if (r->s.bf16 && gemm_bf16_available()) trainer_use_bf16(&r->t);
+    /* a GPU always has bf16 products; the CPU's rule and message are gemm.h's */
+    if (r->s.bf16 && (r->model.dev != &device_cpu || gemm_bf16_available())) trainer_use_bf16(&r->t);
     if (o->resume && dist_rank() == 0) warn_if_kernels_changed(r);
     if (o->verbose && dist_rank() == 0) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
     catch_stop_signals();
-    train_loop(r);
+    int ok = train_loop(r);
     progress_done();
-    if (r->p.step < r->s.steps) { /* stopped by a signal */
-        if (r->saved_step != r->p.step) save_checkpoint(r, 1);
+    if (!ok) {
+        exit_status = -1;
+    } else if (r->p.step < r->s.steps) { /* stopped by a signal */
+        if (r->saved_step != r->p.step && !save_checkpoint(r, 1)) return -1;
         /* A rank that exits non-zero makes mpirun kill the others: not
          * before rank 0 has its checkpoint. */
         dist_barrier();
@@ -354,34 +410,35 @@ static int train(run *r) {
                     stdin_input ? "and the same training stream" : o->input);
         /* The signal may have come to another rank. */
         exit_status = 128 + (stop_signal ? stop_signal : SIGTERM);
-    } else if (r->s.keep_best && r->p.best_step >= 0 && dist_rank() == 0) {
-        install_best(r);
+    } else if (r->s.keep_best && r->p.best_step >= 0 && dist_rank() == 0 && !install_best(r)) {
+        exit_status = -1;
     }
-    order_free(&r->order);
-    dataset_free(&r->train);
-    if (r->has_eval) dataset_free(&r->eval);
     return exit_status;
 }
 
-int train_run(const train_options *o) {
-    run r = {.o = o, .s = o->s, .saved_step = -1};
-    if (o->resume) start_resumed(&r);
-    else start_fresh(&r);
-    int trains = o->resume || r.s.steps > 0 || r.s.epochs > 0;
-    if (trains) read_inputs(&r);
+int train_run(const train_options *o, char *err, int errlen) {
+    run r = {.o = o, .s = o->s, .saved_step = -1, .log_fd = -1, .err = err, .errlen = errlen};
+    int trains = 0, ok = o->resume ? start_resumed(&r) : start_fresh(&r);
+    if (ok) trains = o->resume || r.s.steps > 0 || r.s.epochs > 0;
+    if (ok && trains) ok = read_inputs(&r);
     /* Every rank has read what it needs before rank 0 changes OUT. */
-    dist_barrier();
-    if (dist_rank() == 0) {
-        make_dirs(o->out_dir);
-        outdir_remove_stale_temporaries(o->out_dir);
-        if (!o->resume) outdir_forget_run(o->out_dir);
-        open_log(&r, o->resume);
-        if (!o->resume) outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer);
+    if (ok) dist_barrier();
+    if (ok && dist_rank() == 0) {
+        ok = make_dirs(o->out_dir, err, errlen);
+        if (ok) {
+            outdir_remove_stale_temporaries(o->out_dir);
+            if (!o->resume) outdir_forget_run(o->out_dir);
+            ok = open_log(&r, o->resume);
+        }
+        if (ok && !o->resume) ok = outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer, err, errlen);
     }
-    int exit_status = 0;
-    if (trains) exit_status = train(&r);
-    else save_checkpoint(&r, 0); /* the starting point alone, e.g. --init */
-    if (dist_rank() == 0) close(r.log_fd);
+    int exit_status = -1;
+    if (ok && trains) exit_status = train(&r);
+    else if (ok) exit_status = save_checkpoint(&r, 0) ? 0 : -1; /* the starting point alone, e.g. --init */
+    if (r.log_fd >= 0) close(r.log_fd);
+    order_free(&r.order);
+    dataset_free(&r.train);
+    dataset_free(&r.eval);
     trainer_free(&r.t);
     model_free(&r.model);
     free(r.config_json);

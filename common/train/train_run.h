@@ -20,6 +20,7 @@ typedef struct {
     const char *input;          /* the training stream; "-": standard input */
     int quiet;                  /* no closing message */
     int verbose;                /* say which kernels compute */
+    const char *device;         /* device_open's name; NULL: the CPU */
     /* Which of s were given: a fresh run keeps model_dir's dtype unless
      * given_save_dtype; a resumed run takes only the given steps (or
      * epochs), eval, eval_every and save_every from s. */
@@ -28,7 +29,8 @@ typedef struct {
 } train_options;
 
 /* Runs it; returns the exit status: 0, or 128 + the signal that stopped it
- * (its checkpoint written). Dies with a message on bad input. */
-int train_run(const train_options *o);
+ * (its checkpoint written); or -1 with the one-line reason in err (ERR_MAX
+ * bytes hold any) on bad input or a failed write. */
+int train_run(const train_options *o, char *err, int errlen);
 
 #endif

@@ -1,7 +1,7 @@
 /* train_state.c — see train_state.h. */
 #include "train_state.h"
 
-#include "nn/checkpoint.h"
+#include "nn/model_io.h"
 #include "base/cli.h"
 
 #include <cJSON.h>
@@ -44,54 +44,82 @@ char *train_state_json(const run_settings *s, const run_progress *p) {
     if (s->eval_path) cJSON_AddStringToObject(j, "eval", s->eval_path);
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    if (!text) die("out of memory");
+    if (!text) out_of_memory("out of memory");
     return text;
 }
 
-static double json_number(const cJSON *j, const char *key, const char *path) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v)) die("%s: state has no number \"%s\"", path, key);
-    return v->valuedouble;
+/* The state being parsed and its first problem: once one is found, the
+ * getters return placeholders and train_state_parse fails at its end. */
+typedef struct {
+    const cJSON *j;
+    const char *path;
+    char *err;
+    int errlen, failed;
+} state_json;
+
+static void state_fail(state_json *sj, const char *fmt, const char *what) {
+    if (sj->failed) return;
+    char msg[256];
+    snprintf(msg, sizeof msg, fmt, what);
+    fail_message(sj->err, sj->errlen, "%s: %s", sj->path, msg);
+    sj->failed = 1;
 }
 
-static const char *json_string(const cJSON *j, const char *key, const char *path) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsString(v)) die("%s: state has no string \"%s\"", path, key);
-    return v->valuestring;
+static double json_number(state_json *sj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sj->j, key);
+    if (cJSON_IsNumber(v)) return v->valuedouble;
+    state_fail(sj, "state has no number \"%s\"", key);
+    return 0;
 }
 
-void train_state_parse(const char *json, const char *path, run_settings *s, run_progress *p) {
+static const char *json_string(state_json *sj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sj->j, key);
+    if (cJSON_IsString(v)) return v->valuestring;
+    state_fail(sj, "state has no string \"%s\"", key);
+    return "";
+}
+
+int train_state_parse(const char *json, const char *path, run_settings *s, run_progress *p, char *err, int errlen) {
     cJSON *j = cJSON_Parse(json);
-    if (!j || json_number(j, "version", path) != STATE_VERSION) die("%s: unknown state version", path);
+    state_json sj_ = {j, path, err, errlen, 0}, *sj = &sj_;
+    if (!j || json_number(sj, "version") != STATE_VERSION) {
+        cJSON_Delete(j);
+        return sj->failed ? 0 : fail_message(err, errlen, "%s: unknown state version", path);
+    }
     *s = (run_settings){0};
-    s->steps = (long)json_number(j, "steps", path);
-    s->epochs = json_number(j, "epochs", path);
-    s->batch = (long)json_number(j, "batch", path);
-    s->grad_accum = (long)json_number(j, "grad_accum", path);
+    s->steps = (long)json_number(sj, "steps");
+    s->epochs = json_number(sj, "epochs");
+    s->batch = (long)json_number(sj, "batch");
+    s->grad_accum = (long)json_number(sj, "grad_accum");
     /* States from before data parallelism are of one process. */
     const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(j, "ranks");
     s->ranks = cJSON_IsNumber(ranks) ? (int)ranks->valuedouble : 1;
-    s->lr = json_number(j, "lr", path);
-    if (!lr_schedule_parse(json_string(j, "schedule", path), &s->schedule)) die("%s: bad schedule", path);
-    s->warmup = (long)json_number(j, "warmup", path);
-    s->weight_decay = json_number(j, "weight_decay", path);
-    s->clip = json_number(j, "clip", path);
-    if (!loss_mode_parse(json_string(j, "loss", path), &s->loss)) die("%s: bad loss", path);
-    s->seed = strtoull(json_string(j, "seed", path), NULL, 16);
+    s->lr = json_number(sj, "lr");
+    if (!lr_schedule_parse(json_string(sj, "schedule"), &s->schedule)) state_fail(sj, "%s", "bad schedule");
+    s->warmup = (long)json_number(sj, "warmup");
+    s->weight_decay = json_number(sj, "weight_decay");
+    s->clip = json_number(sj, "clip");
+    if (!loss_mode_parse(json_string(sj, "loss"), &s->loss)) state_fail(sj, "%s", "bad loss");
+    s->seed = strtoull(json_string(sj, "seed"), NULL, 16);
     s->shuffle = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "shuffle"));
     s->keep_best = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "keep_best"));
     s->bf16 = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "bf16"));
-    if (!save_dtype_parse(json_string(j, "save_dtype", path), &s->save_dtype)) die("%s: bad save_dtype", path);
-    s->eval_every = (long)json_number(j, "eval_every", path);
-    s->save_every = (long)json_number(j, "save_every", path);
+    if (!save_dtype_parse(json_string(sj, "save_dtype"), &s->save_dtype)) state_fail(sj, "%s", "bad save_dtype");
+    s->eval_every = (long)json_number(sj, "eval_every");
+    s->save_every = (long)json_number(sj, "save_every");
     const cJSON *ev = cJSON_GetObjectItemCaseSensitive(j, "eval");
     s->eval_path = cJSON_IsString(ev) ? xstrdup(ev->valuestring) : NULL;
-    p->step = (long)json_number(j, "step", path);
-    p->elapsed = json_number(j, "elapsed", path);
-    p->log_bytes = (off_t)json_number(j, "log_bytes", path);
-    p->best_step = (long)json_number(j, "best_step", path);
-    p->best_eval = json_number(j, "best_eval_loss", path);
-    p->data_fingerprint = strtoull(json_string(j, "data_fingerprint", path), NULL, 16);
-    p->data_examples = (size_t)json_number(j, "data_examples", path);
+    p->step = (long)json_number(sj, "step");
+    p->elapsed = json_number(sj, "elapsed");
+    p->log_bytes = (off_t)json_number(sj, "log_bytes");
+    p->best_step = (long)json_number(sj, "best_step");
+    p->best_eval = json_number(sj, "best_eval_loss");
+    p->data_fingerprint = strtoull(json_string(sj, "data_fingerprint"), NULL, 16);
+    p->data_examples = (size_t)json_number(sj, "data_examples");
     cJSON_Delete(j);
+    if (sj->failed) {
+        free(s->eval_path);
+        s->eval_path = NULL;
+    }
+    return !sj->failed;
 }

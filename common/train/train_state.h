@@ -40,8 +40,9 @@ typedef struct {
 
 /* The state's JSON text (malloc'd). */
 char *train_state_json(const run_settings *s, const run_progress *p);
-/* Reads it back; dies naming path (the state file) when it is of another
- * version or lacks a field. s->eval_path is malloc'd. */
-void train_state_parse(const char *json, const char *path, run_settings *s, run_progress *p);
+/* Reads it back; returns 0 with the reason, naming path (the state file),
+ * in err when it is of another version or lacks a field. s->eval_path is
+ * malloc'd. */
+int train_state_parse(const char *json, const char *path, run_settings *s, run_progress *p, char *err, int errlen);
 
 #endif

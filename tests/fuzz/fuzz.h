@@ -7,39 +7,17 @@
 #ifndef TUNEPIPE_FUZZ_H
 #define TUNEPIPE_FUZZ_H
 
-#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* The parsers reject bad input with die(), which exits. Under libFuzzer
- * every input runs in one process, so fuzz_catch_die() makes die() jump
- * back to fuzz_die_jump instead:
- *
- *     fuzz_catch_die();
- *     if (setjmp(fuzz_die_jump) == 0) { ...parse... }
- *     ...free what the parse allocated...
- *
- * The replay driver forks per input and turns the catching off, so there
- * die() really exits 1, exactly as in the tools. */
-extern jmp_buf fuzz_die_jump;
-extern int fuzz_die_exits;  /* set by the replay driver */
-void fuzz_catch_die(void);
-
-/* A tool's main() that dies leaves its allocations and open files behind,
- * which under libFuzzer would pile up input after input. Between
- * fuzz_track_begin() and fuzz_track_end(1) every malloc, calloc and realloc
- * of the code under test (and of cJSON) is recorded, and fuzz_track_end(1)
- * frees what is still allocated and closes the files opened meanwhile;
- * fuzz_track_end(0) only stops recording, so a leak on a path that returns
- * is still reported. Under libFuzzer the link wraps malloc and friends
- * (FUZZ_TRACK_ALLOCS); in the replay driver, which forks per input, both
- * do nothing. */
-void fuzz_track_begin(void);
-void fuzz_track_end(int release);
-
-/* For parsers that report failure instead of dying: the replay driver
- * dies with the reason (so reject-* regression inputs are checked like a
- * tool's exit 1); under libFuzzer it does nothing. */
+/* The library refuses bad input by returning a one-line reason; the
+ * harnesses call it directly, check the reason and free what it left, so
+ * under libFuzzer a refused input is an ordinary outcome and a leak on
+ * that path is a finding. fuzz_reject(reason), last: the replay driver
+ * (fuzz_replaying set) dies with the reason, as a tool exits 1, so
+ * reject-* regression inputs are checked; under libFuzzer it does
+ * nothing. */
+extern int fuzz_replaying;
 void fuzz_reject(const char *reason);
 
 /* An anonymous in-memory file holding the bytes, positioned at 0. */

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(c.layer_norm_eps >= 0 && c.rotary_base >= 1, "eps or rotary base out of range");
     } else {
         size_t n = strnlen(err, sizeof err);
-        FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated"); /* die() makes it one line */
+        FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated");
         fuzz_reject(err);
     }
     free(json);

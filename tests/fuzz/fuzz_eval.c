@@ -1,22 +1,27 @@
-/* fuzz_eval.c — eval-compare end to end: its main() (renamed) reads two
- * result files, a score file and a training log (common/evalset.h,
- * common/losslog.h) and writes the JSON report and the HTML page
- * (common/report.h, common/svgplot.h).
+/* fuzz_eval.c — eval-compare's library end to end, as its main() drives
+ * it with --json --allow-missing --html -n 3: it reads two result files, a
+ * score file and a training log (common/evalset.h, common/losslog.h) and
+ * writes the JSON report and the HTML page (common/report.h,
+ * common/svgplot.h).
  *
  * Input: up to four parts separated by lines "----": the first results,
  * their scores, the second results, the log. An empty part leaves that
  * file out (the second results: one input only).
  *
- * Properties: eval-compare either dies with a message or writes JSON that
- * parses, and an HTML page whose text is escaped (no "<script" from the
- * input) and whose loss plot has only finite coordinates. */
+ * Properties: the input is either refused with a one-line reason or gives
+ * JSON that parses, and an HTML page whose text is escaped (no "<script"
+ * from the input) and whose loss plot has only finite coordinates. */
 #include "fuzz.h"
 
-#define main eval_compare_main
-#include "../../cmd/eval-compare.c"
-#undef main
+#include "base/cli.h"
+#include "eval/evalset.h"
+#include "eval/losslog.h"
+#include "eval/report.h"
 
 #include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define MAX_PARTS 4
@@ -47,62 +52,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         part_fd[i] = fuzz_memfd(from, part_len[i]);
         if (p < end && i < MAX_PARTS - 1) p += 5;
     }
-    int out = fuzz_memfd(NULL, 0), html = fuzz_memfd(NULL, 0);
-    char paths[MAX_PARTS + 1][32];
-    char *argv[20];
-    int argc = 0;
-    argv[argc++] = "eval-compare";
-    argv[argc++] = "--json";
-    argv[argc++] = "--allow-missing";
-    argv[argc++] = "--html";
-    argv[argc++] = (char *)fuzz_fd_path(html, paths[MAX_PARTS]);
-    argv[argc++] = "-n";
-    argv[argc++] = "3";
-    if (part_len[3]) {
-        argv[argc++] = "--log";
-        argv[argc++] = (char *)fuzz_fd_path(part_fd[3], paths[3]);
+    char paths[MAX_PARTS][32], err[ERR_MAX];
+    evalset set = {0};
+    evalset_add(&set, fuzz_fd_path(part_fd[0], paths[0]), "a")->score_path =
+        part_len[1] ? xstrdup(fuzz_fd_path(part_fd[1], paths[1])) : NULL;
+    if (part_len[2]) evalset_add(&set, fuzz_fd_path(part_fd[2], paths[2]), "b");
+    loss_log *log = NULL;
+    int ok = evalset_load(&set, err, sizeof err) &&
+             (!part_len[3] || (log = loss_log_read(fuzz_fd_path(part_fd[3], paths[3]), err, sizeof err)));
+    if (ok) {
+        evalset_join(&set); /* --allow-missing: its problems are warnings */
+        if (!set.ncompared) ok = fail_message(err, sizeof err, "no record is complete in every input");
     }
-    if (part_len[1]) {
-        argv[argc++] = "--score";
-        argv[argc++] = (char *)fuzz_fd_path(part_fd[1], paths[1]);
-    }
-    argv[argc++] = "--label=a";
-    argv[argc++] = (char *)fuzz_fd_path(part_fd[0], paths[0]);
-    if (part_len[2]) {
-        argv[argc++] = "--label=b";
-        argv[argc++] = (char *)fuzz_fd_path(part_fd[2], paths[2]);
-    }
-    argv[argc] = NULL;
-
-    fflush(stdout);
-    int saved_stdout = dup(STDOUT_FILENO);
-    dup2(out, STDOUT_FILENO);
-    optind = 0; /* glibc: start getopt afresh */
-    volatile int finished = 0;
-    fuzz_catch_die();
-    fuzz_track_begin();
-    if (setjmp(fuzz_die_jump) == 0) {
-        eval_compare_main(argc, argv);
-        finished = 1;
-    }
-    fuzz_track_end(!finished); /* what main() held when die() jumped out of it */
-    cli_set_die_hook(NULL);
-    fflush(stdout);
-    dup2(saved_stdout, STDOUT_FILENO);
-    close(saved_stdout);
-    if (finished) {
-        size_t n;
-        char *json = fuzz_fd_read(out, &n);
+    if (ok) {
+        evalset_summarize(&set, "keep the discussion relevant to Lamini");
+        char *json, *page;
+        size_t n, page_len;
+        FILE *f = open_memstream(&json, &n);
+        report_json(f, &set);
+        fclose(f);
+        f = open_memstream(&page, &page_len);
+        report_html(f, &set, "fuzz", NULL, 0, 3, log);
+        fclose(f);
         cJSON *parsed = cJSON_ParseWithLength(json, n);
         FUZZ_CHECK(cJSON_IsObject(parsed), "the JSON report does not parse");
         cJSON_Delete(parsed);
+        check_html(page, page_len);
         free(json);
-        char *page = fuzz_fd_read(html, &n);
-        check_html(page, n);
         free(page);
     }
+    loss_log_free(log);
+    evalset_free(&set);
     for (int i = 0; i < MAX_PARTS; i++) close(part_fd[i]);
-    close(out);
-    close(html);
+    if (!ok) {
+        size_t n = strnlen(err, sizeof err);
+        FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated");
+        fuzz_reject(err);
+    }
     return 0;
 }

@@ -26,9 +26,17 @@
 
 static record_encoder plain, templated;
 
+/* tokenizer_open, or die with the reason. */
+static tokenizer *load_tokenizer(const char *path) {
+    char err[512];
+    tokenizer *t = tokenizer_open(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char *path = data_file("tokenizer.json");
-    tokenizer *tok = tokenizer_load(path);
+    tokenizer *tok = load_tokenizer(path);
     free(path);
     long eos = tokenizer_token_id(tok, "<|endoftext|>");
     if (eos < 0) die("the tokenizer has no <|endoftext|>");
@@ -38,7 +46,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         both[i]->tok = tok;
         both[i]->eos_id = (uint32_t)eos;
     }
-    template_parse(&templated.tmpl, "--template", "Q: {question}\\nA:");
+    char err[256];
+    if (template_parse(&templated.tmpl, "--template", "Q: {question}\\nA:", err, sizeof err)) die("%s", err);
     return 0;
 }
 
@@ -109,10 +118,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     record_encoder *o = data[0] & 2 ? &templated : &plain;
     int text_mode = data[0] & 1;
     o->eos = !(data[0] & 4);
-    record_encoder_set_fields(o, data[0] & 8 ? "prompt,completion" : "question,answer");
+    char err[256];
+    record_encoder_set_fields(o, data[0] & 8 ? "prompt,completion" : "question,answer", err, sizeof err); /* well-formed */
     char *text = fuzz_cstr(data + 1, size - 1);
     record r = {0};
-    char err[256];
     uint64_t lineno = 0;
     for (char *line = text, *end = text + (size - 1); line <= end; lineno++) {
         char *nl = memchr(line, '\n', (size_t)(end - line));
@@ -130,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (rc == 0) check_record(o, text_mode, copy, len, lineno + 1, &r);
         if (rc == -1) {
             size_t n = strnlen(err, sizeof err);
-            FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated"); /* die() makes it one line */
+            FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated");
             char msg[300];
             snprintf(msg, sizeof msg, "line %llu: %s", (unsigned long long)lineno + 1, err);
             fuzz_reject(msg); /* bpe-encode without --skip-bad stops here */

@@ -1,6 +1,7 @@
-/* fuzz_jsonl_split.c — jsonl-split end to end: its main() (renamed) runs
- * on the input with --skip-bad, writing the train and test parts into
- * memory files.
+/* fuzz_jsonl_split.c — jsonl-split's records and split
+ * (common/stream/jsonl_split.h), as its main() runs them with --skip-bad
+ * and --test-count 1 or --test-ratio 0.5, writing the train and test
+ * parts into memory files.
  *
  * Input: a flag byte (bit 0: --test-ratio 0.5 instead of --test-count 1;
  * bit 1: leave out --skip-bad, so a bad line stops the tool), then the
@@ -11,10 +12,15 @@
  * nothing else comes out. */
 #include "fuzz.h"
 
-#define main jsonl_split_main
-#include "../../cmd/jsonl-split.c"
-#undef main
+#include "base/cli.h"
+#include "base/io.h"
+#include "stream/jsonl_split.h"
 
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* JSON object lines of text (the records jsonl-split must keep). */
@@ -38,28 +44,32 @@ static size_t count_objects(const char *text, size_t len, int need_id) {
     return n;
 }
 
+/* The records of one part, as jsonl-split writes it. */
+static char *write_part(const split_set *set, int test, size_t *len) {
+    char *text;
+    FILE *f = open_memstream(&text, len);
+    for (size_t i = 0; i < set->n; i++)
+        if (set->recs[i].is_test == test) split_write_record(f, &set->recs[i]);
+    fclose(f);
+    return text;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || memchr(data + 1, '\0', size - 1)) return 0; /* NUL lines: the line reader's, fuzzed elsewhere */
-    int in = fuzz_memfd(data + 1, size - 1), train = fuzz_memfd(NULL, 0), test = fuzz_memfd(NULL, 0);
-    char in_path[32], train_path[32], test_path[32];
-    char *argv[] = {"jsonl-split", "--train", (char *)fuzz_fd_path(train, train_path), "--test",
-                    (char *)fuzz_fd_path(test, test_path), data[0] & 1 ? "--test-ratio" : "--test-count",
-                    data[0] & 1 ? "0.5" : "1", data[0] & 2 ? "-q" : "--skip-bad", (char *)fuzz_fd_path(in, in_path),
-                    NULL};
-    optind = 0; /* glibc: start getopt afresh */
-    volatile int finished = 0;
-    fuzz_catch_die();
-    fuzz_track_begin();
-    if (setjmp(fuzz_die_jump) == 0) {
-        jsonl_split_main(sizeof argv / sizeof *argv - 1, argv);
-        finished = 1;
-    }
-    fuzz_track_end(!finished); /* what main() held when die() jumped out of it */
-    cli_set_die_hook(NULL);
-    if (finished) {
+    int in = fuzz_memfd(data + 1, size - 1);
+    line_reader *lr = line_reader_open(in, "-");
+    split_set set = {0};
+    char err[ERR_MAX];
+    int ok = split_read(&set, lr, !(data[0] & 2), err, sizeof err);
+    line_reader_close(lr);
+    size_t n_test = data[0] & 1 ? (size_t)llround(0.5 * (double)set.n) : 1;
+    if (ok && n_test > set.n)
+        ok = fail_message(err, sizeof err, "--test-count %zu exceeds the %zu records", n_test, set.n);
+    if (ok) {
+        split_pick(&set, n_test, 123);
         size_t in_len, train_len, test_len;
-        char *in_text = fuzz_fd_read(in, &in_len), *train_text = fuzz_fd_read(train, &train_len),
-             *test_text = fuzz_fd_read(test, &test_len);
+        char *in_text = fuzz_fd_read(in, &in_len), *train_text = write_part(&set, 0, &train_len),
+             *test_text = write_part(&set, 1, &test_len);
         size_t expected = count_objects(in_text, in_len, 0);
         size_t got = count_objects(train_text, train_len, 1) + count_objects(test_text, test_len, 1);
         FUZZ_CHECK(got == expected, "%zu records in, %zu out", expected, got);
@@ -67,8 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(train_text);
         free(test_text);
     }
+    split_free(&set);
     close(in);
-    close(train);
-    close(test);
+    if (!ok) fuzz_reject(err);
     return 0;
 }

@@ -21,9 +21,17 @@
 
 static tokenizer *tok;
 
+/* tokenizer_open, or die with the reason. */
+static tokenizer *load_tokenizer(const char *path) {
+    char err[512];
+    tokenizer *t = tokenizer_open(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char *path = data_file("tokenizer.json");
-    tok = tokenizer_load(path);
+    tok = load_tokenizer(path);
     free(path);
     return 0;
 }

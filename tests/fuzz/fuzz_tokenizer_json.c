@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         tokenizer_free(t);
     } else {
         size_t n = strnlen(err, sizeof err);
-        FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated"); /* die() makes it one line */
+        FUZZ_CHECK(n > 0 && n < sizeof err, "no reason, or one not terminated");
         fuzz_reject(err);
     }
     close(fd);

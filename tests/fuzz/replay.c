@@ -5,8 +5,8 @@
  *   NAME-replay FILE_OR_DIR...
  *
  * Each input runs in its own forked child, which ends like a tool would:
- * exit 0 (accepted) or exit 1 after a message on stderr (rejected by
- * die()). Anything else is a finding: a signal (crash, abort from a failed
+ * exit 0 (accepted) or exit 1 after a message on stderr (rejected:
+ * fuzz_reject). Anything else is a finding: a signal (crash, abort from a failed
  * property or a sanitizer), another exit status (a sanitizer's), exit 1
  * without a message, or running past the time limit (a hang). Prints one
  * A regression input may state its expected outcome in its name: one
@@ -134,7 +134,7 @@ static void run_path(const char *path) {
 int main(int argc, char **argv) {
     cli_init(argv[0]);
     if (argc < 2) usage_error("usage: %s FILE_OR_DIR...", argv[0]);
-    fuzz_die_exits = 1;
+    fuzz_replaying = 1;
     if (LLVMFuzzerInitialize) LLVMFuzzerInitialize(&argc, &argv);
     stderr_fd = fuzz_memfd(NULL, 0);
     for (int i = 1; i < argc; i++) run_path(argv[i]);

@@ -618,12 +618,14 @@ static void test_model(int parallel, int tied, const int *len, int nseq) {
 
     train_acts a;
     memset(&a, 0, sizeof a);
-    model_forward_pack(&m, &a.f, &pack);
+    device_pack_buf buf = {0};
+    const device_pack *dp = device_pack_upload(&buf, m.dev, &pack);
+    model_forward_pack(&m, &a.f, dp);
     double loss = scale * crossentropy_forward_backward(a.f.logits, targets, R, cfg.vocab_size, scale);
     float *block = filled(m.num_params, GARBAGE);
     neox_params grads;
     model_param_views(&m, block, &grads);
-    model_backward(&m, &grads, &a, &pack, 0, NULL);
+    model_backward(&m, &grads, &a, dp, 0, NULL);
 
     model_ctx c = {&m, &pack, to_double(m.params, m.num_params), scale};
     double want = model_loss(&c);

@@ -21,6 +21,15 @@
 
 static char dir[256];
 
+/* A step that must work, else the reason and a bail-out. */
+static char why[ERR_MAX];
+static void must(int done) {
+    if (!done) {
+        printf("Bail out! %s\n", why);
+        exit(1);
+    }
+}
+
 static char *path_in(const char *name) {
     static char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -37,7 +46,7 @@ static uint16_t stored_half(float x, st_dtype dtype) {
     float xs[N];
     for (int i = 0; i < N; i++) xs[i] = x;
     st_out_tensor t = {"x", 1, {N, 0}, xs, N};
-    st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0);
+    must(st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0, why, sizeof why));
     st_file f;
     char err[200];
     if (!st_open(&f, path_in("half.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
@@ -56,11 +65,11 @@ static void test_half_read(st_dtype dtype, const float *vals, int nvals) {
     float xs[N], back[N];
     for (int i = 0; i < N; i++) xs[i] = vals[i % nvals];
     st_out_tensor t = {"x", 1, {N, 0}, xs, N};
-    st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0);
+    must(st_write(path_in("half.safetensors"), &t, 1, dtype, NULL, NULL, 0, why, sizeof why));
     st_file f;
     char err[200];
     if (!st_open(&f, path_in("half.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
-    int read = st_read_f32(&f, st_find(&f, "x"), back);
+    int read = st_read_f32(&f, st_find(&f, "x"), back, why, sizeof why) == 1;
     st_close(&f);
     ok(read && memcmp(xs, back, sizeof xs) == 0, "%s: exact values read back bit for bit", st_dtype_name(dtype));
 }
@@ -99,9 +108,10 @@ static void test_model_round_trip(void) {
      * (2^-14) are compared as if they were that large. */
     double tolerance[3] = {0, 1.0 / 2048, 1.0 / 256}, floor_[3] = {1e-30, 0x1p-14, 1e-30};
     for (int k = 0; k < 3; k++) {
-        char *cfg = config_with_dtype(cfg_text, dtypes[k]);
-        atomic_write_file(path_in("config.json"), cfg, strlen(cfg));
-        model_save(path_in("model.safetensors"), &m, dtypes[k]);
+        char *cfg = config_with_dtype(cfg_text, dtypes[k], why, sizeof why);
+        must(cfg != NULL);
+        must(atomic_write_file(path_in("config.json"), cfg, strlen(cfg), why, sizeof why));
+        must(model_save(path_in("model.safetensors"), &m, dtypes[k], why, sizeof why));
         int loaded = model_load(&back, dir, err, sizeof err);
         double worst = 0;
         for (size_t i = 0; loaded && i < m.num_params; i++)
@@ -128,10 +138,11 @@ static void test_state_round_trip(void) {
     }
     float *params = xmalloc(n * sizeof(float));
     memcpy(params, m.params, n * sizeof(float));
-    state_save(path_in("state.safetensors"), &m, am, av, "{\"step\":7}");
+    must(state_save(path_in("state.safetensors"), &m, am, av, "{\"step\":7}", why, sizeof why));
     float *bm = xcalloc(n, sizeof(float)), *bv = xcalloc(n, sizeof(float));
     memset(m.params, 0, n * sizeof(float));
-    char *json = state_load(path_in("state.safetensors"), &m, bm, bv);
+    char *json = state_load(path_in("state.safetensors"), &m, bm, bv, why, sizeof why);
+    must(json != NULL);
     ok(memcmp(params, m.params, n * sizeof(float)) == 0 && memcmp(am, bm, n * sizeof(float)) == 0 &&
        memcmp(av, bv, n * sizeof(float)) == 0 && strcmp(json, "{\"step\":7}") == 0,
        "state_save, state_load: parameters, moments and JSON come back exactly");
@@ -148,13 +159,13 @@ static void test_state_round_trip(void) {
 static void test_empty_tensor(void) {
     float none = 0;
     st_out_tensor t = {"e", 1, {0, 0}, &none, 0};
-    st_write(path_in("empty.safetensors"), &t, 1, ST_F32, NULL, NULL, 0);
+    must(st_write(path_in("empty.safetensors"), &t, 1, ST_F32, NULL, NULL, 0, why, sizeof why));
     st_file f;
     char err[200];
     if (!st_open(&f, path_in("empty.safetensors"), err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
     const st_tensor *st = st_find(&f, "e");
     int64_t i64;
-    ok(st && st->numel == 0 && st_read_f32(&f, st, &none) && !st_read_i64(&f, st, &i64),
+    ok(st && st->numel == 0 && st_read_f32(&f, st, &none, why, sizeof why) == 1 && !st_read_i64(&f, st, &i64),
        "an empty F32 tensor reads as float, not as integer");
     st_close(&f);
 }
@@ -173,12 +184,12 @@ static void test_direct_pieces(void) {
                                        {1, 4096},     {4096, 2 << 20},  {100, 70000},  {4096 * 3, 4097}};
     size_t n = sizeof pieces / sizeof *pieces, total = 0;
     atomic_file af;
-    atomic_open_direct(&af, path_in("direct.bin"));
+    must(atomic_open_direct(&af, path_in("direct.bin"), why, sizeof why));
     for (size_t i = 0; i < n; i++) {
-        atomic_write(&af, src + pieces[i][0], pieces[i][1]);
+        must(atomic_write(&af, src + pieces[i][0], pieces[i][1], why, sizeof why));
         total += pieces[i][1];
     }
-    atomic_commit(&af);
+    must(atomic_commit(&af, why, sizeof why));
     size_t len;
     unsigned char *back = (unsigned char *)read_file(path_in("direct.bin"), &len);
     int same = len == total;
@@ -208,14 +219,14 @@ static void test_direct_tensors(void) {
     st_dtype dtypes[3] = {ST_F32, ST_BF16, ST_F16};
     float *back = xmalloc(total * sizeof(float));
     for (int k = 0; k < 3; k++) {
-        st_write(path_in("direct.safetensors"), t, NT, dtypes[k], NULL, NULL, 0);
+        must(st_write(path_in("direct.safetensors"), t, NT, dtypes[k], NULL, NULL, 0, why, sizeof why));
         st_file f;
         char err[200];
         int same = st_open(&f, path_in("direct.safetensors"), err, sizeof err);
         int aligned = same && (f.data - f.map) % 4096 == 0;
         for (size_t i = 0, at = 0; same && i < NT; at += sizes[i], i++) {
             const st_tensor *st = st_find(&f, names[i]);
-            same = st && st->dtype == dtypes[k] && st_read_f32(&f, st, back + at) &&
+            same = st && st->dtype == dtypes[k] && st_read_f32(&f, st, back + at, why, sizeof why) == 1 &&
                    memcmp(back + at, block + at, sizes[i] * sizeof(float)) == 0;
         }
         ok(same && aligned, "%s: tensors of odd sizes from an aligned block read back exactly; data at a 4 KB boundary",
@@ -227,15 +238,15 @@ static void test_direct_tensors(void) {
 }
 
 static void test_atomic(void) {
-    atomic_write_file(path_in("a.txt"), "old\n", 4);
+    must(atomic_write_file(path_in("a.txt"), "old\n", 4, why, sizeof why));
     atomic_file af;
-    atomic_open(&af, path_in("a.txt"));
-    atomic_write(&af, "new, not committed\n", 19);
+    must(atomic_open(&af, path_in("a.txt"), why, sizeof why));
+    must(atomic_write(&af, "new, not committed\n", 19, why, sizeof why));
     size_t len;
     char *text = read_file(path_in("a.txt"), &len);
     ok(len == 4 && memcmp(text, "old\n", 4) == 0, "until commit the old file stays in place");
     free(text);
-    atomic_commit(&af);
+    must(atomic_commit(&af, why, sizeof why));
     text = read_file(path_in("a.txt"), &len);
     ok(len == 19 && memcmp(text, "new, not committed\n", 19) == 0, "commit replaces it");
     free(text);
@@ -243,6 +254,24 @@ static void test_atomic(void) {
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path_in("a.txt"), (long)getpid());
     ok(stat(tmp, &st) != 0, "no temporary file remains");
+}
+
+/* A file that cannot be written is a returned reason, not an exit; a
+ * state that does not fit the model says which tensor. */
+static void test_errors_returned(void) {
+    char err[ERR_MAX], path[600];
+    snprintf(path, sizeof path, "%s/no-such-dir/a.txt", dir);
+    int done = atomic_write_file(path, "x", 1, err, sizeof err);
+    ok(!done && strstr(err, "no-such-dir/a.txt.tmp.") && strstr(err, ": cannot create: No such file or directory"),
+       "atomic_write_file into a missing directory returns the reason: %s", err);
+    float x = 1;
+    st_out_tensor t = {"x", 1, {1, 0}, &x, 1};
+    must(st_write(path_in("empty.safetensors"), &t, 1, ST_F32, NULL, NULL, 0, why, sizeof why));
+    neox_model m;
+    if (!model_load(&m, TINY, err, sizeof err)) { printf("Bail out! %s\n", err); exit(1); }
+    char *json = state_load(path_in("empty.safetensors"), &m, m.params, m.params, err, sizeof err);
+    ok(!json && strstr(err, ": no tensor param."), "state_load of another file returns the reason: %s", err);
+    model_free(&m);
 }
 
 int main(void) {
@@ -256,6 +285,7 @@ int main(void) {
     test_direct_pieces();
     test_direct_tensors();
     test_atomic();
+    test_errors_returned();
     const char *files[] = {"half.safetensors", "empty.safetensors", "config.json", "model.safetensors",
                            "state.safetensors", "a.txt", "direct.bin", "direct.safetensors"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(path_in(files[i]));

@@ -37,7 +37,7 @@ static double max_diff(const float *a, const float *b, size_t n) {
 /* Logits of the full forward of ids [T]: [T, V], malloc'd. */
 static float *full_logits(const neox_model *m, const uint32_t *ids, int T) {
     neox_acts a;
-    acts_alloc(&a, &m->cfg, T);
+    acts_alloc(&a, m, T);
     model_forward(m, &a, ids, T);
     float *out = xmalloc((size_t)T * m->cfg.vocab_size * sizeof(float));
     memcpy(out, a.logits, (size_t)T * m->cfg.vocab_size * sizeof(float));
@@ -99,7 +99,8 @@ int main(void) {
     uint32_t *c = ref_ids(&ref, "ids.c", &T);
     const st_tensor *lt = st_find(&ref, "logits.c");
     float *want = xmalloc(lt->numel * sizeof(float)), *got = xmalloc(lt->numel * sizeof(float));
-    st_read_f32(&ref, lt, want);
+    char why[ERR_MAX];
+    if (st_read_f32(&ref, lt, want, why, sizeof why) != 1) { printf("Bail out! logits.c: %s\n", why); exit(1); }
     neox_decoder d;
     decoder_init(&d, &m, 2, 0, 64);
     int slot = 1;
@@ -167,10 +168,10 @@ int main(void) {
     model_build(&sm, &seqcfg);
     model_init_random(&sm, 7);
     neox_acts a1;
-    acts_alloc(&a1, &seqcfg, 40);
+    acts_alloc(&a1, &sm, 40);
     model_forward(&sm, &a1, c, 40);
     neox_acts a2;
-    acts_alloc(&a2, &m.cfg, 40);
+    acts_alloc(&a2, &m, 40);
     model_forward(&m, &a2, c, 40);
     ok(a1.resid_mid && a2.resid_mid == NULL, "sequential residual keeps resid_mid, parallel does not");
     e = decode_vs_full(&sm, c, 40);

@@ -34,7 +34,8 @@ static float *ref_f32(const char *name, size_t *n) {
     const st_tensor *t = st_find(&ref, name);
     if (!t) { printf("Bail out! reference has no %s\n", name); exit(1); }
     float *x = xmalloc(t->numel * sizeof *x);
-    st_read_f32(&ref, t, x);
+    char why[ERR_MAX];
+    if (st_read_f32(&ref, t, x, why, sizeof why) != 1) { printf("Bail out! %s: %s\n", name, why); exit(1); }
     *n = t->numel;
     return x;
 }
@@ -51,7 +52,7 @@ static double logits_error(const neox_model *m, const char *s) {
     uint32_t *ids = xmalloc((size_t)T * sizeof *ids);
     for (int t = 0; t < T; t++) ids[t] = (uint32_t)ids64[t];
     neox_acts a;
-    acts_alloc(&a, &m->cfg, T);
+    acts_alloc(&a, m, T);
     model_forward(m, &a, ids, T);
     double err = 0;
     for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)a.logits[i] - want[i]));
@@ -269,7 +270,7 @@ static void tied_embeddings(const neox_model *m) {
     memcpy(t.params, m->params, t.num_params * sizeof(float)); /* same layout up to embed_out */
     uint32_t ids[3] = {7, 300, 12};
     neox_acts a;
-    acts_alloc(&a, &cfg, 3);
+    acts_alloc(&a, &t, 3);
     model_forward(&t, &a, ids, 3);
     double want = 0; /* logit of token 5 at position 2 = lnf · embed_in row 5 */
     for (int i = 0; i < cfg.hidden_size; i++) want += (double)a.lnf[2 * cfg.hidden_size + i] * t.p.wte[5 * cfg.hidden_size + i];

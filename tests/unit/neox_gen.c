@@ -40,7 +40,8 @@ static void write_stream(const char *name, int nrec, uint32_t *const *q, const u
     char path[512];
     snprintf(path, sizeof path, "%s/%s", tmp, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    stream_writer *sw = stream_writer_open(fd, 1);
+    char why[ERR_MAX];
+    stream_writer *sw = stream_writer_open(fd, 1, why, sizeof why);
     for (int i = 0; i < nrec; i++) {
         record r = {0};
         r.id = (uint64_t)i + 1;
@@ -52,7 +53,7 @@ static void write_stream(const char *name, int nrec, uint32_t *const *q, const u
             s->pad_side = lpad[i] ? SIDE_LEFT : SIDE_NONE;
         }
         if (a && a[i]) segment_append(record_segment(&r, SEG_ANSWER), a[i], na[i]);
-        stream_write(sw, &r);
+        if (stream_write(sw, &r, why, sizeof why) < 0) die("%s", why);
         record_free(&r);
     }
     stream_writer_close(sw);
@@ -77,7 +78,8 @@ static int read_generated(gen_out *out, int max) {
     stream_reader *sr = stream_reader_open(fd, path);
     record r = {0};
     int k = 0;
-    while (k < max && stream_read(sr, &r)) {
+    char why[ERR_MAX];
+    while (k < max && stream_read(sr, &r, why, sizeof why) > 0) {
         segment *g = record_find(&r, SEG_GENERATED);
         out[k].n = g && g->n <= 512 ? g->n : 0;
         if (g) memcpy(out[k].ids, g->ids, out[k].n * sizeof(uint32_t));

@@ -48,13 +48,13 @@ static void test_encode(void) {
        "a \\u0000 in a member survives");
     free(json);
 
-    template_parse(&e.tmpl, "--template", "Q: {question}\\nA:");
+    ok(template_parse(&e.tmpl, "--template", "Q: {question}\\nA:", err, sizeof err) == 0, "a template parses");
     json = encode_json(&e, "{\"question\":\"why\",\"answer\":\"so\"}", 0, err, sizeof err);
     ok(json && strcmp(json, "{\"id\":9,\"question\":\"Q: why\\nA:\",\"answer\":\"so<|endoftext|>\"}\n") == 0,
        "the template wraps the question");
     free(json);
 
-    record_encoder_set_fields(&e, "prompt,completion");
+    ok(record_encoder_set_fields(&e, "prompt,completion", err, sizeof err) == 0, "--fields prompt,completion parses");
     e.eos = 0;
     template_free(&e.tmpl);
     json = encode_json(&e, "{\"prompt\":\"p\",\"completion\":\"c\",\"question\":\"no\"}", 0, err, sizeof err);
@@ -82,7 +82,8 @@ static void test_text_line(void) {
     record_encoder e;
     record_encoder_init(&e);
     e.tok = tok;
-    template_parse(&e.tmpl, "--template", "<{question}>");
+    char why[256];
+    ok(template_parse(&e.tmpl, "--template", "<{question}>", why, sizeof why) == 0, "a template parses");
     record r = {0};
     utf8_buf out = {0}, text = {0};
     char err[256];
@@ -121,7 +122,8 @@ static void test_state_json(void) {
     char *json = train_state_json(&s, &p);
     run_settings s2;
     run_progress p2;
-    train_state_parse(json, "state", &s2, &p2);
+    char why[ERR_MAX];
+    ok(train_state_parse(json, "state", &s2, &p2, why, sizeof why), "the state parses");
     ok(s2.steps == s.steps && s2.epochs == s.epochs && s2.batch == s.batch && s2.grad_accum == s.grad_accum &&
            s2.warmup == s.warmup && s2.eval_every == s.eval_every && s2.save_every == s.save_every && s2.lr == s.lr &&
            s2.weight_decay == s.weight_decay && s2.clip == s.clip && s2.schedule == s.schedule && s2.loss == s.loss &&
@@ -136,10 +138,18 @@ static void test_state_json(void) {
     free(json);
 }
 
+/* tokenizer_open, or die with the reason. */
+static tokenizer *load_tokenizer(const char *path) {
+    char err[512];
+    tokenizer *t = tokenizer_open(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
 int main(void) {
     cli_init("records.t");
     char *path = data_file("tokenizer.json");
-    tok = tokenizer_load(path);
+    tok = load_tokenizer(path);
     free(path);
     eos_id = (uint32_t)tokenizer_token_id(tok, "<|endoftext|>");
     test_encode();

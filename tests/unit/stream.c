@@ -33,11 +33,13 @@ static void make_record(record *r, uint64_t id, uint32_t seed) {
 /* Writes nrec records to path, one writer; flush_every forces more frames. */
 static void write_stream(const char *path, int nrec, int flush_every) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    stream_writer *sw = stream_writer_open(fd, 0);
+    char why[ERR_MAX];
+    stream_writer *sw = stream_writer_open(fd, 0, why, sizeof why);
+    if (!sw) die("%s", why);
     record r = {0};
     for (int i = 0; i < nrec; i++) {
         make_record(&r, (uint64_t)i + 1, (uint32_t)i);
-        stream_write(sw, &r);
+        if (stream_write(sw, &r, why, sizeof why) < 0) die("%s", why);
         if (flush_every && (i + 1) % flush_every == 0) stream_flush(sw);
     }
     stream_writer_close(sw);
@@ -67,8 +69,10 @@ static int read_in_child(const char *path, int *count, char *msg, size_t msg_siz
         int fd = open(path, O_RDONLY);
         stream_reader *sr = stream_reader_open(fd, "-");
         record r = {0};
-        int n = 0;
-        while (stream_read(sr, &r)) n++;
+        int n = 0, got;
+        char why[ERR_MAX];
+        while ((got = stream_read(sr, &r, why, sizeof why)) > 0) n++;
+        if (got < 0) die("%s", why); /* as a tool does */
         dprintf(out[1], "%d", n);
         _exit(0);
     }
@@ -135,7 +139,8 @@ int main(void) {
     stream_reader *sr = stream_reader_open(fd, a);
     record got = {0}, want = {0};
     int n = 0, all_same = 1;
-    while (stream_read(sr, &got)) {
+    char why[ERR_MAX];
+    while (stream_read(sr, &got, why, sizeof why) > 0) {
         make_record(&want, (uint64_t)n + 1, (uint32_t)n);
         all_same &= same_record(&got, &want);
         n++;

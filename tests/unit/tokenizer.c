@@ -230,9 +230,17 @@ static void check_refusals(void) {
        "a missing file is an error");
 }
 
+/* tokenizer_open, or die with the reason. */
+static tokenizer *load_tokenizer(const char *path) {
+    char err[512];
+    tokenizer *t = tokenizer_open(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
 int main(void) {
     double t0 = now_seconds();
-    tokenizer *t = tokenizer_load(tokenizer_path);
+    tokenizer *t = load_tokenizer(tokenizer_path);
     note("tokenizer loaded in %.1f ms", (now_seconds() - t0) * 1e3);
     check_reference(t, "lamini_docs.ref.jsonl");
     check_reference(t, "tok_cases.ref.jsonl");

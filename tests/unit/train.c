@@ -33,7 +33,10 @@ static void *ref_tensor(const char *name, size_t *n, int as_f64) {
     if (!t) { printf("Bail out! reference has no %s\n", name); exit(1); }
     void *x = xmalloc(t->numel * (as_f64 ? sizeof(double) : sizeof(float)));
     if (as_f64) st_read_f64(&ref, t, x);
-    else st_read_f32(&ref, t, x);
+    else {
+        char why[ERR_MAX];
+        if (st_read_f32(&ref, t, x, why, sizeof why) != 1) { printf("Bail out! %s: %s\n", name, why); exit(1); }
+    }
     *n = t->numel;
     return x;
 }
@@ -229,13 +232,14 @@ static void test_packed_forward(void) {
     seq_start[3] = pos;
     neox_pack pack = {.T = pos, .nseq = 3, .seq_start = seq_start, .ids = ids, .nrows = rows,
                        .row_pos = row_pos, .row_target = targets};
-    model_forward_pack(&m, &t.acts.f, &pack);
+    device_pack_buf buf = {0};
+    model_forward_pack(&m, &t.acts.f, device_pack_upload(&buf, m.dev, &pack));
     double worst = 0;
     int V = m.cfg.vocab_size, row = 0;
     for (int s = 0; s < 3; s++) {
         int T = seq_start[s + 1] - seq_start[s];
         neox_acts a;
-        acts_alloc(&a, &m.cfg, T);
+        acts_alloc(&a, &m, T);
         model_forward(&m, &a, ids + seq_start[s], T);
         for (int p = 0; p < T - 1; p++, row++)
             for (int v = 0; v < V; v++)
@@ -375,7 +379,8 @@ static void test_gradients_overwrite(int bf16) {
 static void write_stream(const char *path, int padded) {
     FILE *f = fopen(path, "wb");
     if (!f) { printf("Bail out! cannot create %s\n", path); exit(1); }
-    stream_writer *sw = stream_writer_open(fileno(f), 1);
+    char why[ERR_MAX];
+    stream_writer *sw = stream_writer_open(fileno(f), 1, why, sizeof why);
     record r = {0};
     for (int i = 0; i < NUM_EX; i++) {
         record_clear(&r);
@@ -400,7 +405,7 @@ static void write_stream(const char *path, int padded) {
             sa->pad = 30 - na;
             sa->pad_side = SIDE_RIGHT;
         }
-        stream_write(sw, &r);
+        if (stream_write(sw, &r, why, sizeof why) < 0) die("%s", why);
         free(q);
         free(a);
     }
@@ -414,7 +419,11 @@ static step_result step_from_stream(const char *path) {
     load_model(&m);
     dataset d;
     int fd = open_input(path);
-    dataset_read(&d, fd, path, LOSS_ANSWER, m.cfg.vocab_size, m.cfg.max_positions);
+    char why[ERR_MAX];
+    if (!dataset_read(&d, fd, path, LOSS_ANSWER, m.cfg.vocab_size, m.cfg.max_positions, why, sizeof why)) {
+        printf("Bail out! %s\n", why);
+        exit(1);
+    }
     close(fd);
     trainer t;
     trainer_init(&t, &m, &ADAMW_DEFAULTS, 1.0);

@@ -1,0 +1,76 @@
+/* cuda_internal.h — what the .cu files of common/cuda share: the module's
+ * state, error reporting, scratch buffers, block reductions. */
+#ifndef TUNEPIPE_CUDA_INTERNAL_H
+#define TUNEPIPE_CUDA_INTERNAL_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "cuda_ops.h"
+
+extern cudaStream_t cuda_stream;
+extern cublasHandle_t cuda_blas;
+extern cublasLtHandle_t cuda_blaslt;
+extern void *cuda_workspace;
+#define CUDA_WORKSPACE_BYTES ((size_t)32 << 20)
+
+/* Records "fn: what: why" as the last error; returns -1. */
+int cuda_fail(const char *fn, const char *what, const char *why);
+const char *cublas_status_text(cublasStatus_t s);
+/* 0 when the launches so far went in, else -1 with CUDA's reason. */
+int cuda_launched(const char *fn);
+/* -1 with an error unless cuda_ops_init succeeded. */
+int cuda_ready(const char *fn);
+
+#define CU_TRY(fn, call)                                                     \
+    do {                                                                     \
+        cudaError_t e_ = (call);                                             \
+        if (e_ != cudaSuccess) return cuda_fail(fn, #call, cudaGetErrorString(e_)); \
+    } while (0)
+#define BLAS_TRY(fn, call)                                                   \
+    do {                                                                     \
+        cublasStatus_t s_ = (call);                                          \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return cuda_fail(fn, #call, cublas_status_text(s_)); \
+    } while (0)
+
+/* Scratch buffers of the module, each grown on demand (never shrunk). */
+enum { SCRATCH_BF16_A, SCRATCH_BF16_B, SCRATCH_PARTIAL, SCRATCH_ROWS, SCRATCH_SUMSQ, SCRATCH_COUNT };
+void *cuda_scratch(int which, size_t bytes);
+
+static inline unsigned cuda_blocks(size_t n, unsigned threads) {
+    return (unsigned)((n + threads - 1) / threads);
+}
+
+/* Sums and maxima over a block (blockDim.x a multiple of 32, at most
+ * 1024), in a fixed order; every thread gets the result. */
+template <typename T> __device__ inline T warp_sum(T x) {
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+__device__ inline float warp_max(float x) {
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+template <typename T> __device__ inline T block_sum(T x) {
+    __shared__ T part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    x = warp_sum(x);
+    __syncthreads(); /* part may still be read by a previous call */
+    if (lane == 0) part[warp] = x;
+    __syncthreads();
+    x = lane < nw ? part[lane] : (T)0;
+    return warp_sum(x);
+}
+__device__ inline float block_max(float x) {
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    x = warp_max(x);
+    __syncthreads();
+    if (lane == 0) part[warp] = x;
+    __syncthreads();
+    x = lane < nw ? part[lane] : -INFINITY;
+    return warp_max(x);
+}
+
+#endif

@@ -1,0 +1,56 @@
+/* device_open.c — finding a device by name; see device.h. The CUDA
+ * backend is a shared object loaded here, so the tools never link CUDA
+ * and run where there is no GPU driver. */
+#include "device.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TUNEPIPE_CUDA_LIB
+#define TUNEPIPE_CUDA_LIB ""
+#endif
+#ifndef TUNEPIPE_LIBDIR
+#define TUNEPIPE_LIBDIR "/usr/local/lib/tunepipe"
+#endif
+
+typedef const device_ops *(*device_entry)(char *err, size_t errlen);
+
+const device_ops *device_open(const char *name, char *err, size_t errlen) {
+    if (strcmp(name, "cpu") == 0) return &device_cpu;
+    if (strcmp(name, "cuda") != 0) {
+        snprintf(err, errlen, "unknown device '%s' (cpu or cuda)", name);
+        return NULL;
+    }
+    /* TUNEPIPE_CUDA_LIB, else the build tree's, else the installed one */
+    const char *env = getenv("TUNEPIPE_CUDA_LIB");
+    const char *paths[] = {env && *env ? env : NULL, TUNEPIPE_CUDA_LIB, TUNEPIPE_LIBDIR "/libtunepipe-cuda.so"};
+    void *lib = NULL;
+    char why[512] = "";
+    for (size_t i = 0; i < sizeof paths / sizeof *paths && !lib; i++) {
+        if (!paths[i] || !*paths[i]) continue;
+        lib = dlopen(paths[i], RTLD_NOW | RTLD_LOCAL);
+        if (!lib && !*why) snprintf(why, sizeof why, "%s", dlerror());
+        if (env && *env) break; /* the one asked for, or nothing */
+    }
+    if (!lib) {
+        snprintf(err, errlen, "--device cuda: no CUDA backend in this build (%s)",
+                 *why ? why : "built without nvcc");
+        return NULL;
+    }
+    device_entry entry = (device_entry)dlsym(lib, "tunepipe_cuda_device");
+    if (!entry) {
+        snprintf(err, errlen, "--device cuda: %s", dlerror());
+        return NULL;
+    }
+    char reason[400] = "";
+    const device_ops *dev = entry(reason, sizeof reason);
+    if (!dev) snprintf(err, errlen, "--device cuda: no usable GPU: %s", reason);
+    return dev;
+}
+
+const char *device_default_name(void) {
+    const char *env = getenv("TUNEPIPE_DEVICE");
+    return env && *env ? env : "cpu";
+}
