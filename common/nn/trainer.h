@@ -63,6 +63,7 @@ typedef struct trainer {
  * threads into the worker pool (parallel_take_blas_threads): from then on
  * OpenBLAS runs single-threaded in this process. */
 void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip);
+/* Also on a zeroed trainer never initialized (a run that failed first). */
 void trainer_free(trainer *t);
 /* Computes the linear layers' products in bf16 with fp32 accumulation
  * (gemm.h: AMX where the CPU has it), as Hugging Face's bf16=True autocast
