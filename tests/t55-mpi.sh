@@ -126,6 +126,11 @@ test_expect_success 'bad input read by rank 0 ends the job with its one-line mes
 	grep -x "neox-train: $TMP/oov.tok: record 1: token id 600 is outside the vocabulary (512)" "$TMP/err" &&
 	test ! -e "$TMP/oov"
 '
+test_expect_success 'several ranks on a device other than the CPU are refused in one line' '
+	! $mpi2 --device cuda -m "$tiny" -o "$TMP/gpu" "$TMP/tiny.tok" 2>"$TMP/err" &&
+	grep -x "neox-train: --device cuda: several processes (mpirun -np 2) train on the CPU only" "$TMP/err" &&
+	test ! -e "$TMP/gpu"
+'
 
 # kill -9 of rank 1 while the job runs: mpirun ends rank 0 and itself, names
 # the rank, and the last checkpoint resumes (on 2 ranks) to the weights of

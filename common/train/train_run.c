@@ -236,12 +236,17 @@ static int read_dataset(dataset *d, const char *path, const run *r) {
 
 /* The model onto the device of --device (or TUNEPIPE_DEVICE). */
 static int to_device(run *r) {
-    const device_ops *dev = device_open(r->o->device ? r->o->device : device_default_name(), r->err, r->errlen);
-    if (!dev) return 0;
-    /* The gradient reduce sums host memory (trainer.h's step_share). */
-    if (dist_size() > 1 && dev != &device_cpu)
-        return run_fail(r, "--device %s: several processes (mpirun -np %d) train on the CPU only", dev->name,
+    const char *name = r->o->device ? r->o->device : device_default_name();
+    /* The gradient reduce sums host memory (trainer.h's step_share). Every
+     * rank finds this alike: rank 0 says so, and its end ends the others,
+     * which wait at a barrier it never reaches. */
+    if (dist_size() > 1 && strcmp(name, device_cpu.name) != 0) {
+        if (dist_rank() > 0) dist_barrier();
+        return run_fail(r, "--device %s: several processes (mpirun -np %d) train on the CPU only", name,
                         dist_size());
+    }
+    const device_ops *dev = device_open(name, r->err, r->errlen);
+    if (!dev) return 0;
     if (model_to_device(&r->model, dev)) return run_fail(r, "--device %s: too little memory for the model", dev->name);
     return 1;
 }
