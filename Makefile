@@ -123,6 +123,19 @@ check-gpu:
 	@echo "check-gpu: skipped, no nvcc at $(NVCC)"
 endif
 
+# Open MPI, for neox-train's data parallelism only (common/train/dist.c):
+# make deps installs libopenmpi-dev. A neox-train no launcher started
+# never initializes MPI, but needs the library to load.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
+ifeq ($(MPI_LIBS),)
+$(BUILD)/common/train/dist.o:
+	@echo "Open MPI not found (no mpicc, no pkg-config ompi-c): run make deps, or apt-get install libopenmpi-dev openmpi-bin" >&2
+	@exit 1
+endif
+$(BUILD)/common/train/dist.o: CPPFLAGS += $(MPI_CFLAGS)
+$(BIN)/neox-train: LDLIBS += $(MPI_LIBS)
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 deps:

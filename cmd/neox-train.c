@@ -1,7 +1,7 @@
 /* neox-train — full fine-tuning of a GPT-NeoX / Pythia model on a token
  * stream, writing a checkpoint Hugging Face transformers loads and a state
  * that --resume continues from. The run is in common/train_run.c, the math
- * in common/trainer.c. */
+ * in common/trainer.c, the data parallelism in common/train/dist.c. */
 #include <cblas.h>
 #include <getopt.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include "kernels/gemm.h"
 #include "kernels/parallel.h"
 #include "stream/template.h"
+#include "train/dist.h"
 #include "train/train_run.h"
 
 static const char usage[] =
@@ -77,6 +78,10 @@ static const char usage[] =
     "The step loss is the cross-entropy summed over every target token of the\n"
     "step's batch x grad-accum examples, divided by their number. Padding is\n"
     "dropped before the math and costs nothing.\n"
+    "\n"
+    "Started by mpirun -np N, N processes train one model, data-parallel: each step\n"
+    "takes N x batch x grad-accum examples, the processes' gradients summed (see\n"
+    "neox-train(1), Several processes).\n"
     "\n"
     "SIGINT or SIGTERM stops the run at the end of the current step, keeping (or\n"
     "writing) a checkpoint --resume continues from; exit status 130 or 143.\n";
@@ -205,14 +210,16 @@ int main(int argc, char **argv) {
     blas_setup(argv);
     options o;
     parse_args(argc, argv, &o);
-    progress_setup(o.progress, o.run.quiet);
+    char err[ERR_MAX];
+    if (!dist_init(&argc, &argv, err, sizeof err)) die("%s", err);
+    progress_setup(o.progress, o.run.quiet || dist_rank() > 0);
     if (o.threads) {
         openblas_set_num_threads(o.threads);
         parallel_set_threads(o.threads);
         gemm_set_threads(o.threads);
     }
-    char err[ERR_MAX];
     int status = train_run(&o.run, err, sizeof err);
     if (status < 0) die("%s", err);
+    dist_finish();
     return status;
 }

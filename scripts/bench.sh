@@ -5,6 +5,7 @@
 #
 #   BENCH_CONFIG  model shape (default data/pythia-410m.config.json)
 #   BENCH_STEPS   optimizer steps timed for training (default 6)
+#   BENCH_MPI_STEPS  steps of each run of the 2-rank comparison (default 3)
 #   BENCH_DTYPES  products to time, training and generation (default "fp32 bf16")
 #   OUT           output directory (default out)
 #   NODE_PATH     where the npm package tokenizers is, for the HF comparison
@@ -83,6 +84,16 @@ if case " $dtypes " in *" fp32 "*" bf16 "*|*" bf16 "*" fp32 "*) true;; *) false;
 	row "bf16 / fp32, this run" \
 		"training $(ratio "$dir/train-bf16.txt" "$dir/train-fp32.txt" 's/^median of [0-9]* steps: \([0-9.]*\) tokens\/s.*/\1/p'), decode batch 1 $(ratio "$dir/gen-bf16.txt" "$dir/gen-fp32.txt" 's/^batch 1: .*decode \([0-9.]*\) tok\/s.*/\1/p')" \
 		"tokens/s ratios"
+fi
+
+# Data parallelism on this machine: 2 ranks of 1 thread against 1 process
+# of 2 threads (scripts/bench-mpi.sh), fp32.
+if command -v mpirun >/dev/null; then
+	scripts/bench-mpi.sh >"$dir/mpi.txt"
+	line=$(grep '^mpi:' "$dir/mpi.txt")
+	row "neox-train fp32 2 ranks x 1 thread vs 1 x 2 threads, $(basename "$config" .config.json)" \
+		"$(echo "$line" | sed 's/^mpi: 2x1 \([0-9.]*\) s\/step (wait \([0-9.]*\), comm \([0-9.]*\) s\/step), 1x2 \([0-9.]*\) s\/step.*/\1 vs \4 s\/step; per step \3 s reducing, \2 s waiting/')" \
+		"seed recipe, mpirun on this machine (shared memory), ${BENCH_MPI_STEPS:-3} steps, median after the first"
 fi
 
 echo "bench: checkpoints ($config)..." >&2

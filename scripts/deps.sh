@@ -5,7 +5,7 @@
 set -eu
 
 packages="gcc make libc6-dev libcjson-dev libopenblas-dev libzstd-dev libutf8proc-dev
-libmicrohttpd-dev perl man-db groff-base curl zstd nodejs chromium"
+libmicrohttpd-dev perl man-db groff-base curl zstd nodejs chromium openmpi-bin libopenmpi-dev"
 
 missing=
 for p in $packages; do

@@ -13,6 +13,7 @@
 const char *prog_name = "tunepipe";
 int progress_enabled;
 static int progress_line_open;
+static void (*die_hook)(void);
 
 void cli_init(const char *name) {
     prog_name = name;
@@ -49,11 +50,14 @@ static void vmessage(const char *fmt, va_list ap) {
     fputc('\n', stderr);
 }
 
+void cli_set_die_hook(void (*hook)(void)) { die_hook = hook; }
+
 void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vmessage(fmt, ap);
     va_end(ap);
+    if (die_hook) die_hook();
     exit(1);
 }
 
@@ -62,6 +66,7 @@ void out_of_memory(const char *fmt, ...) {
     va_start(ap, fmt);
     vmessage(fmt, ap);
     va_end(ap);
+    if (die_hook) die_hook();
     exit(1);
 }
 

@@ -16,6 +16,10 @@ void cli_init(const char *name);
 
 /* "tool: message\n" on stderr, exit 1. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* For neox-train's ranks (train/dist.h, which end the whole job): die()
+ * and out_of_memory() call hook after printing their message and before
+ * exit(1). NULL removes it. */
+void cli_set_die_hook(void (*hook)(void));
 /* "tool: message\nTry 'tool --help'.\n" on stderr, exit 2. */
 void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* "tool: message\n" on stderr, no exit. */

@@ -1,6 +1,7 @@
 /* trainer.c — packed forward, optimizer steps and eval loss; see trainer.h. */
 #include "trainer.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +90,7 @@ const char *trainer_kernel_name(const trainer *t) {
 }
 
 void trainer_free(trainer *t) {
-    if (!t->model) return; /* never initialized */
+    if (!t->model) return; /* never initialized: the run stopped before */
     const device_ops *dev = t->model->dev;
     dev->adamw_free(t);
     dev->release(t->grad);
@@ -156,9 +157,10 @@ static neox_pack next_pack(trainer *t, const dataset *d, const size_t *ex, size_
 
 /* ---- steps ---------------------------------------------------------------- */
 
-step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n) {
+static step_result gradients(trainer *t, const dataset *d, const size_t *ex, int n, const step_share *share) {
     step_result res = {0};
     for (int i = 0; i < n; i++) res.targets += example_num_targets(&d->ex[ex[i]]);
+    if (share) res.targets = share->targets;
     /* Each token's share of the step loss: the mean over all of them. */
     float scale = (float)(1.0 / (double)res.targets);
     const device_ops *dev = t->model->dev;
@@ -174,16 +176,27 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
         loss_sum += dev->crossentropy(t->acts.f.logits, dp->row_target, pack.nrows, t->model->cfg.vocab_size,
                                       scale, 1);
         double t1 = now_seconds();
-        model_backward(t->model, &t->grad_views, &t->acts, dp, !first, last ? t->sumsq : NULL);
+        model_backward(t->model, &t->grad_views, &t->acts, dp, !first, last && !share ? t->sumsq : NULL);
         t->time_forward += t1 - t0;
         t->time_backward += now_seconds() - t1;
         res.tokens += (size_t)pack.T;
     }
+    /* The reduce reads and writes t->grad in place: host memory on the CPU
+     * device, the only one a shared step runs on (train_run refuses ranks
+     * on another device; a GPU's reduce would be NCCL's, on device memory). */
+    if (share) {
+        assert(dev == &device_cpu);
+        double sums[2] = {loss_sum, (double)res.tokens};
+        share->reduce(t->grad, t->model->num_params, sums);
+        loss_sum = sums[0];
+        res.tokens = (size_t)sums[1];
+    }
     res.loss = loss_sum / (double)res.targets;
-    /* The linear layers' squares came with their products; the rest here. */
+    /* The linear layers' squares came with their products (not those of
+     * the sum of shares); the rest here. */
     double t0 = now_seconds();
     for (int i = 0; i < t->model->num_tensors; i++)
-        if (!model_is_linear_weight(&t->model->tensors[i]))
+        if (share || !model_is_linear_weight(&t->model->tensors[i]))
             dev->sum_squares(t->grad + t->spans[i].offset, t->spans[i].count, t->sumsq);
     dev->download(&sumsq, t->sumsq, sizeof sumsq);
     res.grad_norm = sqrt(sumsq);
@@ -191,8 +204,13 @@ step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, in
     return res;
 }
 
-step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr) {
-    step_result res = trainer_gradients(t, d, ex, n);
+step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n) {
+    return gradients(t, d, ex, n, NULL);
+}
+
+step_result trainer_step_share(trainer *t, const dataset *d, const size_t *ex, int n, double lr,
+                               const step_share *share) {
+    step_result res = gradients(t, d, ex, n, share);
     float factor = (float)clip_factor(res.grad_norm, t->clip);
     t->step++;
     double t0 = now_seconds();
@@ -200,6 +218,10 @@ step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, 
     t->model->dev->adamw_step(t, &k);
     t->time_optimizer += now_seconds() - t0;
     return res;
+}
+
+step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr) {
+    return trainer_step_share(t, d, ex, n, lr, NULL);
 }
 
 double trainer_loss(trainer *t, const dataset *d, const size_t *ex, size_t n,

@@ -63,6 +63,7 @@ typedef struct trainer {
  * threads into the worker pool (parallel_take_blas_threads): from then on
  * OpenBLAS runs single-threaded in this process. */
 void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, double clip);
+/* Also on a zeroed trainer never initialized (a run that failed first). */
 void trainer_free(trainer *t);
 /* Computes the linear layers' products in bf16 with fp32 accumulation
  * (gemm.h: AMX where the CPU has it), as Hugging Face's bf16=True autocast
@@ -86,6 +87,26 @@ typedef struct {
 step_result trainer_gradients(trainer *t, const dataset *d, const size_t *ex, int n);
 /* trainer_gradients, clipping, and one AdamW step at learning rate lr. */
 step_result trainer_step(trainer *t, const dataset *d, const size_t *ex, int n, double lr);
+
+/* The seam of data parallelism (train/dist.h over MPI; NCCL on device
+ * buffers for a GPU backend): sums the gradient block grad[0..n) and
+ * scalars[0..2) (a share's loss sum and tokens forwarded) over the
+ * processes, in place, the same bits on every one. */
+typedef void grad_reduce_fn(float *grad, size_t n, double scalars[2]);
+
+/* One process's share of a data-parallel step. */
+typedef struct {
+    grad_reduce_fn *reduce;
+    size_t targets;     /* target tokens of the whole step: the loss's divisor */
+} step_share;
+
+/* trainer_step on this process's share ex[0..n) of a step: its gradients,
+ * scaled by 1 / share->targets, are summed by share->reduce between the
+ * backward and the norm, clipping and AdamW; the result is the whole
+ * step's. share NULL: trainer_step. The reduce gets the model's gradient
+ * block itself, so a shared step runs on the CPU device only. */
+step_result trainer_step_share(trainer *t, const dataset *d, const size_t *ex, int n, double lr,
+                               const step_share *share);
 
 /* Sum of target CE over examples ex[0..n) of d (forward only); *targets
  * gets their count. per_example (may be NULL) gets each example's mean. */

@@ -10,6 +10,7 @@
 #include "base/io.h"
 #include "nn/model.h"
 #include "nn/model_io.h"
+#include "dist.h"
 #include "train_outdir.h"
 #include "nn/trainer.h"
 
@@ -88,7 +89,8 @@ static int open_log(run *r, int resume) {
     return ok;
 }
 
-static int log_step(run *r, const step_result *res, double lr, double seconds, double eval_loss) {
+static int log_step(run *r, const step_result *res, double lr, double seconds, const double comm[2],
+                    double eval_loss) {
     char line[512];
     int n = snprintf(line, sizeof line,
                      "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%zu,"
@@ -97,6 +99,9 @@ static int log_step(run *r, const step_result *res, double lr, double seconds, d
                      seconds > 0 ? (double)res->tokens / seconds : 0.0, r->p.elapsed,
                      trainer_kernel_name(&r->t), blas_core_name());
     if (!isnan(eval_loss)) n += snprintf(line + n, sizeof line - (size_t)n, ",\"eval_loss\":%.9g", eval_loss);
+    if (dist_size() > 1)
+        n += snprintf(line + n, sizeof line - (size_t)n, ",\"ranks\":%d,\"wait_s\":%.3f,\"comm_s\":%.3f",
+                      dist_size(), comm[0], comm[1]);
     n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
     const char *q = line;
     for (size_t left = (size_t)n; left > 0;) {
@@ -110,18 +115,25 @@ static int log_step(run *r, const step_result *res, double lr, double seconds, d
     return 1;
 }
 
+/* Each rank takes its slice of the eval examples; the sums are added. */
 static double eval_loss(run *r) {
-    size_t *all = xmalloc(r->eval.n * sizeof *all), targets;
-    for (size_t i = 0; i < r->eval.n; i++) all[i] = i;
-    double sum = trainer_loss(&r->t, &r->eval, all, r->eval.n, &targets, NULL);
-    free(all);
-    return sum / (double)targets;
+    size_t begin = r->eval.n * (size_t)dist_rank() / (size_t)dist_size();
+    size_t end = r->eval.n * (size_t)(dist_rank() + 1) / (size_t)dist_size();
+    size_t *part = xmalloc((end - begin + 1) * sizeof *part), targets;
+    for (size_t i = begin; i < end; i++) part[i - begin] = i;
+    double sums[2];
+    sums[0] = trainer_loss(&r->t, &r->eval, part, end - begin, &targets, NULL);
+    sums[1] = (double)targets;
+    free(part);
+    dist_sum(sums, 2);
+    return sums[0] / sums[1];
 }
 
 /* config.json, the model, then (when resumable) the state: after a crash
  * between any two renames, each file is whole and the state is
  * self-contained. */
 static int save_checkpoint(run *r, int resumable) {
+    if (dist_rank() > 0) return 1; /* rank 0 writes OUT */
     const char *out = r->o->out_dir;
     if (fsync(r->log_fd) != 0) return run_fail(r, "%s/log.jsonl: %s", out, strerror(errno));
     char *path = path_join(out, "config.json");
@@ -153,18 +165,31 @@ static void format_eta(char *buf, size_t n, double seconds) {
 
 static int train_loop(run *r) {
     const run_settings *s = &r->s;
-    long per_step = s->batch * s->grad_accum;
-    size_t *ex = xmalloc((size_t)per_step * sizeof *ex);
+    /* A step's examples are split among the ranks in order: rank k takes
+     * the k-th run of per_rank of them. */
+    long per_rank = s->batch * s->grad_accum, per_step = per_rank * dist_size();
+    size_t *ex = xmalloc((size_t)per_rank * sizeof *ex);
     double tokens_done = 0, seconds_done = 0;
     long steps_done = 0;
     int ok = 1;
-    while (ok && r->p.step < s->steps && !stop_signal) {
+    /* The ranks stop at the same step, whichever got the signal. */
+    while (ok && r->p.step < s->steps && !dist_any(stop_signal)) {
         long step = r->p.step;
-        for (long j = 0; j < per_step; j++) ex[j] = order_at(&r->order, (uint64_t)step * per_step + j);
+        step_share share = {dist_reduce, 0};
+        for (long j = 0; j < per_step; j++) {
+            size_t e = order_at(&r->order, (uint64_t)step * per_step + j);
+            share.targets += example_num_targets(&r->train.ex[e]);
+            if (j / per_rank == dist_rank()) ex[j % per_rank] = e;
+        }
         double lr = lr_at_step(s->schedule, s->lr, step, s->warmup, s->steps);
-        double t0 = now_seconds();
-        step_result res = trainer_step(&r->t, &r->train, ex, (int)per_step, lr);
+        double t0 = now_seconds(), comm0[2], comm[2];
+        dist_reduce_seconds(&comm0[0], &comm0[1]);
+        step_result res = trainer_step_share(&r->t, &r->train, ex, (int)per_rank, lr,
+                                             dist_size() > 1 ? &share : NULL);
         double dt = now_seconds() - t0;
+        dist_reduce_seconds(&comm[0], &comm[1]);
+        comm[0] -= comm0[0];
+        comm[1] -= comm0[1];
         r->p.step++;
         r->p.elapsed += dt;
         tokens_done += (double)res.tokens;
@@ -177,12 +202,12 @@ static int train_loop(run *r) {
                 r->p.best_step = r->p.step;
                 r->p.best_eval = ev;
                 char *path = path_join(r->o->out_dir, TRAIN_BEST_FILE);
-                ok = model_save(path, &r->model, s->save_dtype, r->err, r->errlen);
+                if (dist_rank() == 0) ok = model_save(path, &r->model, s->save_dtype, r->err, r->errlen);
                 free(path);
                 if (!ok) break;
             }
         }
-        if (!(ok = log_step(r, &res, lr, dt, ev))) break;
+        if (dist_rank() == 0 && !(ok = log_step(r, &res, lr, dt, comm, ev))) break;
         if (last || (s->save_every && r->p.step % s->save_every == 0))
             if (!(ok = save_checkpoint(r, 1))) break;
         steps_done++;
@@ -195,17 +220,32 @@ static int train_loop(run *r) {
     return ok;
 }
 
+/* Rank 0 reads it (standard input reaches rank 0 alone) and sends it on;
+ * a rank 0 that fails ends the job (dist.h), so no rank waits for it. */
 static int read_dataset(dataset *d, const char *path, const run *r) {
-    int fd = open_input(path);
-    int ok = dataset_read(d, fd, path, r->s.loss, r->model.cfg.vocab_size, r->model.cfg.max_positions, r->err,
-                          r->errlen);
-    if (fd != STDIN_FILENO) close(fd);
-    return ok;
+    if (dist_rank() == 0) {
+        int fd = open_input(path);
+        int ok = dataset_read(d, fd, path, r->s.loss, r->model.cfg.vocab_size, r->model.cfg.max_positions,
+                              r->err, r->errlen);
+        if (fd != STDIN_FILENO) close(fd);
+        if (!ok) return 0;
+    }
+    dist_share_dataset(d);
+    return 1;
 }
 
 /* The model onto the device of --device (or TUNEPIPE_DEVICE). */
 static int to_device(run *r) {
-    const device_ops *dev = device_open(r->o->device ? r->o->device : device_default_name(), r->err, r->errlen);
+    const char *name = r->o->device ? r->o->device : device_default_name();
+    /* The gradient reduce sums host memory (trainer.h's step_share). Every
+     * rank finds this alike: rank 0 says so, and its end ends the others,
+     * which wait at a barrier it never reaches. */
+    if (dist_size() > 1 && strcmp(name, device_cpu.name) != 0) {
+        if (dist_rank() > 0) dist_barrier();
+        return run_fail(r, "--device %s: several processes (mpirun -np %d) train on the CPU only", name,
+                        dist_size());
+    }
+    const device_ops *dev = device_open(name, r->err, r->errlen);
     if (!dev) return 0;
     if (model_to_device(&r->model, dev)) return run_fail(r, "--device %s: too little memory for the model", dev->name);
     return 1;
@@ -237,6 +277,7 @@ static int start_fresh(run *r) {
     if (!to_device(r)) return 0;
     trainer_init(&r->t, &r->model, &(adamw_hparams){0.9, 0.999, 1e-8, r->s.weight_decay}, r->s.clip);
     r->p.best_step = -1;
+    r->s.ranks = dist_size();
     return 1;
 }
 
@@ -266,6 +307,11 @@ static int start_resumed(run *r) {
     free(path);
     if (!ok) return 0;
     r->state_eval_path = r->s.eval_path;
+    /* The ranks take shares of each step: another count is another step. */
+    if (r->s.ranks != dist_size())
+        return run_fail(r, "%s: the run was trained on %d rank%s (batch %ld x grad-accum %ld each); resume it on "
+                        "as many (mpirun -np %d), not %d", o->out_dir, r->s.ranks, r->s.ranks > 1 ? "s" : "",
+                        r->s.batch, r->s.grad_accum, r->s.ranks, dist_size());
     if (o->given_steps) {
         r->s.steps = o->s.steps;
         r->s.epochs = o->s.epochs;
@@ -314,7 +360,7 @@ static int read_inputs(run *r) {
         if (!read_dataset(&r->eval, r->s.eval_path, r)) return 0;
         r->has_eval = 1;
     }
-    long per_step = r->s.batch * r->s.grad_accum;
+    long per_step = r->s.batch * r->s.grad_accum * dist_size();
     if (r->s.epochs > 0) r->s.steps = (long)ceil(r->s.epochs * (double)r->train.n / (double)per_step);
     return 1;
 }
@@ -348,8 +394,8 @@ static int train(run *r) {
     order_init(&r->order, r->train.n, r->s.shuffle, r->s.seed);
     /* a GPU always has bf16 products; the CPU's rule and message are gemm.h's */
     if (r->s.bf16 && (r->model.dev != &device_cpu || gemm_bf16_available())) trainer_use_bf16(&r->t);
-    if (o->resume) warn_if_kernels_changed(r);
-    if (o->verbose) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
+    if (o->resume && dist_rank() == 0) warn_if_kernels_changed(r);
+    if (o->verbose && dist_rank() == 0) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
     catch_stop_signals();
     int ok = train_loop(r);
     progress_done();
@@ -357,11 +403,19 @@ static int train(run *r) {
         exit_status = -1;
     } else if (r->p.step < r->s.steps) { /* stopped by a signal */
         if (r->saved_step != r->p.step && !save_checkpoint(r, 1)) return -1;
+        /* A rank that exits non-zero makes mpirun kill the others: not
+         * before rank 0 has its checkpoint. */
+        dist_barrier();
         int stdin_input = strcmp(o->input, "-") == 0;
-        fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: neox-train --resume %s %s\n",
-                prog_name, r->p.step, r->s.steps, o->out_dir, stdin_input ? "and the same training stream" : o->input);
-        exit_status = 128 + stop_signal;
-    } else if (r->s.keep_best && r->p.best_step >= 0 && !install_best(r)) {
+        char launcher[32] = "";
+        if (dist_size() > 1) snprintf(launcher, sizeof launcher, "mpirun -np %d ", dist_size());
+        if (dist_rank() == 0)
+            fprintf(stderr, "%s: interrupted at step %ld of %ld; continue with: %sneox-train --resume %s %s\n",
+                    prog_name, r->p.step, r->s.steps, launcher, o->out_dir,
+                    stdin_input ? "and the same training stream" : o->input);
+        /* The signal may have come to another rank. */
+        exit_status = 128 + (stop_signal ? stop_signal : SIGTERM);
+    } else if (r->s.keep_best && r->p.best_step >= 0 && dist_rank() == 0 && !install_best(r)) {
         exit_status = -1;
     }
     return exit_status;
@@ -372,14 +426,18 @@ int train_run(const train_options *o, char *err, int errlen) {
     int trains = 0, ok = o->resume ? start_resumed(&r) : start_fresh(&r);
     if (ok) trains = o->resume || r.s.steps > 0 || r.s.epochs > 0;
     if (ok && trains) ok = read_inputs(&r);
-    if (ok) ok = make_dirs(o->out_dir, err, errlen);
-    if (ok) {
-        outdir_remove_stale_temporaries(o->out_dir);
-        if (!o->resume) outdir_forget_run(o->out_dir);
-        ok = open_log(&r, o->resume);
+    /* Every rank has read what it needs before rank 0 changes OUT. */
+    if (ok) dist_barrier();
+    if (ok && dist_rank() == 0) {
+        ok = make_dirs(o->out_dir, err, errlen);
+        if (ok) {
+            outdir_remove_stale_temporaries(o->out_dir);
+            if (!o->resume) outdir_forget_run(o->out_dir);
+            ok = open_log(&r, o->resume);
+        }
+        if (ok && !o->resume) ok = outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer, err, errlen);
+        if (ok && !o->resume) ok = outdir_record_template(o->out_dir, o->model_dir, o->template, err, errlen);
     }
-    if (ok && !o->resume) ok = outdir_copy_tokenizer(o->out_dir, o->model_dir, o->tokenizer, err, errlen);
-    if (ok && !o->resume) ok = outdir_record_template(o->out_dir, o->model_dir, o->template, err, errlen);
     int exit_status = -1;
     if (ok && trains) exit_status = train(&r);
     else if (ok) exit_status = save_checkpoint(&r, 0) ? 0 : -1; /* the starting point alone, e.g. --init */

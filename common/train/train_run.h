@@ -2,7 +2,9 @@
  * random weights or OUT's saved state; the training and eval data, all
  * read and checked before OUT is touched; the step loop with its log.jsonl
  * line per step, evals, checkpoints and --keep-best; and a clean stop at a
- * step boundary on SIGINT or SIGTERM. The math is in trainer.h. */
+ * step boundary on SIGINT or SIGTERM. The math is in trainer.h. Under an
+ * MPI launcher every rank runs it on its share of each step (dist.h);
+ * rank 0 alone reads the streams and writes OUT. */
 #ifndef TUNEPIPE_TRAIN_RUN_H
 #define TUNEPIPE_TRAIN_RUN_H
 

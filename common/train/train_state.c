@@ -26,6 +26,7 @@ char *train_state_json(const run_settings *s, const run_progress *p) {
     cJSON_AddNumberToObject(j, "epochs", s->epochs);
     cJSON_AddNumberToObject(j, "batch", (double)s->batch);
     cJSON_AddNumberToObject(j, "grad_accum", (double)s->grad_accum);
+    cJSON_AddNumberToObject(j, "ranks", (double)s->ranks);
     cJSON_AddNumberToObject(j, "lr", s->lr);
     cJSON_AddStringToObject(j, "schedule", lr_schedule_name(s->schedule));
     cJSON_AddNumberToObject(j, "warmup", (double)s->warmup);
@@ -90,6 +91,9 @@ int train_state_parse(const char *json, const char *path, run_settings *s, run_p
     s->epochs = json_number(sj, "epochs");
     s->batch = (long)json_number(sj, "batch");
     s->grad_accum = (long)json_number(sj, "grad_accum");
+    /* States from before data parallelism are of one process. */
+    const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(j, "ranks");
+    s->ranks = cJSON_IsNumber(ranks) ? (int)ranks->valuedouble : 1;
     s->lr = json_number(sj, "lr");
     if (!lr_schedule_parse(json_string(sj, "schedule"), &s->schedule)) state_fail(sj, "%s", "bad schedule");
     s->warmup = (long)json_number(sj, "warmup");

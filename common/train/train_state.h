@@ -22,6 +22,7 @@ typedef struct {
     loss_mode loss;
     uint64_t seed;
     int shuffle, keep_best, bf16;
+    int ranks;              /* data-parallel processes, each taking batch x grad_accum */
     st_dtype save_dtype;
     char *eval_path;        /* NULL: no eval */
 } run_settings;
