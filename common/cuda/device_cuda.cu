@@ -199,8 +199,6 @@ static void gpu_adamw_step(trainer *t, const adamw_consts *k) {
     }
 }
 
-static void gpu_adamw_free(trainer *t) {}
-
 static device_ops gpu;
 
 extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
@@ -237,7 +235,6 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
     gpu.crossentropy = gpu_crossentropy;
     gpu.sum_squares = gpu_sum_squares;
     gpu.adamw_step = gpu_adamw_step;
-    gpu.adamw_free = gpu_adamw_free;
     gpu.decode_layer = NULL;
     return &gpu;
 }

@@ -95,10 +95,8 @@ typedef struct device_ops {
     /* *acc (a device double) += Σ x² over [0, n), accumulated in double. */
     void (*sum_squares)(const float *x, size_t n, double *acc);
     /* One AdamW step over the trainer's parameters (optim.h), re-making the
-     * linear layers' copies from the updated weights; adamw_free frees
-     * what it planned. */
+     * linear layers' copies from the updated weights. */
     void (*adamw_step)(struct trainer *t, const adamw_consts *k);
-    void (*adamw_free)(struct trainer *t);
     /* A device's own decoding step of layer l (forward.h's layer_forward
      * with one new row per sequence), or 0 where it has none for this
      * layer's dtype: then the generic one runs. */

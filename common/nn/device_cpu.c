@@ -122,8 +122,6 @@ static void cpu_adamw_step(trainer *t, const adamw_consts *k) {
     parallel_run(update_pieces, &c);
 }
 
-static void cpu_adamw_free(trainer *t) {}
-
 const device_ops device_cpu = {
     .name = "cpu",
     .host_memory = 1,
@@ -154,6 +152,5 @@ const device_ops device_cpu = {
     .crossentropy = cpu_crossentropy,
     .sum_squares = cpu_sum_squares,
     .adamw_step = cpu_adamw_step,
-    .adamw_free = cpu_adamw_free,
     .decode_layer = cpu_decode_layer,
 };

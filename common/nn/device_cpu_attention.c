@@ -231,4 +231,3 @@ int cpu_decode_layer(const neox_model *m, int l, const layer_bufs *b, int R, con
     cpu_residual_forward(b->out, b->out, b->branch2, (size_t)R * C);
     return 1;
 }
-

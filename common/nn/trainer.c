@@ -92,7 +92,6 @@ const char *trainer_kernel_name(const trainer *t) {
 void trainer_free(trainer *t) {
     if (!t->model) return; /* never initialized: the run stopped before */
     const device_ops *dev = t->model->dev;
-    dev->adamw_free(t);
     dev->release(t->grad);
     dev->release(t->adam_m);
     dev->release(t->adam_v);

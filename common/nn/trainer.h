@@ -52,7 +52,6 @@ typedef struct trainer {
     train_acts acts;
     device_pack_buf dpack;          /* the current pack on the model's device */
     double *sumsq;                  /* a device double: the step's Σ grad² */
-    void *device_plan;              /* what the device's adamw_step keeps */
     /* pack assembly */
     int *seq_start, *row_pos;
     uint32_t *ids, *row_target;
