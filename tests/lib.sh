@@ -52,3 +52,18 @@ test_expect_success() {
 test_cmp() { diff -u "$1" "$2"; }
 skip_all() { echo "1..0 # SKIP $1"; exit 0; }
 done_testing() { echo "1..$_n"; [ "$_failed" -eq 0 ]; }
+
+# tiny_examples: 48 random examples for the tiny model (vocab 512), ids as
+# JSON arrays, in $TMP/tiny.jsonl; the first 40 as $TMP/tiny.tok, the last
+# 8 as $TMP/tiny-eval.tok (t50, t55).
+tiny_examples() {
+	awk -v n=48 -v seed=7 'BEGIN { srand(seed);
+		for (i = 0; i < n; i++) {
+			printf "{\"question\":["; k = 2 + int(rand() * 30)
+			for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
+			printf "],\"answer\":["; k = 1 + int(rand() * 30)
+			for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
+			printf "]}\n" } }' >"$TMP/tiny.jsonl"
+	head -40 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny.tok"
+	tail -8 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny-eval.tok"
+}

@@ -8,16 +8,7 @@
 tiny=$TOP/tests/data/tiny-neox/tiny-f32
 micro=$TOP/tests/data/neox-micro.config.json
 
-# Random examples for the tiny model (vocab 512), ids given as JSON arrays.
-awk -v n=48 -v seed=7 'BEGIN { srand(seed);
-	for (i = 0; i < n; i++) {
-		printf "{\"question\":["; k = 2 + int(rand() * 30)
-		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
-		printf "],\"answer\":["; k = 1 + int(rand() * 30)
-		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
-		printf "]}\n" } }' >"$TMP/tiny.jsonl"
-head -40 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny.tok"
-tail -8 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny-eval.tok"
+tiny_examples
 head -24 "$TOP/data/lamini_docs.jsonl" | bpe-encode >"$TMP/lamini.tok"
 
 # "sed -f $numbers LOG": step, loss, lr, grad_norm, tokens (timings differ run to run).

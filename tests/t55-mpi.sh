@@ -16,15 +16,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 [ -n "${TUNEPIPE_SANITIZE:-}" ] && export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 mpi2="mpirun -np 2 --oversubscribe --bind-to none neox-train --threads 1"
 
-awk -v n=48 -v seed=7 'BEGIN { srand(seed);
-	for (i = 0; i < n; i++) {
-		printf "{\"question\":["; k = 2 + int(rand() * 30)
-		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
-		printf "],\"answer\":["; k = 1 + int(rand() * 30)
-		for (j = 0; j < k; j++) printf "%s%d", j ? "," : "", 2 + int(rand() * 510)
-		printf "]}\n" } }' >"$TMP/tiny.jsonl"
-head -40 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny.tok"
-tail -8 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny-eval.tok"
+tiny_examples
 
 # The safetensors files, read with perl: "st.pl ids FILE" prints the
 # reference's training examples as JSONL, "st.pl f64 FILE NAME" a tensor's

@@ -52,22 +52,23 @@ static void vmessage(const char *fmt, va_list ap) {
 
 void cli_set_die_hook(void (*hook)(void)) { die_hook = hook; }
 
+static void vdie(const char *fmt, va_list ap) __attribute__((noreturn));
+static void vdie(const char *fmt, va_list ap) {
+    vmessage(fmt, ap);
+    if (die_hook) die_hook();
+    exit(1);
+}
+
 void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(fmt, ap);
-    va_end(ap);
-    if (die_hook) die_hook();
-    exit(1);
+    vdie(fmt, ap);
 }
 
 void out_of_memory(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(fmt, ap);
-    va_end(ap);
-    if (die_hook) die_hook();
-    exit(1);
+    vdie(fmt, ap);
 }
 
 void usage_error(const char *fmt, ...) {

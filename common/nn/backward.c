@@ -262,12 +262,6 @@ double crossentropy_forward(const float *logits, const uint32_t *targets, int N,
 
 /* ---- activations -------------------------------------------------------- */
 
-static void grow(const device_ops *dev, float **p, size_t n) {
-    dev->release(*p);
-    *p = dev->alloc(n * sizeof(float));
-    if (!*p) out_of_memory("out of %s memory (%zu MB more)", dev->name, n * sizeof(float) >> 20);
-}
-
 /* Scratch for the backward of the pack a->f was computed on. */
 static void train_acts_reserve(train_acts *a, const neox_model *m, const neox_pack *pack) {
     const device_ops *dev = m->dev;
@@ -280,20 +274,20 @@ static void train_acts_reserve(train_acts *a, const neox_model *m, const neox_pa
     }
     if (T > a->cap_T) {
         a->cap_T = T;
-        grow(dev, &a->dresid, T * C);
-        grow(dev, &a->dln, T * C);
-        grow(dev, &a->datty, T * C);
-        grow(dev, &a->dqkv, T * 3 * C);
-        grow(dev, &a->dfch, T * F);
+        device_regrow(dev, &a->dresid, T * C);
+        device_regrow(dev, &a->dln, T * C);
+        device_regrow(dev, &a->datty, T * C);
+        device_regrow(dev, &a->dqkv, T * 3 * C);
+        device_regrow(dev, &a->dfch, T * F);
     }
     size_t scratch = dev->attention_scratch(m, max_sq);
     if (scratch > a->cap_datt) {
         a->cap_datt = scratch;
-        grow(dev, &a->datt, a->cap_datt);
+        device_regrow(dev, &a->datt, a->cap_datt);
     }
     if (R > a->cap_rows) {
         a->cap_rows = R;
-        grow(dev, &a->dlnf_rows, R * C);
+        device_regrow(dev, &a->dlnf_rows, R * C);
     }
 }
 

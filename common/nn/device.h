@@ -110,6 +110,12 @@ extern const device_ops device_cpu;
  * in err: "cuda" loads the CUDA backend built beside the tools (or named by
  * TUNEPIPE_CUDA_LIB) and needs a GPU and its driver. */
 const device_ops *device_open(const char *name, char *err, size_t errlen);
+/* dev->alloc, ending the process when dev's memory is short (as
+ * xmalloc does for the host's). */
+void *device_alloc(const device_ops *dev, size_t bytes);
+/* Frees *p and allocates n floats there (device_alloc). */
+void device_regrow(const device_ops *dev, float **p, size_t n);
+
 /* The tools' device when --device is not given: TUNEPIPE_DEVICE, else "cpu". */
 const char *device_default_name(void);
 

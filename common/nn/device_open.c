@@ -4,6 +4,8 @@
 #include "device.h"
 
 #include <dlfcn.h>
+
+#include "base/cli.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,4 +55,15 @@ const device_ops *device_open(const char *name, char *err, size_t errlen) {
 const char *device_default_name(void) {
     const char *env = getenv("TUNEPIPE_DEVICE");
     return env && *env ? env : "cpu";
+}
+
+void *device_alloc(const device_ops *dev, size_t bytes) {
+    void *p = dev->alloc(bytes ? bytes : 1);
+    if (!p) out_of_memory("out of %s memory (%zu MB more)", dev->name, bytes >> 20);
+    return p;
+}
+
+void device_regrow(const device_ops *dev, float **p, size_t n) {
+    dev->release(*p);
+    *p = device_alloc(dev, n * sizeof(float));
 }

@@ -8,12 +8,6 @@
 
 /* ---- activations ------------------------------------------------------------- */
 
-static void grow(const device_ops *dev, float **p, size_t n) {
-    dev->release(*p);
-    *p = dev->alloc(n * sizeof(float));
-    if (!*p) out_of_memory("out of %s memory (%zu MB more)", dev->name, n * sizeof(float) >> 20);
-}
-
 /* Room for T tokens, attention blocks summing to sum_sq (of T_s^2), R rows. */
 static void acts_reserve(neox_acts *a, const neox_config *cfg, size_t T, size_t sum_sq, size_t R) {
     const device_ops *dev = a->dev;
@@ -21,31 +15,31 @@ static void acts_reserve(neox_acts *a, const neox_config *cfg, size_t T, size_t 
     size_t V = cfg->vocab_size, NH = cfg->num_heads;
     if (T > a->cap_T) {
         a->cap_T = T;
-        grow(dev, &a->resid, (L + 1) * T * C);
-        grow(dev, &a->ln1, L * T * C);
-        grow(dev, &a->ln1_mean, L * T);
-        grow(dev, &a->ln1_rstd, L * T);
-        grow(dev, &a->qkv, L * T * 3 * C);
-        grow(dev, &a->atty, L * T * C);
-        if (!cfg->use_parallel_residual) grow(dev, &a->resid_mid, L * T * C);
-        grow(dev, &a->ln2, L * T * C);
-        grow(dev, &a->ln2_mean, L * T);
-        grow(dev, &a->ln2_rstd, L * T);
-        grow(dev, &a->fch, L * T * F);
-        grow(dev, &a->fch_gelu, L * T * F);
-        grow(dev, &a->lnf, T * C);
-        grow(dev, &a->lnf_mean, T);
-        grow(dev, &a->lnf_rstd, T);
-        grow(dev, &a->branch, T * C);
+        device_regrow(dev, &a->resid, (L + 1) * T * C);
+        device_regrow(dev, &a->ln1, L * T * C);
+        device_regrow(dev, &a->ln1_mean, L * T);
+        device_regrow(dev, &a->ln1_rstd, L * T);
+        device_regrow(dev, &a->qkv, L * T * 3 * C);
+        device_regrow(dev, &a->atty, L * T * C);
+        if (!cfg->use_parallel_residual) device_regrow(dev, &a->resid_mid, L * T * C);
+        device_regrow(dev, &a->ln2, L * T * C);
+        device_regrow(dev, &a->ln2_mean, L * T);
+        device_regrow(dev, &a->ln2_rstd, L * T);
+        device_regrow(dev, &a->fch, L * T * F);
+        device_regrow(dev, &a->fch_gelu, L * T * F);
+        device_regrow(dev, &a->lnf, T * C);
+        device_regrow(dev, &a->lnf_mean, T);
+        device_regrow(dev, &a->lnf_rstd, T);
+        device_regrow(dev, &a->branch, T * C);
     }
     if (NH * sum_sq > a->cap_att) {
         a->cap_att = NH * sum_sq;
-        grow(dev, &a->att, L * NH * sum_sq);
+        device_regrow(dev, &a->att, L * NH * sum_sq);
     }
     if (R > a->cap_rows) {
         a->cap_rows = R;
-        grow(dev, &a->lnf_rows, R * C);
-        grow(dev, &a->logits, R * V);
+        device_regrow(dev, &a->lnf_rows, R * C);
+        device_regrow(dev, &a->logits, R * V);
     }
     a->T = (int)T;
     a->A = (int)(NH * sum_sq);
@@ -162,13 +156,6 @@ void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T
 
 /* ---- packs on the device ------------------------------------------------------ */
 
-static void *regrow(const device_ops *dev, void *p, size_t bytes) {
-    dev->release(p);
-    p = dev->alloc(bytes ? bytes : 1);
-    if (!p) out_of_memory("out of %s memory", dev->name);
-    return p;
-}
-
 const device_pack *device_pack_upload(device_pack_buf *b, const device_ops *dev, const neox_pack *pack) {
     b->dev = dev;
     if (dev->host_memory) {
@@ -178,12 +165,15 @@ const device_pack *device_pack_upload(device_pack_buf *b, const device_ops *dev,
     size_t T = (size_t)pack->T, R = (size_t)pack->nrows;
     if (T > b->cap_T || !b->ids) {
         b->cap_T = T;
-        b->ids = regrow(dev, b->ids, T * sizeof *b->ids);
+        dev->release(b->ids);
+        b->ids = device_alloc(dev, T * sizeof *b->ids);
     }
     if (R > b->cap_rows || !b->row_pos) {
         b->cap_rows = R;
-        b->row_pos = regrow(dev, b->row_pos, R * sizeof *b->row_pos);
-        b->row_target = regrow(dev, b->row_target, R * sizeof *b->row_target);
+        dev->release(b->row_pos);
+        dev->release(b->row_target);
+        b->row_pos = device_alloc(dev, R * sizeof *b->row_pos);
+        b->row_target = device_alloc(dev, R * sizeof *b->row_target);
     }
     dev->upload(b->ids, pack->ids, T * sizeof *b->ids);
     dev->upload(b->row_pos, pack->row_pos, R * sizeof *b->row_pos);

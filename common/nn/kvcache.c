@@ -7,12 +7,6 @@
 #include "base/cli.h"
 #include "forward.h"
 
-static void *device_array(const device_ops *dev, size_t bytes) {
-    void *p = dev->alloc(bytes);
-    if (!p) out_of_memory("out of %s memory (%zu MB more)", dev->name, bytes >> 20);
-    return p;
-}
-
 void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows) {
     const neox_config *c = &m->cfg;
     const device_ops *dev = m->dev;
@@ -27,12 +21,12 @@ void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capac
     d->v = xcalloc((size_t)num_slots, sizeof(float *));
     size_t R = (size_t)max_rows, C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     float **rc[] = {&d->x, &d->ln, &d->atty, &d->branch, &d->ln2, &d->branch2};
-    for (size_t i = 0; i < sizeof rc / sizeof *rc; i++) *rc[i] = device_array(dev, R * C * sizeof(float));
-    d->qkv = device_array(dev, R * 3 * C * sizeof(float));
-    d->fch = device_array(dev, R * F * sizeof(float));
-    d->scores = device_array(dev, R * (size_t)d->capacity * sizeof(float));
-    d->tokens = device_array(dev, R * sizeof *d->tokens);
-    if (!dev->host_memory) d->logits = device_array(dev, R * (size_t)c->vocab_size * sizeof(float));
+    for (size_t i = 0; i < sizeof rc / sizeof *rc; i++) *rc[i] = device_alloc(dev, R * C * sizeof(float));
+    d->qkv = device_alloc(dev, R * 3 * C * sizeof(float));
+    d->fch = device_alloc(dev, R * F * sizeof(float));
+    d->scores = device_alloc(dev, R * (size_t)d->capacity * sizeof(float));
+    d->tokens = device_alloc(dev, R * sizeof *d->tokens);
+    if (!dev->host_memory) d->logits = device_alloc(dev, R * (size_t)c->vocab_size * sizeof(float));
 }
 
 void decoder_free(neox_decoder *d) {

@@ -24,12 +24,10 @@ void trainer_init(trainer *t, neox_model *model, const adamw_hparams *adam, doub
     size_t n = model->num_params;
     float **blocks[] = {&t->grad, &t->adam_m, &t->adam_v};
     for (int i = 0; i < 3; i++) {
-        *blocks[i] = dev->alloc(n * sizeof(float));
-        if (!*blocks[i]) out_of_memory("out of %s memory for the training state (%zu MB)", dev->name, n * 4 >> 20);
+        *blocks[i] = device_alloc(dev, n * sizeof(float));
         dev->zero(*blocks[i], n * sizeof(float));
     }
-    t->sumsq = dev->alloc(sizeof(double));
-    if (!t->sumsq) out_of_memory("out of %s memory", dev->name);
+    t->sumsq = device_alloc(dev, sizeof(double));
     model_param_views(model, t->grad, &t->grad_views);
     t->nspans = model->num_tensors;
     t->spans = xmalloc((size_t)t->nspans * sizeof *t->spans);
