@@ -65,7 +65,7 @@ static const char usage[] =
     "Running:\n"
     "      --device DEV         cpu (default) or cuda: the whole run on the GPU\n"
     "                           (weights, activations, AdamW), checkpoints as on\n"
-    "                           the CPU, so either resumes the other's\n"
+    "                           the CPU\n"
     "      --threads N          worker threads (default: all CPUs)\n"
     "      --progress           show progress even when stderr is not a terminal\n"
     "  -v, --verbose            say which kernels compute (bf16 on AMX or\n"
