@@ -105,8 +105,11 @@ $(BUILD)/tests/gpu/%.t: $(BUILD)/tests/gpu/%.o $(BUILD)/libtunepipe.a $(BUILD)/l
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -L$(BUILD) -ltunepipe-cuda \
 	  -Wl,-rpath,$(abspath $(BUILD)) $(LDLIBS)
 
-# Builds and runs the GPU tests (each skips itself without a GPU), then
-# neox-gen's tests with every tool on the GPU (TUNEPIPE_DEVICE=cuda).
+# Builds and runs the GPU tests (each skips itself without a GPU):
+# cuda_ops.t, each op against its CPU twin; fidelity.t, the model, trainer
+# and decoder on cuda against the Hugging Face oracle (TUNEPIPE_DEVICE=cpu
+# runs its checks on the CPU). Then neox-gen's tests with every tool on
+# the GPU (TUNEPIPE_DEVICE=cuda).
 ifneq ($(CUDA_LIB),)
 check-gpu: all $(GPU_BIN)
 	prove --exec '' $(GPU_BIN)
