@@ -58,7 +58,7 @@ static const char usage[] =
     "      --progress            show progress even when stderr is not a terminal\n"
     "  -v, --verbose             say which kernels compute (bf16 on AMX or\n"
     "                            AVX512-BF16, fp32 on OpenBLAS's CORE) and on how\n"
-    "                            many threads\n"
+    "                            many threads; at the end, the new tokens per second\n"
     "  -q, --quiet               no progress\n"
     "  -h, --help                show this help and exit\n"
     "      --version             show the version and exit\n"
@@ -67,7 +67,7 @@ static const char usage[] =
 
 typedef struct {
     const char *model_dir, *template, *tokenizer;
-    int score, interactive, force, bf16;
+    int score, interactive, force, bf16, verbose;
     gen_opts gen;
 } options;
 
@@ -111,10 +111,11 @@ static void run_generate(const neox_model *m, const options *o, stream_reader *s
     size_t cap = 16, head = 0, tail = 0;
     job **queue = xmalloc(cap * sizeof *queue);
     int eof = 0;
-    uint64_t tokens = 0;
+    uint64_t tokens = 0, generated = 0;
     double t0 = now_seconds();
     for (;;) {
         while (head < tail && queue[head]->seq.done) { /* write before any read can block */
+            generated += (uint64_t)(queue[head]->seq.n - queue[head]->seq.prompt_len);
             finish_record(sw, queue[head]);
             free(queue[head++]);
         }
@@ -152,6 +153,11 @@ static void run_generate(const neox_model *m, const options *o, stream_reader *s
                  tokens / (now_seconds() - t0));
     }
     progress_done();
+    if (o->verbose) {
+        double s = now_seconds() - t0;
+        fprintf(stderr, "neox-gen: %llu new tokens in %.2f s: %.1f tokens/s (prefill included, loading not)\n",
+                (unsigned long long)generated, s, s > 0 ? generated / s : 0.0);
+    }
     free(queue);
     generator_free(&g);
 }
@@ -290,7 +296,7 @@ int main(int argc, char **argv) {
     options o = {
                  .gen = {.batch = 1, .max_new = 100, .eos_id = -2,
                          .sampling = {.temperature = 1.0, .top_p = 1.0, .repetition_penalty = 1.0}}};
-    int progress_forced = 0, quiet = 0, verbose = 0, temperature_set = 0;
+    int progress_forced = 0, quiet = 0, temperature_set = 0;
     const char *device_name = device_default_name();
     enum { OPT_EOS = 256, OPT_REP, OPT_NGRAM, OPT_TEMP, OPT_TOPK, OPT_TOPP, OPT_SEED, OPT_SCORE,
            OPT_TEMPLATE, OPT_TOKENIZER, OPT_PROGRESS, OPT_VERSION, OPT_DTYPE, OPT_DEVICE };
@@ -338,7 +344,7 @@ int main(int argc, char **argv) {
         case 'f': o.force = 1; break;
         case OPT_PROGRESS: progress_forced = 1; break;
         case 'q': quiet = 1; break;
-        case 'v': verbose = 1; break;
+        case 'v': o.verbose = 1; break;
         case 'h': print_help_and_exit(usage);
         case OPT_VERSION: print_version_and_exit();
         default: usage_error("unknown option");
@@ -356,7 +362,7 @@ int main(int argc, char **argv) {
     if (!dev) die("%s", err);
     int on_cpu = dev == &device_cpu;
     if (on_cpu && o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
-    if (verbose && on_cpu) gemm_tell_kernels(o.bf16);
+    if (o.verbose && on_cpu) gemm_tell_kernels(o.bf16);
     neox_model m;
     /* bf16 on the CPU: the linear weights are loaded into their bf16 copies
      * only; a GPU makes its copies from the fp32 weights it was given. */

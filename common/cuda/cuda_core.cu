@@ -160,6 +160,37 @@ int cuda_sync(void) {
     return 0;
 }
 
+/* ---- recorded work ---- */
+
+int cuda_record_begin(void) {
+    /* Relaxed: the libraries' own setup calls during a capture (cuBLASLt
+     * making a plan) are not refused. */
+    CU_TRY("cuda_record_begin", cudaStreamBeginCapture(cuda_stream, cudaStreamCaptureModeRelaxed));
+    return 0;
+}
+
+int cuda_record_end(void **rec) {
+    static const char *fn = "cuda_record_end";
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    *rec = NULL;
+    CU_TRY(fn, cudaStreamEndCapture(cuda_stream, &graph));
+    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return cuda_fail(fn, "cudaGraphInstantiate", cudaGetErrorString(e));
+    *rec = exec;
+    return cuda_replay(exec);
+}
+
+int cuda_replay(void *rec) {
+    CU_TRY("cuda_replay", cudaGraphLaunch((cudaGraphExec_t)rec, cuda_stream));
+    return 0;
+}
+
+void cuda_record_free(void *rec) {
+    if (rec) cudaGraphExecDestroy((cudaGraphExec_t)rec);
+}
+
 /* ---- bf16 ---- */
 
 /* gemm_fp32_to_bf16: nearest even, NaN kept quiet. */

@@ -6,9 +6,12 @@
 /* ---- layer norm ---- */
 
 /* One warp a row: mean and variance in double over two passes, then the
- * CPU's float expression, each operation rounded on its own. */
+ * CPU's float expression, each operation rounded on its own; out2, when
+ * not NULL, gets the row normalized with w2 and b2 (the statistics are
+ * the same). */
 __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                                         const float *b, int N, int C, float eps) {
+                                         const float *b, float *out2, const float *w2, const float *b2, int N,
+                                         int C, float eps) {
     int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (n >= N) return;
     const float *x = inp + (size_t)n * C;
@@ -21,8 +24,12 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     }
     v = warp_sum(v);
     float mf = (float)m, r = (float)(1.0 / sqrt(v / C + eps));
-    float *o = out + (size_t)n * C;
-    for (int i = lane; i < C; i += 32) o[i] = __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(x[i], mf), r), w[i]), b[i]);
+    float *o = out + (size_t)n * C, *o2 = out2 ? out2 + (size_t)n * C : NULL;
+    for (int i = lane; i < C; i += 32) {
+        float xhat = __fmul_rn(__fsub_rn(x[i], mf), r);
+        o[i] = __fadd_rn(__fmul_rn(xhat, w[i]), b[i]);
+        if (o2) o2[i] = __fadd_rn(__fmul_rn(xhat, w2[i]), b2[i]);
+    }
     if (lane == 0) {
         if (mean) mean[n] = mf;
         if (rstd) rstd[n] = r;
@@ -32,8 +39,17 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
 int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                            const float *b, int N, int C, float eps) {
     if (N <= 0) return 0;
-    layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, N, C, eps);
+    layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, NULL, NULL,
+                                                                         NULL, N, C, eps);
     return cuda_launched("cuda_layernorm_forward");
+}
+
+int cuda_layernorm_forward2(float *out1, float *out2, const float *inp, const float *w1, const float *b1,
+                            const float *w2, const float *b2, int N, int C, float eps) {
+    if (N <= 0) return 0;
+    layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out1, NULL, NULL, inp, w1, b1, out2, w2,
+                                                                         b2, N, C, eps);
+    return cuda_launched("cuda_layernorm_forward2");
 }
 
 /* Rows per block of the backward: the blocks' sums of dw and db are
@@ -105,8 +121,7 @@ int cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 __global__ void gelu_forward_kernel(float *out, const float *inp, size_t N) {
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= N) return;
-    float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    out[i] = gelu_erf(inp[i]);
 }
 
 int cuda_gelu_forward(float *out, const float *inp, size_t N) {

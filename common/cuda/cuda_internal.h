@@ -42,6 +42,9 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
 
+/* GELU with erf, gelu_forward's expression. */
+__device__ inline float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+
 /* Sums and maxima over a block (blockDim.x a multiple of 32, at most
  * 1024), in a fixed order; every thread gets the result. */
 template <typename T> __device__ inline T warp_sum(T x) {

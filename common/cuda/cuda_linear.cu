@@ -104,48 +104,97 @@ __device__ inline float bf16_round(float x) {
     return __uint_as_float(u & 0xffff0000u);
 }
 
-/* out [N, OC] = inp [N, C] · wᵀ + b, N <= GEMV_MAX_ROWS; w fp32 or bf16
- * [OC, C], C a multiple of 8, rows 16-byte aligned. */
-template <bool BF16>
-__global__ void gemv_kernel(float *out, const float *inp, const void *w, const float *b, int N, int OC, int C) {
+/* Chunks of 8 weights a lane loads before it multiplies: enough bytes in
+ * flight for the weight to stream near the memory's speed. */
+#define GEMV_UNROLL 4
+
+/* out [N, OC] = epi(inp [N, C] · wᵀ + b), N <= GEMV_MAX_ROWS; w fp32 or
+ * bf16 [OC, C], C a multiple of 8, rows 16-byte aligned. The epilogue is
+ * that of the separate ops: GELU (gelu_forward), or res + (the product)
+ * (residual_forward; res may be out). */
+template <bool BF16, int EPI>
+__global__ void gemv_kernel(float *out, const float *inp, const void *w, const float *b, const float *res, int N,
+                            int OC, int C) {
     const int lane = threadIdx.x & 31, o = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (o >= OC) return;
     float acc[GEMV_MAX_ROWS];
 #pragma unroll
     for (int n = 0; n < GEMV_MAX_ROWS; n++) acc[n] = 0.0f;
     const float4 *x4 = (const float4 *)inp;
-    const int C4 = C / 4;
-    for (int e = lane; e < C / 8; e += 32) { /* 8 weights a lane at a time */
-        float wv[8];
-        if (BF16) {
-            uint4 q = ((const uint4 *)((const uint16_t *)w + (size_t)o * C))[e];
-            uint32_t u[4] = {q.x, q.y, q.z, q.w};
+    const int C4 = C / 4, chunks = C / 8;
+    for (int e0 = lane; e0 < chunks; e0 += 32 * GEMV_UNROLL) {
+        float wv[GEMV_UNROLL][8];
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                wv[2 * k] = __uint_as_float(u[k] << 16);
-                wv[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int e = e0 + 32 * u;
+            if (e >= chunks) break;
+            if (BF16) {
+                uint4 q = ((const uint4 *)((const uint16_t *)w + (size_t)o * C))[e];
+                uint32_t p[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    wv[u][2 * k] = __uint_as_float(p[k] << 16);
+                    wv[u][2 * k + 1] = __uint_as_float(p[k] & 0xffff0000u);
+                }
+            } else {
+                const float4 *wr = (const float4 *)((const float *)w + (size_t)o * C);
+                float4 a = wr[2 * e], c = wr[2 * e + 1];
+                wv[u][0] = a.x, wv[u][1] = a.y, wv[u][2] = a.z, wv[u][3] = a.w;
+                wv[u][4] = c.x, wv[u][5] = c.y, wv[u][6] = c.z, wv[u][7] = c.w;
             }
-        } else {
-            const float4 *wr = (const float4 *)((const float *)w + (size_t)o * C);
-            float4 a = wr[2 * e], c = wr[2 * e + 1];
-            wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = c.x, wv[5] = c.y, wv[6] = c.z, wv[7] = c.w;
         }
 #pragma unroll
-        for (int n = 0; n < GEMV_MAX_ROWS; n++) {
-            if (n >= N) break;
-            float4 a = x4[(size_t)n * C4 + 2 * e], c = x4[(size_t)n * C4 + 2 * e + 1];
-            float xv[8] = {a.x, a.y, a.z, a.w, c.x, c.y, c.z, c.w};
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int e = e0 + 32 * u;
+            if (e >= chunks) break;
 #pragma unroll
-            for (int k = 0; k < 8; k++) acc[n] += wv[k] * (BF16 ? bf16_round(xv[k]) : xv[k]);
+            for (int n = 0; n < GEMV_MAX_ROWS; n++) {
+                if (n >= N) break;
+                float4 a = x4[(size_t)n * C4 + 2 * e], c = x4[(size_t)n * C4 + 2 * e + 1];
+                float xv[8] = {a.x, a.y, a.z, a.w, c.x, c.y, c.z, c.w};
+#pragma unroll
+                for (int k = 0; k < 8; k++) acc[n] += wv[u][k] * (BF16 ? bf16_round(xv[k]) : xv[k]);
+            }
         }
     }
     const float bias = b ? b[o] : 0.0f;
 #pragma unroll
     for (int n = 0; n < GEMV_MAX_ROWS; n++) {
         if (n >= N) break;
-        float sum = warp_sum(acc[n]);
-        if (lane == 0) out[(size_t)n * OC + o] = sum + bias;
+        float y = warp_sum(acc[n]) + bias;
+        if (lane == 0) {
+            size_t i = (size_t)n * OC + o;
+            out[i] = EPI == CUDA_EPILOGUE_GELU ? gelu_erf(y) : EPI == CUDA_EPILOGUE_ADD ? res[i] + y : y;
+        }
     }
+}
+
+int cuda_gemv_fits(const float *inp, const void *w, int N, int C) {
+    const void *vec[] = {inp, w};
+    return N > 0 && N <= GEMV_MAX_ROWS && C % 8 == 0 && common_alignment(vec, 2) >= 16;
+}
+
+template <bool BF16>
+static void gemv_launch(float *out, const float *inp, const void *w, const float *b, const float *res, int N,
+                        int OC, int C, int epilogue) {
+    unsigned blocks = cuda_blocks(OC, 8);
+    if (epilogue == CUDA_EPILOGUE_GELU)
+        gemv_kernel<BF16, CUDA_EPILOGUE_GELU><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, res, N, OC, C);
+    else if (epilogue == CUDA_EPILOGUE_ADD)
+        gemv_kernel<BF16, CUDA_EPILOGUE_ADD><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, res, N, OC, C);
+    else
+        gemv_kernel<BF16, CUDA_EPILOGUE_NONE><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, res, N, OC, C);
+}
+
+int cuda_linear_forward_fused(float *out, const float *inp, const float *w, const void *w_bf16, const float *b,
+                              const float *res, int N, int OC, int C, int epilogue) {
+    static const char *fn = "cuda_linear_forward_fused";
+    if (cuda_ready(fn)) return -1;
+    if (!cuda_gemv_fits(inp, w_bf16 ? w_bf16 : (const void *)w, N, C))
+        return cuda_fail(fn, "shape", "more rows than a streamed product takes, or unaligned");
+    if (w_bf16) gemv_launch<true>(out, inp, w_bf16, b, res, N, OC, C, epilogue);
+    else gemv_launch<false>(out, inp, w, b, res, N, OC, C, epilogue);
+    return cuda_launched(fn);
 }
 
 int cuda_linear_forward(float *out, const float *inp, const float *w, const void *w_bf16,
@@ -154,13 +203,8 @@ int cuda_linear_forward(float *out, const float *inp, const float *w, const void
     if (cuda_ready(fn)) return -1;
     if (N <= 0) return 0;
     const int bf16 = w_bf16 != NULL;
-    const void *vec[] = {inp, bf16 ? w_bf16 : (const void *)w};
-    if (N <= GEMV_MAX_ROWS && C % 8 == 0 && common_alignment(vec, 2) >= 16) {
-        unsigned blocks = cuda_blocks(OC, 8);
-        if (bf16) gemv_kernel<true><<<blocks, 256, 0, cuda_stream>>>(out, inp, w_bf16, b, N, OC, C);
-        else gemv_kernel<false><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, N, OC, C);
-        return cuda_launched(fn);
-    }
+    if (cuda_gemv_fits(inp, bf16 ? w_bf16 : (const void *)w, N, C))
+        return cuda_linear_forward_fused(out, inp, w, w_bf16, b, NULL, N, OC, C, CUDA_EPILOGUE_NONE);
     const void *A = w, *B = inp;
     cudaDataType_t in = CUDA_R_32F;
     if (bf16) {

@@ -97,6 +97,32 @@ int cuda_attention_backward(float *dqkv, float *datt_scratch, const float *dout,
                             const float *att, const float *rope_cos, const float *rope_sin,
                             const int *seq_start_host, int nseq, int NH, int hd, int rot, int C);
 
+/* ---- decoding's fused ops ----
+ * The products of a few rows (cuda_gemv_fits: N <= 8, C % 8 == 0, inp and
+ * the weight 16-byte aligned), which stream the weight once, with the
+ * next element-wise op done on their output: out = gelu(inp · wᵀ + b), or
+ * out = res + (inp · wᵀ + b) (res may be out); the same arithmetic as
+ * cuda_linear_forward then cuda_gelu_forward or cuda_residual_forward. */
+enum { CUDA_EPILOGUE_NONE, CUDA_EPILOGUE_GELU, CUDA_EPILOGUE_ADD };
+int cuda_gemv_fits(const float *inp, const void *w, int N, int C);
+int cuda_linear_forward_fused(float *out, const float *inp, const float *w, const void *w_bf16, const float *b,
+                              const float *res, int N, int OC, int C, int epilogue);
+/* Two layer norms of the same rows (cuda_layernorm_forward twice, the
+ * statistics computed once, not kept). */
+int cuda_layernorm_forward2(float *out1, float *out2, const float *inp, const float *w1, const float *b1,
+                            const float *w2, const float *b2, int N, int C, float eps);
+
+/* ---- recorded work: CUDA graphs ----
+ * cuda_record_begin starts capturing what the module enqueues (nothing
+ * runs); cuda_record_end stops, makes the capture replayable into *rec
+ * and launches it once. cuda_replay launches it again: the same kernels
+ * with the same arguments, so whatever changes between replays must be
+ * read by the kernels from device memory. */
+int cuda_record_begin(void);
+int cuda_record_end(void **rec);
+int cuda_replay(void *rec);
+void cuda_record_free(void *rec);
+
 /* ---- cached decoding (kvcache.c) ----
  * One sequence of a step: its slot's caches, [L, NH, room, hd] each, keys
  * rotated; p0 positions already cached; its n new rows are rows
@@ -110,7 +136,8 @@ typedef struct {
  * q and k at positions p0.., appends k and v to the caches at p0.., and
  * writes out [R, C] = the attention of each new row i over positions
  * 0..p0+i of its sequence. qkv [R, 3C] is read only (left unrotated).
- * max_pos: the largest p0 + n (sizes the launch). One launch for all rows
+ * max_pos: at least the largest p0 + n (sizes the shared memory; a
+ * recorded step passes the decoder's capacity). One launch for all rows
  * and heads. Needs hd % 4 == 0, hd <= 512, and qkv, out and the caches
  * 16-byte aligned (read and written four floats at a time). */
 int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *seqs, int nseq, int R,

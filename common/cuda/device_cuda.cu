@@ -116,38 +116,90 @@ static void gpu_attention_backward(const neox_model *m, const device_pack *p, fl
                                   p->host->nseq, c->num_heads, c->head_dim, c->rotary_ndims, c->hidden_size));
 }
 
-/* The step's sequence descriptors, made and uploaded at its first layer
- * (the caches do not move within a step: decoder_step reserves first). */
-static struct {
-    cuda_decode_seq *host, *dev;
-    int cap, max_pos;
-} steps;
+/* What the GPU keeps for a decoder: the step's sequence descriptors,
+ * uploaded by decode_begin and read by every layer's attention, and the
+ * steps recorded so far, one for each number of sequences with one new
+ * row each. A step is recorded the second time its shape comes (the
+ * first grows the module's scratch buffers, which must not move within a
+ * recording); the attention sizes its shared memory for the decoder's
+ * capacity, so a recording holds for every length. */
+typedef struct {
+    cuda_decode_seq *host, *dev; /* [max_rows] */
+    void **recorded;             /* [max_rows + 1] by nseq */
+    unsigned char *seen;         /* [max_rows + 1] */
+    int recording;               /* the nseq being recorded, or 0 */
+} gpu_decoder;
+
+/* TUNEPIPE_CUDA_GRAPHS=0 turns recording off (to measure what it saves). */
+static int record_steps = 1;
+
+static gpu_decoder *decoder_state(neox_decoder *d) {
+    gpu_decoder *g = (gpu_decoder *)d->device_state;
+    if (g) return g;
+    size_t n = (size_t)d->max_rows;
+    g = (gpu_decoder *)calloc(1, sizeof *g);
+    if (g) {
+        g->host = (cuda_decode_seq *)malloc(n * sizeof *g->host);
+        g->dev = (cuda_decode_seq *)cuda_alloc(n * sizeof *g->dev);
+        g->recorded = (void **)calloc(n + 1, sizeof *g->recorded);
+        g->seen = (unsigned char *)calloc(n + 1, 1);
+    }
+    if (!g || !g->host || !g->dev || !g->recorded || !g->seen) {
+        fprintf(stderr, "cuda: out of memory for a decoder\n");
+        exit(1);
+    }
+    d->device_state = g;
+    return g;
+}
+
+static void gpu_decoder_forget(neox_decoder *d) {
+    gpu_decoder *g = (gpu_decoder *)d->device_state;
+    if (!g) return;
+    for (int i = 0; i <= d->max_rows; i++) cuda_record_free(g->recorded[i]);
+    free(g->recorded);
+    free(g->seen);
+    free(g->host);
+    gpu_release(g->dev);
+    free(g);
+    d->device_state = NULL;
+}
+
+static int gpu_decode_begin(neox_decoder *d, const decode_rows *rows) {
+    gpu_decoder *g = decoder_state(d);
+    int R = 0;
+    for (int b = 0; b < rows->nseq; b++) {
+        int s = rows->slot[b];
+        g->host[b] = (cuda_decode_seq){d->k[s], d->v[s], d->room[s], d->len[s], R, rows->count[b]};
+        R += rows->count[b];
+    }
+    check(cuda_to_device(g->dev, g->host, (size_t)rows->nseq * sizeof *g->dev));
+    if (R != rows->nseq || !record_steps) return 0;
+    if (g->recorded[R]) {
+        check(cuda_replay(g->recorded[R]));
+        return 1;
+    }
+    if (g->seen[R]) {
+        check(cuda_record_begin());
+        g->recording = R;
+    }
+    g->seen[R] = 1;
+    return 0;
+}
+
+static void gpu_decode_end(neox_decoder *d) {
+    gpu_decoder *g = (gpu_decoder *)d->device_state;
+    if (!g->recording) return;
+    check(cuda_record_end(&g->recorded[g->recording]));
+    g->recording = 0;
+}
 
 static void gpu_attention_decode(neox_decoder *d, int l, const decode_rows *rows, float *qkv, float *atty,
                                  int here) {
     const neox_config *c = &d->m->cfg;
+    const gpu_decoder *g = (const gpu_decoder *)d->device_state;
     int R = 0;
     for (int b = 0; b < rows->nseq; b++) R += rows->count[b];
-    if (l == 0) {
-        if (rows->nseq > steps.cap) {
-            gpu_release(steps.dev);
-            free(steps.host);
-            steps.cap = rows->nseq * 2;
-            steps.host = (cuda_decode_seq *)malloc((size_t)steps.cap * sizeof *steps.host);
-            steps.dev = (cuda_decode_seq *)cuda_alloc((size_t)steps.cap * sizeof *steps.dev);
-            if (!steps.host || !steps.dev) check(-1);
-        }
-        steps.max_pos = 0;
-        int row = 0;
-        for (int b = 0; b < rows->nseq; b++) {
-            int s = rows->slot[b];
-            steps.host[b] = (cuda_decode_seq){d->k[s], d->v[s], d->room[s], d->len[s], row, rows->count[b]};
-            row += rows->count[b];
-            if (d->len[s] + rows->count[b] > steps.max_pos) steps.max_pos = d->len[s] + rows->count[b];
-        }
-        check(cuda_to_device(steps.dev, steps.host, (size_t)rows->nseq * sizeof *steps.dev));
-    }
-    check(cuda_attention_decode(atty, qkv, steps.dev, rows->nseq, R, steps.max_pos, l, d->m->rope_cos,
+    check(cuda_attention_decode(atty, qkv, g->dev, rows->nseq, R, d->capacity, l, d->m->rope_cos,
                                 d->m->rope_sin, c->num_heads, c->head_dim, c->rotary_ndims));
 }
 
@@ -168,6 +220,40 @@ static void gpu_decoder_reserve(neox_decoder *d, int slot, int room) {
         }
         *caches[i] = fresh;
     }
+}
+
+/* layer_forward's decoding step with a parallel residual (Pythia), when
+ * every product streams its weight (a few rows): both layer norms in one
+ * launch, GELU and the residual additions inside the products. Six
+ * launches instead of ten, the same arithmetic: out = (in + attn) + mlp. */
+static int gpu_decode_layer(const neox_model *m, int l, const layer_bufs *b, int R, const layer_attention *att) {
+    const neox_config *c = &m->cfg;
+    const neox_layer_params *lp = &m->p.layers[l];
+    const neox_layer_linear *L = &m->lin[l];
+    const linear *ops[4] = {&L->qkv, &L->attn_proj, &L->fc, &L->fc_proj};
+    const float *inputs[4] = {b->ln1, b->atty, b->ln2, b->fch_gelu};
+    if (!c->use_parallel_residual) return 0;
+    for (int i = 0; i < 4; i++) {
+        const void *w = copy_for(ops[i], GEMM_FOR_FORWARD);
+        if (!cuda_gemv_fits(inputs[i], w ? w : ops[i]->w, R, ops[i]->C)) return 0;
+    }
+    check(cuda_layernorm_forward2(b->ln1, b->ln2, b->in, lp->ln1_w, lp->ln1_b, lp->ln2_w, lp->ln2_b, R,
+                                  c->hidden_size, (float)c->layer_norm_eps));
+    const struct {
+        float *out;
+        const float *res;
+        int epilogue;
+    } step[4] = {{b->qkv, NULL, CUDA_EPILOGUE_NONE},
+                 {b->out, b->in, CUDA_EPILOGUE_ADD},
+                 {b->fch_gelu, NULL, CUDA_EPILOGUE_GELU},
+                 {b->out, b->out, CUDA_EPILOGUE_ADD}};
+    for (int i = 0; i < 4; i++) {
+        const linear *op = ops[i];
+        check(cuda_linear_forward_fused(step[i].out, inputs[i], op->w, copy_for(op, GEMM_FOR_FORWARD), op->b,
+                                        step[i].res, R, op->OC, op->C, step[i].epilogue));
+        if (i == 0) att->fn(att->ctx, l, b->qkv, b->atty, 0);
+    }
+    return 1;
 }
 
 /* ---- loss and optimizer ------------------------------------------------------------ */
@@ -206,6 +292,8 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
         snprintf(err, errlen, "%s", cuda_ops_last_error());
         return NULL;
     }
+    const char *graphs = getenv("TUNEPIPE_CUDA_GRAPHS");
+    record_steps = !graphs || strcmp(graphs, "0") != 0;
     gpu.name = "cuda";
     gpu.host_memory = 0;
     gpu.alloc = gpu_alloc;
@@ -235,7 +323,10 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
     gpu.crossentropy = gpu_crossentropy;
     gpu.sum_squares = gpu_sum_squares;
     gpu.adamw_step = gpu_adamw_step;
-    gpu.decode_layer = NULL;
+    gpu.decode_begin = gpu_decode_begin;
+    gpu.decode_end = gpu_decode_end;
+    gpu.decoder_forget = gpu_decoder_forget;
+    gpu.decode_layer = gpu_decode_layer;
     return &gpu;
 }
 

@@ -97,9 +97,19 @@ typedef struct device_ops {
     /* One AdamW step over the trainer's parameters (optim.h), re-making the
      * linear layers' copies from the updated weights. */
     void (*adamw_step)(struct trainer *t, const adamw_consts *k);
+    /* A decoding step's bracket (NULL where a device has no use for it).
+     * decode_begin comes before the step's first op, the tokens uploaded;
+     * it returns 1 when it has enqueued the whole step itself (replaying
+     * one it recorded: one new row for each of as many sequences, the
+     * same buffers, the per-step values read from device memory) and the
+     * ops are not called; otherwise decode_end follows the last op.
+     * decoder_forget frees what the device keeps for d. */
+    int (*decode_begin)(struct neox_decoder *d, const decode_rows *rows);
+    void (*decode_end)(struct neox_decoder *d);
+    void (*decoder_forget)(struct neox_decoder *d);
     /* A device's own decoding step of layer l (forward.h's layer_forward
      * with one new row per sequence), or 0 where it has none for this
-     * layer's dtype: then the generic one runs. */
+     * layer, its dtype or its rows: then the generic one runs. */
     int (*decode_layer)(const struct neox_model *m, int l, const struct layer_bufs *b, int R,
                         const struct layer_attention *att);
 } device_ops;

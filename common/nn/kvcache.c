@@ -32,6 +32,7 @@ void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capac
 void decoder_free(neox_decoder *d) {
     const device_ops *dev = d->m ? d->m->dev : NULL;
     if (!dev) return;
+    if (dev->decoder_forget) dev->decoder_forget(d);
     for (int i = 0; i < d->num_slots; i++) {
         dev->release(d->k[i]);
         dev->release(d->v[i]);
@@ -80,25 +81,29 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
         decoder_reserve(d, slot[b], d->len[slot[b]] + count[b]);
     }
     dev->upload(d->tokens, tokens, (size_t)R * sizeof *tokens);
-    dev->embedding_forward(d->x, m->p.wte, d->tokens, R, C);
-    step_ctx sc = {d, nseq, slot, count};
-    const layer_attention att = {step_attention, &sc, R == nseq};
-    /* in place on x; no statistics kept, GELU in place */
-    const layer_bufs bufs = {.in = d->x, .out = d->x, .ln1 = d->ln, .qkv = d->qkv, .atty = d->atty,
-                             .ln2 = d->ln2, .fch = d->fch, .fch_gelu = d->fch, .branch = d->branch,
-                             .branch2 = d->branch2};
-    for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &bufs, R, &att);
-    for (int b = 0; b < nseq; b++) d->len[slot[b]] += count[b];
-    int rows = R;
-    if (!all) { /* only each sequence's last row (earlier rows: no overlap) */
-        rows = nseq;
-        for (int b = 0, r = 0; b < nseq; b++) {
-            r += count[b];
-            dev->copy(d->x + (size_t)b * C, d->x + (size_t)(r - 1) * C, (size_t)C * sizeof(float));
-        }
+    const decode_rows step_rows = {nseq, slot, count};
+    /* only each sequence's last row unless all (R == nseq: the same) */
+    const int rows = all ? R : nseq;
+    if (!dev->decode_begin || !dev->decode_begin(d, &step_rows)) {
+        dev->embedding_forward(d->x, m->p.wte, d->tokens, R, C);
+        step_ctx sc = {d, nseq, slot, count};
+        const layer_attention att = {step_attention, &sc, R == nseq};
+        /* in place on x; no statistics kept, GELU in place */
+        const layer_bufs bufs = {.in = d->x, .out = d->x, .ln1 = d->ln, .qkv = d->qkv, .atty = d->atty,
+                                 .ln2 = d->ln2, .fch = d->fch, .fch_gelu = d->fch, .branch = d->branch,
+                                 .branch2 = d->branch2};
+        for (int l = 0; l < c->num_layers; l++) layer_forward(m, l, &bufs, R, &att);
+        if (!all) /* earlier rows: no overlap */
+            for (int b = 0, r = 0; b < nseq; b++) {
+                r += count[b];
+                dev->copy(d->x + (size_t)b * C, d->x + (size_t)(r - 1) * C, (size_t)C * sizeof(float));
+            }
+        dev->layernorm_forward(d->ln, NULL, NULL, d->x, m->p.lnf_w, m->p.lnf_b, rows, C,
+                               (float)c->layer_norm_eps);
+        dev->linear_forward(&m->lm_head, dev->host_memory ? logits : d->logits, d->ln, rows);
+        if (dev->decode_end) dev->decode_end(d);
     }
-    dev->layernorm_forward(d->ln, NULL, NULL, d->x, m->p.lnf_w, m->p.lnf_b, rows, C, (float)c->layer_norm_eps);
-    dev->linear_forward(&m->lm_head, dev->host_memory ? logits : d->logits, d->ln, rows);
+    for (int b = 0; b < nseq; b++) d->len[slot[b]] += count[b];
     if (!dev->host_memory) dev->download(logits, d->logits, (size_t)rows * c->vocab_size * sizeof(float));
 }
 

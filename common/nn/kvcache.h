@@ -30,10 +30,12 @@ typedef struct neox_decoder {
     float *ln2, *branch2;   /* the MLP's input; its output when it runs beside the attention */
     uint32_t *tokens;       /* [max_rows] the step's tokens */
     float *logits;          /* [max_rows, V]; NULL where the device's memory is the host's */
+    void *device_state;     /* the device's own (device.h's decode_begin), or NULL */
 } neox_decoder;
 
 /* capacity 0 means max_positions. A slot's cache grows as its sequence
- * does. Any number of decoders may share m. */
+ * does. Any number of decoders may share m, whose weights and dtype stay
+ * as they are while a decoder lives (a GPU records steps that read them). */
 void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows);
 void decoder_free(neox_decoder *d);
 /* Empties a slot for a new sequence. */

@@ -210,6 +210,49 @@ static void test_linear(int N, int OC, int Cin, int bias, int accumulate) {
 /* Views one float off 16-byte alignment take the other paths: a bias so
  * placed the GemmEx one (bias added first), few rows so placed cuBLASLt
  * at 4-byte alignment. */
+/* Decoding's fused ops against the separate ones they replace, on the
+ * GPU: the same arithmetic, so the same bits. */
+static int same_dev(const float *a, const float *b, size_t n) {
+    float *x = down(a, n), *y = down(b, n);
+    int same = memcmp(x, y, n * sizeof *x) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static void test_fused_decoding(int N) {
+    float *w = randv((size_t)F * C, 0.05f), *b = randv(F, 0.5f), *x = randv((size_t)N * F, 1);
+    float *res = randv((size_t)N * F, 1), *lnw = randv(C, 1), *lnb = randv(C, 0.5f);
+    float *gw = upf(w, (size_t)F * C), *gb = upf(b, F), *gx = upf(x, (size_t)N * F), *gres = upf(res, (size_t)N * F);
+    float *glnw = upf(lnw, C), *glnb = upf(lnb, C);
+    float *ga = upf(NULL, (size_t)N * F), *gsep = upf(NULL, (size_t)N * F), *gc = upf(NULL, (size_t)N * F);
+    void *gw16 = up(NULL, (size_t)F * C * 2);
+    GPU(cuda_to_bf16(gw16, gw, (size_t)F * C));
+    for (int bf = 0; bf < 2; bf++) {
+        const void *w16 = bf ? gw16 : NULL;
+        const char *dt = bf ? "bf16" : "fp32";
+        /* the MLP's first product [F, C], then GELU */
+        if (GPU(cuda_linear_forward_fused(ga, gx, gw, w16, gb, NULL, N, F, C, CUDA_EPILOGUE_GELU)) &&
+            GPU(cuda_linear_forward(gsep, gx, gw, w16, gb, N, F, C)) && GPU(cuda_gelu_forward(gsep, gsep, (size_t)N * F)))
+            ok(same_dev(ga, gsep, (size_t)N * F), "%s N=%d: gelu(x·wᵀ + b) in the product equals linear then gelu", dt, N);
+        /* the MLP's output product [C, F] added to the residual, in place */
+        GPU(cuda_copy(ga, gres, (size_t)N * C * sizeof(float)));
+        if (GPU(cuda_linear_forward_fused(ga, gx, gw, w16, gb, ga, N, C, F, CUDA_EPILOGUE_ADD)) &&
+            GPU(cuda_linear_forward(gsep, gx, gw, w16, gb, N, C, F)) &&
+            GPU(cuda_residual_forward(gc, gres, gsep, (size_t)N * C)))
+            ok(same_dev(ga, gc, (size_t)N * C), "%s N=%d: res + (x·wᵀ + b) in place equals linear then residual", dt, N);
+    }
+    /* both layer norms of a parallel-residual layer from one statistics pass */
+    if (GPU(cuda_layernorm_forward2(ga, gc, gres, glnw, glnb, gb, gw, N, C, 1e-5f)) &&
+        GPU(cuda_layernorm_forward(gsep, NULL, NULL, gres, glnw, glnb, N, C, 1e-5f)))
+        ok(same_dev(ga, gsep, (size_t)N * C), "N=%d: the first of two layer norms equals layernorm", N);
+    if (GPU(cuda_layernorm_forward(gsep, NULL, NULL, gres, gb, gw, N, C, 1e-5f)))
+        ok(same_dev(gc, gsep, (size_t)N * C), "N=%d: the second of two layer norms equals layernorm", N);
+    void *gpu_bufs[] = {gw, gb, gx, gres, glnw, glnb, ga, gsep, gc, gw16};
+    for (size_t i = 0; i < sizeof gpu_bufs / sizeof *gpu_bufs; i++) cuda_free(gpu_bufs[i]);
+    free(w), free(b), free(x), free(res), free(lnw), free(lnb);
+}
+
 static void test_linear_views(int N, int misalign_bias, int misalign_inp) {
     const int OC = 1024, Cin = 1024;
     char what[160];
@@ -617,6 +660,8 @@ int main(void) {
     test_linear_views(3, 0, 1);
     test_layernorm(387);
     test_layernorm(1);
+    test_fused_decoding(1);
+    test_fused_decoding(8);
     test_pointwise();
     test_rows();
     test_attention();
