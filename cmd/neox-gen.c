@@ -362,7 +362,7 @@ int main(int argc, char **argv) {
     if (!dev) die("%s", err);
     int on_cpu = dev == &device_cpu;
     if (on_cpu && o.bf16 && !gemm_bf16_available()) o.bf16 = 0;
-    if (o.verbose && on_cpu) gemm_tell_kernels(o.bf16);
+    if (o.verbose) device_tell_kernels(dev, o.bf16);
     neox_model m;
     /* bf16 on the CPU: the linear weights are loaded into their bf16 copies
      * only; a GPU makes its copies from the fp32 weights it was given. */
@@ -394,6 +394,7 @@ int main(int argc, char **argv) {
         }
         stream_reader_close(sr);
     }
+    if (o.verbose) device_tell_peak_memory(dev);
     model_free(&m);
     return 0;
 }

@@ -13,6 +13,7 @@ void *cuda_workspace;
 static int initialized;
 static char last_error[512];
 static char device_name[256];
+static void held_add(void *p, size_t bytes);
 
 int cuda_fail(const char *fn, const char *what, const char *why) {
     snprintf(last_error, sizeof last_error, "%s: %s: %s", fn, what, why);
@@ -64,6 +65,7 @@ int cuda_ops_init(void) {
     snprintf(device_name, sizeof device_name, "%s", prop.name);
     CU_TRY(fn, cudaStreamCreateWithFlags(&cuda_stream, cudaStreamNonBlocking));
     CU_TRY(fn, cudaMalloc(&cuda_workspace, CUDA_WORKSPACE_BYTES));
+    held_add(cuda_workspace, CUDA_WORKSPACE_BYTES);
     BLAS_TRY(fn, cublasCreate(&cuda_blas));
     BLAS_TRY(fn, cublasSetStream(cuda_blas, cuda_stream));
     /* fp32 products stay fp32: no TF32 tensor cores. */
@@ -84,16 +86,12 @@ void *cuda_scratch(int which, size_t bytes) {
     /* Kernels queued before may still use the old buffer. */
     if (scratch[which].p) {
         cudaStreamSynchronize(cuda_stream);
-        cudaFree(scratch[which].p);
+        cuda_free(scratch[which].p);
     }
     size_t grown = bytes + bytes / 4;
     scratch[which].bytes = 0;
-    cudaError_t e = cudaMalloc(&scratch[which].p, grown);
-    if (e != cudaSuccess) {
-        scratch[which].p = NULL;
-        cuda_fail("scratch", "cudaMalloc", cudaGetErrorString(e));
-        return NULL;
-    }
+    scratch[which].p = cuda_alloc(grown);
+    if (!scratch[which].p) return NULL;
     scratch[which].bytes = grown;
     return scratch[which].p;
 }
@@ -102,7 +100,7 @@ void cuda_ops_shutdown(void) {
     if (!initialized) return;
     cudaStreamSynchronize(cuda_stream);
     for (int i = 0; i < SCRATCH_COUNT; i++) {
-        cudaFree(scratch[i].p);
+        cuda_free(scratch[i].p);
         scratch[i].p = NULL;
         scratch[i].bytes = 0;
     }
@@ -115,6 +113,41 @@ void cuda_ops_shutdown(void) {
 
 /* ---- memory ---- */
 
+/* What cuda_alloc holds, for cuda_ops_peak_bytes: each block's size (a
+ * few hundred blocks: the model's, the activations', the caches'). */
+static struct {
+    void **p;
+    size_t *bytes, n, cap, held, peak;
+} blocks;
+
+static void held_add(void *p, size_t bytes) {
+    if (blocks.n == blocks.cap) {
+        size_t cap = blocks.cap ? 2 * blocks.cap : 256;
+        void **np = (void **)realloc(blocks.p, cap * sizeof *np);
+        if (np) blocks.p = np;
+        size_t *nb = (size_t *)realloc(blocks.bytes, cap * sizeof *nb);
+        if (nb) blocks.bytes = nb;
+        if (!np || !nb) return; /* the figure then misses this block */
+        blocks.cap = cap;
+    }
+    blocks.p[blocks.n] = p;
+    blocks.bytes[blocks.n++] = bytes;
+    blocks.held += bytes;
+    if (blocks.held > blocks.peak) blocks.peak = blocks.held;
+}
+
+static void held_remove(void *p) {
+    for (size_t i = blocks.n; i-- > 0;)
+        if (blocks.p[i] == p) {
+            blocks.held -= blocks.bytes[i];
+            blocks.p[i] = blocks.p[--blocks.n];
+            blocks.bytes[i] = blocks.bytes[blocks.n];
+            return;
+        }
+}
+
+size_t cuda_ops_peak_bytes(void) { return blocks.peak; }
+
 void *cuda_alloc(size_t bytes) {
     void *p = NULL;
     if (cuda_ready("cuda_alloc")) return NULL;
@@ -126,11 +159,14 @@ void *cuda_alloc(size_t bytes) {
         cudaGetLastError(); /* not sticky: the next launch must not report it */
         return NULL;
     }
+    held_add(p, bytes);
     return p;
 }
 
 void cuda_free(void *p) {
-    if (p) cudaFree(p);
+    if (!p) return;
+    held_remove(p);
+    cudaFree(p);
 }
 
 int cuda_to_device(void *dst, const void *src, size_t bytes) {

@@ -33,6 +33,8 @@ void *cuda_ops_stream(void);
 const char *cuda_ops_last_error(void);
 /* The device's name, e.g. "NVIDIA H100 80GB HBM3". */
 const char *cuda_ops_device_name(void);
+/* The most bytes cuda_alloc (and the module's scratch) held at once. */
+size_t cuda_ops_peak_bytes(void);
 
 /* ---- memory ---- */
 void *cuda_alloc(size_t bytes);                /* NULL on failure (error set) */

@@ -295,6 +295,8 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
     const char *graphs = getenv("TUNEPIPE_CUDA_GRAPHS");
     record_steps = !graphs || strcmp(graphs, "0") != 0;
     gpu.name = "cuda";
+    gpu.card = cuda_ops_device_name();
+    gpu.peak_memory = cuda_ops_peak_bytes;
     gpu.host_memory = 0;
     gpu.alloc = gpu_alloc;
     gpu.release = gpu_release;

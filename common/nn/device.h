@@ -45,7 +45,10 @@ typedef struct {
 
 typedef struct device_ops {
     const char *name;                   /* "cpu", "cuda" */
+    const char *card;                   /* the processor, for -v ("NVIDIA H100 80GB HBM3"); NULL: the host's */
     int host_memory;                    /* its memory is the host's: no copies needed */
+    /* bytes of device memory held at once at most so far (NULL: not kept) */
+    size_t (*peak_memory)(void);
     /* memory */
     void *(*alloc)(size_t bytes);       /* uninitialized; NULL when out of memory */
     void (*release)(void *p);
@@ -125,6 +128,11 @@ const device_ops *device_open(const char *name, char *err, size_t errlen);
 void *device_alloc(const device_ops *dev, size_t bytes);
 /* Frees *p and allocates n floats there (device_alloc). */
 void device_regrow(const device_ops *dev, float **p, size_t n);
+
+/* -v's lines: where the products run, and at the end the device memory
+ * the process held at most (nothing on the CPU, whose tools report RSS). */
+void device_tell_kernels(const device_ops *dev, int bf16);
+void device_tell_peak_memory(const device_ops *dev);
 
 /* The tools' device when --device is not given: TUNEPIPE_DEVICE, else "cpu". */
 const char *device_default_name(void);

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 
 #include "base/cli.h"
+#include "kernels/gemm.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,4 +67,19 @@ void *device_alloc(const device_ops *dev, size_t bytes) {
 void device_regrow(const device_ops *dev, float **p, size_t n) {
     dev->release(*p);
     *p = device_alloc(dev, n * sizeof(float));
+}
+
+void device_tell_kernels(const device_ops *dev, int bf16) {
+    if (dev->host_memory) {
+        gemm_tell_kernels(bf16);
+        return;
+    }
+    fprintf(stderr, "%s: %s products on %s (%s), the rest in fp32 on it\n", prog_name, bf16 ? "bf16" : "fp32",
+            dev->card, bf16 ? "fp32 accumulation" : "no TF32");
+}
+
+void device_tell_peak_memory(const device_ops *dev) {
+    if (dev->peak_memory)
+        fprintf(stderr, "%s: at most %.2f GiB of %s memory held (the CUDA context's own not counted)\n", prog_name,
+                dev->peak_memory() / 1073741824.0, dev->name);
 }

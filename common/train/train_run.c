@@ -395,10 +395,11 @@ static int train(run *r) {
     /* a GPU always has bf16 products; the CPU's rule and message are gemm.h's */
     if (r->s.bf16 && (r->model.dev != &device_cpu || gemm_bf16_available())) trainer_use_bf16(&r->t);
     if (o->resume && dist_rank() == 0) warn_if_kernels_changed(r);
-    if (o->verbose && dist_rank() == 0) gemm_tell_kernels(r->model.dtype == DTYPE_BF16);
+    if (o->verbose && dist_rank() == 0) device_tell_kernels(r->model.dev, r->model.dtype == DTYPE_BF16);
     catch_stop_signals();
     int ok = train_loop(r);
     progress_done();
+    if (o->verbose && dist_rank() == 0) device_tell_peak_memory(r->model.dev);
     if (!ok) {
         exit_status = -1;
     } else if (r->p.step < r->s.steps) { /* stopped by a signal */
