@@ -105,11 +105,15 @@ $(BUILD)/tests/gpu/%.t: $(BUILD)/tests/gpu/%.o $(BUILD)/libtunepipe.a $(BUILD)/l
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -L$(BUILD) -ltunepipe-cuda \
 	  -Wl,-rpath,$(abspath $(BUILD)) $(LDLIBS)
 
-# Builds and runs the GPU tests (each skips itself without a GPU), then
-# neox-gen's tests with every tool on the GPU (TUNEPIPE_DEVICE=cuda).
+# Builds and runs the GPU tests (each skips itself without a GPU: the
+# programs of tests/gpu/*.c and the scripts tests/gpu/t*.sh, such as a
+# checkpoint resumed on the other device), then neox-gen's tests with every
+# tool on the GPU (TUNEPIPE_DEVICE=cuda).
+GPU_SH = $(sort $(wildcard tests/gpu/t*.sh))
 ifneq ($(CUDA_LIB),)
 check-gpu: all $(GPU_BIN)
-	prove --exec '' $(GPU_BIN)
+	TUNEPIPE_BIN=$(CURDIR)/$(BIN) TUNEPIPE_BUILD=$(CURDIR)/$(BUILD) \
+	  prove --exec '' $(GPU_BIN) $(GPU_SH)
 	@if nvidia-smi -L >/dev/null 2>&1; then \
 	  TUNEPIPE_DEVICE=cuda TUNEPIPE_BIN=$(CURDIR)/$(BIN) TUNEPIPE_BUILD=$(CURDIR)/$(BUILD) \
 	    prove --exec '' tests/t40-neox-gen.sh; \
