@@ -108,11 +108,14 @@ $(BUILD)/tests/gpu/%.t: $(BUILD)/tests/gpu/%.o $(BUILD)/libtunepipe.a $(BUILD)/l
 # Builds and runs the GPU tests (each skips itself without a GPU):
 # cuda_ops.t, each op against its CPU twin; fidelity.t, the model, trainer
 # and decoder on cuda against the Hugging Face oracle (TUNEPIPE_DEVICE=cpu
-# runs its checks on the CPU). Then neox-gen's tests with every tool on
-# the GPU (TUNEPIPE_DEVICE=cuda).
+# runs its checks on the CPU); the scripts tests/gpu/t*.sh, such as a
+# checkpoint resumed on the other device. Then neox-gen's tests with every
+# tool on the GPU (TUNEPIPE_DEVICE=cuda).
+GPU_SH = $(sort $(wildcard tests/gpu/t*.sh))
 ifneq ($(CUDA_LIB),)
 check-gpu: all $(GPU_BIN)
-	prove --exec '' $(GPU_BIN)
+	TUNEPIPE_BIN=$(CURDIR)/$(BIN) TUNEPIPE_BUILD=$(CURDIR)/$(BUILD) \
+	  prove --exec '' $(GPU_BIN) $(GPU_SH)
 	@if nvidia-smi -L >/dev/null 2>&1; then \
 	  TUNEPIPE_DEVICE=cuda TUNEPIPE_BIN=$(CURDIR)/$(BIN) TUNEPIPE_BUILD=$(CURDIR)/$(BUILD) \
 	    prove --exec '' tests/t40-neox-gen.sh; \

@@ -12,23 +12,34 @@
 # The learning rate is 1e-4, not the seed's 1e-6: on random weights 1e-6
 # barely moves the loss, and a flat curve would compare nothing.
 #
+# The fp32 run, the reference, is on the CPU; CURVE_BF16_DEVICE=cuda puts the
+# bf16 run on the GPU (neox-train --device cuda: cuBLAS's bf16 products with
+# fp32 accumulation), so that `CURVE_BF16_DEVICE=cuda make bf16-curve`
+# holds the GPU's bf16 training to the CPU's fp32 curve, with the same
+# tolerances. TUNEPIPE_DEVICE does not apply here.
+#
 #   CURVE_CONFIG      model shape (default data/pythia-410m.config.json)
 #   CURVE_STEPS       optimizer steps (default 50)
 #   CURVE_LR          peak learning rate (default 1e-4)
 #   CURVE_MAX_DLOSS   tolerance: largest per-step |loss_bf16 - loss_fp32|, nats
 #   CURVE_FINAL_REL   tolerance: |final loss difference| / final fp32 loss
 #   CURVE_GRAD_REL    tolerance: largest per-step |grad_norm difference| / fp32's
+#   CURVE_BF16_DEVICE the bf16 run's --device: cpu (default) or cuda
+#   CURVE_THREADS     --threads of the runs (default: every CPU)
 #   CURVE_REUSE=1     compare the logs already in $OUT/bf16-curve, no training
 #   OUT               output directory (default out)
 #
 # Takes about 10 minutes on the 2-core machine (7 s per fp32 step, 3.5 s per
-# bf16 step, plus writing the checkpoints).
+# bf16 step, plus writing the checkpoints); with the bf16 run on a GPU, the
+# fp32 run's time on the CPU.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 config=${CURVE_CONFIG:-data/pythia-410m.config.json}
 steps=${CURVE_STEPS:-50}
 lr=${CURVE_LR:-1e-4}
+bf16_device=${CURVE_BF16_DEVICE:-cpu}
+threads=${CURVE_THREADS:+--threads $CURVE_THREADS}
 # Tolerance, from what we measured (README, "bf16 training against fp32"; 2
 # cores, AMX, lr 1e-4): over the 50 steps the largest per-step gap was 0.0019
 # nats (step 14; mean 0.0004), the final losses differed by 0.002% and the
@@ -54,11 +65,14 @@ if [ "${CURVE_REUSE:-0}" != 1 ]; then
 	# trains would otherwise compare two builds.
 	cp bin/neox-train "$dir/neox-train"
 	echo "bf16-curve: random weights shaped by $config..." >&2
-	"$dir/neox-train" --init "$config" --steps 0 --seed 42 -o "$dir/init" --overwrite -q <"$dir/train.tok"
+	"$dir/neox-train" --device cpu --init "$config" --steps 0 --seed 42 -o "$dir/init" --overwrite -q <"$dir/train.tok"
 	for dtype in fp32 bf16; do
-		echo "bf16-curve: $steps steps, --dtype $dtype, lr $lr..." >&2
+		device=cpu
+		[ "$dtype" = bf16 ] && device=$bf16_device
+		echo "bf16-curve: $steps steps, --dtype $dtype, lr $lr, --device $device..." >&2
 		t0=$(date +%s)
-		"$dir/neox-train" -m "$dir/init" -o "$dir/$dtype" --overwrite -q --dtype "$dtype" \
+		# shellcheck disable=SC2086 # $threads: empty, or the option and its value
+		"$dir/neox-train" --device "$device" $threads -m "$dir/init" -o "$dir/$dtype" --overwrite -q --dtype "$dtype" \
 			--steps "$steps" --lr "$lr" --schedule linear --warmup 1 --batch 1 --grad-accum 4 \
 			--clip 1 --seed 42 --save-every 0 <"$dir/train.tok"
 		echo $(($(date +%s) - t0)) >"$dir/$dtype.wall"
@@ -81,7 +95,8 @@ function field(line, key) {
 function abs(x) { return x < 0 ? -x : x }
 # (+ 0: numbers, not strings, or "6" <= "50" compares as text)
 FNR == NR { s = field($0, "step") + 0; l32[s] = field($0, "loss") + 0; g32[s] = field($0, "grad_norm") + 0; e32 = field($0, "elapsed") + 0; n32 = s; next }
-{ s = field($0, "step") + 0; l16[s] = field($0, "loss") + 0; g16[s] = field($0, "grad_norm") + 0; e16 = field($0, "elapsed") + 0; n16 = s }
+{ s = field($0, "step") + 0; l16[s] = field($0, "loss") + 0; g16[s] = field($0, "grad_norm") + 0; e16 = field($0, "elapsed") + 0; n16 = s
+  k16 = field($0, "kernel"); gsub(/"/, "", k16) }
 END {
 	dmax = rmax = -1
 	if (n32 < 1 || n32 != n16) { print "bf16-curve: the two logs differ in length (" n32 " and " n16 " steps)" > "/dev/stderr"; exit 2 }
@@ -95,7 +110,9 @@ END {
 	}
 	frel = abs(l16[n32] - l32[n32]) / l32[n32]
 	print ""
-	printf "bf16 against fp32: %d steps of %s from the same random weights, lr %s\n\n", n32, config, lr
+	# (a GPU names its kernels cuda-...: the bf16 run was CURVE_BF16_DEVICE=cuda)
+	printf "bf16%s against fp32%s: %d steps of %s from the same random weights, lr %s\n\n",
+		k16 ~ /^cuda-/ ? " on the GPU (" k16 ")" : "", k16 ~ /^cuda-/ ? " on the CPU" : "", n32, config, lr
 	print "| what | fp32 | bf16 | difference |"
 	print "|---|---|---|---|"
 	printf "| loss, step 1 | %.4f | %.4f | %.5f |\n", l32[1], l16[1], abs(l16[1] - l32[1])

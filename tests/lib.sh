@@ -2,6 +2,8 @@
 # Tools come from $TUNEPIPE_BIN (set by make test), else ./bin.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+# (tests/gpu/*.sh are a level deeper)
+[ -f "$TOP/tests/lib.sh" ] || TOP=$(cd "$TOP/.." && pwd)
 BIN=${TUNEPIPE_BIN:-$TOP/bin}
 PATH=$BIN:$PATH
 export TUNEPIPE_DATA=$TOP/data
@@ -66,4 +68,19 @@ tiny_examples() {
 			printf "]}\n" } }' >"$TMP/tiny.jsonl"
 	head -40 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny.tok"
 	tail -8 "$TMP/tiny.jsonl" | bpe-encode >"$TMP/tiny-eval.tok"
+}
+
+# st ids|f64|diff ...: the safetensors files, read with perl (tests/safetensors.pl).
+st() { perl "$TOP/tests/safetensors.pl" "$@"; }
+# "within TOL LOG-A LOG-B": the same steps and tokens, loss and grad_norm
+# within TOL relative (t55, tests/gpu/t-device-resume.sh).
+within() {
+	for f in "$2" "$3"; do
+		sed 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*"grad_norm":\([^,]*\),"tokens":\([0-9]*\),.*/\1 \2 \3 \4/' "$f"
+	done | awk -v tol="$1" -v n="$(wc -l <"$2")" '
+		function rel(a, b) { d = a - b; if (d < 0) d = -d; return b ? d / (b < 0 ? -b : b) : d }
+		NR <= n { s[NR] = $1; l[NR] = $2; g[NR] = $3; t[NR] = $4; next }
+		{ i = NR - n; if ($1 != s[i] || $4 != t[i] || rel($2, l[i]) > tol || rel($3, g[i]) > tol) { print "differs: " $0; bad = 1 }
+		  if (rel($2, l[i]) > w) w = rel($2, l[i]); if (rel($3, g[i]) > w) w = rel($3, g[i]) }
+		END { printf "worst relative difference %.3g over %d steps\n", w, NR - n; exit bad || NR != 2 * n }'
 }

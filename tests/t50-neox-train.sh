@@ -98,6 +98,19 @@ check "--resume on other kernels says the numbers will differ in the last bits" 
 check "... and nothing when the kernels are the same" \
 	"OPENBLAS_CORETYPE=Prescott neox-train --resume '$TMP/moved' --steps 4 -q '$TMP/tiny.tok' 2>'$TMP/moved.err' &&
 	 test ! -s '$TMP/moved.err'"
+# A run begun on the GPU, as its log says: its last line before the
+# checkpoint names the kernels cuda-fp32, five characters taken off the blas
+# name so that the log keeps the length the state records.
+# (tests/gpu/t-device-resume.sh resumes real ones, on a GPU.)
+cat >"$TMP/gpulog.sed" <<'EOF'
+$s/"kernel":"fp32","blas":"\([A-Za-z0-9]*\)[A-Za-z0-9]\{5\}"/"kernel":"cuda-fp32","blas":"\1"/
+EOF
+check "--resume of a run trained on the GPU says, in one line, that the numbers differ in the last bits" \
+	"sed -f '$TMP/gpulog.sed' '$TMP/moved/log.jsonl' >'$TMP/gpulog' && tail -1 '$TMP/gpulog' | grep -q '\"kernel\":\"cuda-fp32\"' &&
+	 test \$(stat -c %s '$TMP/gpulog') -eq \$(stat -c %s '$TMP/moved/log.jsonl') && cp '$TMP/gpulog' '$TMP/moved/log.jsonl' &&
+	 OPENBLAS_CORETYPE=Prescott neox-train --resume '$TMP/moved' --steps 5 -q '$TMP/tiny.tok' 2>'$TMP/moved.err' &&
+	 test \$(wc -l <'$TMP/moved.err') -eq 1 &&
+	 grep -q 'the run so far trained on cuda (cuda-fp32), this one on cpu (fp32 with OpenBLAS Prescott): from step 5 on, the numbers differ' '$TMP/moved.err'"
 check "--dtype bf16 trains the wide model (bf16 kernels, or fp32 where the CPU has none)" \
 	"neox-train --init '$wide' -o '$TMP/wide-bf16' --steps 2 --lr 1e-3 --dtype bf16 -q '$TMP/tiny.tok' 2>'$TMP/bf16.err' &&
 	 if grep -q 'no bf16 products' '$TMP/bf16.err'; then grep -q '\"kernel\":\"fp32\"' '$TMP/wide-bf16/log.jsonl';

@@ -18,45 +18,6 @@ mpi2="mpirun -np 2 --oversubscribe --bind-to none neox-train --threads 1"
 
 tiny_examples
 
-# The safetensors files, read with perl: "st.pl ids FILE" prints the
-# reference's training examples as JSONL, "st.pl f64 FILE NAME" a tensor's
-# values, "st.pl diff A B [PREFIX]" the worst per-tensor relative
-# difference ||a - b|| / ||b|| of A's tensors against B's PREFIX.NAME.
-# diff leaves out the key biases outside the rotary dimensions: their
-# gradient is exactly 0 (softmax ignores them), so what moves them is
-# rounding noise, which Adam amplifies to lr/100 a step (tests/unit/train.c).
-cat >"$TMP/st.pl" <<'EOF'
-use strict; use JSON::PP;
-sub load { my ($f) = @_; open my $h, '<:raw', $f or die "$f: $!\n"; local $/; my $d = <$h>;
-	my $n = unpack 'Q<', substr($d, 0, 8); my $j = decode_json(substr($d, 8, $n)); delete $j->{__metadata__};
-	my %t; for my $k (keys %$j) { my ($b, $e) = @{$j->{$k}{data_offsets}}; my $raw = substr($d, 8 + $n + $b, $e - $b);
-		my $ty = $j->{$k}{dtype}; $t{$k} = [unpack $ty eq 'F32' ? 'f<*' : $ty eq 'F64' ? 'd<*' : 'q<*', $raw] } \%t }
-my ($what, $file) = splice @ARGV, 0, 2; my $t = load($file);
-if ($what eq 'ids') { for (my $i = 0; $t->{"train.ex$i.prompt"}; $i++) {
-	printf "{\"question\":[%s],\"answer\":[%s]}\n", join(',', @{$t->{"train.ex$i.prompt"}}), join(',', @{$t->{"train.ex$i.answer"}}) } }
-elsif ($what eq 'f64') { print "$_\n" for @{$t->{$ARGV[0]}} }
-elsif ($what eq 'diff') { my $b = load($ARGV[0]); my $p = defined $ARGV[1] ? "$ARGV[1]." : ''; my ($w, $wk) = (0, 'none');
-	my ($hd, $rot) = (16, 4); # tiny-neox: head_dim 16, rotary_pct 0.25
-	for my $k (sort keys %$t) { my ($x, $y) = ($t->{$k}, $b->{"$p$k"}); die "$p$k: missing or of another size\n" unless $y && @$x == @$y;
-		my ($num, $den) = (0, 0);
-		for my $i (0 .. $#$y) { next if $k =~ /query_key_value\.bias$/ && int(($i % (3 * $hd)) / $hd) == 1 && $i % $hd >= $rot;
-			my $d = $x->[$i] - $y->[$i]; $num += $d * $d; $den += $y->[$i] ** 2 }
-		my $r = sqrt($num) / ($den > 0 ? sqrt($den) : 1); ($w, $wk) = ($r, $k) if $r > $w || $r != $r }
-	printf "%.3g %s\n", $w, $wk }
-EOF
-# "within TOL LOG-A LOG-B": the same steps and tokens, loss and grad_norm
-# (and eval_loss) within TOL relative.
-within() {
-	for f in "$2" "$3"; do
-		sed 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*"grad_norm":\([^,]*\),"tokens":\([0-9]*\),.*/\1 \2 \3 \4/' "$f"
-	done | awk -v tol="$1" -v n="$(wc -l <"$2")" '
-		function rel(a, b) { d = a - b; if (d < 0) d = -d; return b ? d / (b < 0 ? -b : b) : d }
-		NR <= n { s[NR] = $1; l[NR] = $2; g[NR] = $3; t[NR] = $4; next }
-		{ i = NR - n; if ($1 != s[i] || $4 != t[i] || rel($2, l[i]) > tol || rel($3, g[i]) > tol) { print "differs: " $0; bad = 1 }
-		  if (rel($2, l[i]) > w) w = rel($2, l[i]); if (rel($3, g[i]) > w) w = rel($3, g[i]) }
-		END { printf "worst relative difference %.3g over %d steps\n", w, NR - n; exit bad || NR != 2 * n }'
-}
-
 # ---- the same step on 2 ranks as on one ------------------------------------------
 test_expect_success '2 ranks x grad-accum 2 log the losses and gradient norms of 1 x grad-accum 4 (1e-6)' '
 	neox-train -m "$tiny" -o "$TMP/one" --steps 12 --lr 1e-3 --grad-accum 4 --threads 1 "$TMP/tiny.tok" &&
@@ -64,7 +25,7 @@ test_expect_success '2 ranks x grad-accum 2 log the losses and gradient norms of
 	within 1e-6 "$TMP/one/log.jsonl" "$TMP/two/log.jsonl"
 '
 test_expect_success '... and end with the same weights (1e-6 per tensor)' '
-	perl "$TMP/st.pl" diff "$TMP/two/model.safetensors" "$TMP/one/model.safetensors" >"$TMP/d" && cat "$TMP/d" &&
+	st diff "$TMP/two/model.safetensors" "$TMP/one/model.safetensors" >"$TMP/d" && cat "$TMP/d" &&
 	awk "{ exit !(\$1 < 1e-6) }" "$TMP/d"
 '
 test_expect_success 'rank 0 alone writes log.jsonl, which names the ranks and the seconds spent waiting and reducing' '
@@ -86,9 +47,9 @@ test_expect_success '--eval is split over the ranks: the eval losses of one proc
 
 # ---- the tiny-neox oracle (Hugging Face, torch AdamW) on 2 ranks --------------------
 # Steps of examples ex[(4 s + j) % 8]: the input order, 4 a step.
-perl "$TMP/st.pl" ids "$ref" | bpe-encode --no-eos >"$TMP/ref.tok"
-perl "$TMP/st.pl" f64 "$ref" train.loss >"$TMP/ref.loss"
-perl "$TMP/st.pl" f64 "$ref" train.gradnorm >"$TMP/ref.norm"
+st ids "$ref" | bpe-encode --no-eos >"$TMP/ref.tok"
+st f64 "$ref" train.loss >"$TMP/ref.loss"
+st f64 "$ref" train.gradnorm >"$TMP/ref.norm"
 test_expect_success 'tiny-neox oracle: 6 steps on 2 ranks x grad-accum 2, losses and gradient norms within 1e-4' '
 	$mpi2 -m "$tiny" -o "$TMP/oracle" --steps 6 --no-shuffle --batch 1 --grad-accum 2 --lr 1e-3 --schedule constant \
 		--warmup 0 --weight-decay 0.1 --clip 1 "$TMP/ref.tok" &&
@@ -98,7 +59,7 @@ test_expect_success 'tiny-neox oracle: 6 steps on 2 ranks x grad-accum 2, losses
 	     { if (rel(\$1, \$3) > 1e-4 || rel(\$2, \$4) > 1e-4) bad = 1 } END { exit bad }" "$TMP/o"
 '
 test_expect_success '... and the parameters after them within 1e-4 per tensor' '
-	perl "$TMP/st.pl" diff "$TMP/oracle/model.safetensors" "$ref" final >"$TMP/d" && cat "$TMP/d" &&
+	st diff "$TMP/oracle/model.safetensors" "$ref" final >"$TMP/d" && cat "$TMP/d" &&
 	awk "{ exit !(\$1 < 1e-4) }" "$TMP/d"
 '
 

@@ -366,8 +366,9 @@ static int read_inputs(run *r) {
 }
 
 /* The bits of a run depend on the kernels (not on the thread count): a run
- * resumed on others continues, but not as the uninterrupted run would have.
- * The last step logged before the checkpoint says which it began on. */
+ * resumed on others, or on another device, continues, but not as the
+ * uninterrupted run would have. The last step logged before the checkpoint
+ * says which it began on. */
 static void warn_if_kernels_changed(run *r) {
     char tail[1024];
     off_t end = (off_t)r->p.log_bytes, start = end > (off_t)sizeof tail - 1 ? end - (off_t)sizeof tail + 1 : 0;
@@ -379,10 +380,22 @@ static void warn_if_kernels_changed(run *r) {
     const char *kernel = cJSON_GetStringValue(cJSON_GetObjectItem(j, "kernel"));
     const char *blas = cJSON_GetStringValue(cJSON_GetObjectItem(j, "blas"));
     const char *now_kernel = trainer_kernel_name(&r->t), *now_blas = blas_core_name();
-    if (kernel && blas && (strcmp(kernel, now_kernel) != 0 || strcmp(blas, now_blas) != 0))
+    /* A GPU's kernels are named "cuda-..." (trainer_kernel_name); OpenBLAS
+     * computes nothing of a step there, so its kernel set only counts
+     * where both parts are on the CPU. */
+    int was_gpu = kernel && strncmp(kernel, "cuda-", 5) == 0, now_gpu = r->model.dev != &device_cpu;
+    if (kernel && blas && was_gpu != now_gpu) {
+        char before[96], now[96];
+        snprintf(before, sizeof before, was_gpu ? "cuda (%s)" : "cpu (%s with OpenBLAS %s)", kernel, blas);
+        snprintf(now, sizeof now, now_gpu ? "%s (%s)" : "%s (%s with OpenBLAS %s)", r->model.dev->name, now_kernel,
+                 now_blas);
+        warn("the run so far trained on %s, this one on %s: from step %ld on, the numbers differ from an "
+             "uninterrupted run in the last bits", before, now, r->p.step + 1);
+    } else if (kernel && blas && (strcmp(kernel, now_kernel) != 0 || (!now_gpu && strcmp(blas, now_blas) != 0))) {
         warn("the run so far computed on the %s kernels with OpenBLAS %s, this one on %s with OpenBLAS %s: "
              "from step %ld on, the numbers differ from an uninterrupted run in the last bits",
              kernel, blas, now_kernel, now_blas, r->p.step + 1);
+    }
     cJSON_Delete(j);
 }
 
