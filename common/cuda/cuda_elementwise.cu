@@ -1,6 +1,8 @@
 /* cuda_elementwise.cu — layer norm, GELU, residual, embedding, row
  * gathers: the CPU ops' arithmetic (ops.c, backward.c), statistics in
  * double as there. */
+#include <stdlib.h>
+
 #include "cuda_internal.h"
 
 /* ---- layer norm ---- */
@@ -179,16 +181,57 @@ int cuda_gather_rows(float *out, const float *inp, const int *rows, int R, int C
     return cuda_launched("cuda_gather_rows");
 }
 
-__global__ void embedding_backward_kernel(float *dwte, const float *dout, const uint32_t *ids, int C) {
-    float *d = dwte + (size_t)ids[blockIdx.x] * C;
-    const float *s = dout + (size_t)blockIdx.x * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) atomicAdd(d + i, s[i]);
+/* Block g adds to row uniq[g] of dwte its rows of dout, in row order:
+ * groups = uniq [n], start [n + 1], rows [T] (embedding_backward's sums,
+ * no atomics, so the same bits every run and as the CPU's). */
+__global__ void embedding_backward_kernel(float *dwte, const float *dout, const int *groups, int n, int C) {
+    const int *uniq = groups, *start = groups + n, *rows = groups + 2 * n + 1, g = blockIdx.x;
+    float *d = dwte + (size_t)uniq[g] * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        float acc = d[i];
+        for (int k = start[g]; k < start[g + 1]; k++) acc += dout[(size_t)rows[k] * C + i];
+        d[i] = acc;
+    }
 }
 
-int cuda_embedding_backward(float *dwte, const float *dout, const uint32_t *ids, int T, int C) {
+static int by_id_then_row(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int cuda_embedding_backward(float *dwte, const float *dout, const uint32_t *ids_host, int T, int C) {
+    static const char *fn = "cuda_embedding_backward";
     if (T <= 0) return 0;
-    embedding_backward_kernel<<<T, 256, 0, cuda_stream>>>(dwte, dout, ids, C);
-    return cuda_launched("cuda_embedding_backward");
+    /* the rows grouped by token on the host: (id << 32 | row) sorted */
+    static uint64_t *keys;
+    static int *groups, cap;
+    if (T > cap) {
+        free(keys);
+        free(groups);
+        keys = (uint64_t *)malloc((size_t)T * sizeof *keys);
+        groups = (int *)malloc((3 * (size_t)T + 1) * sizeof *groups);
+        cap = keys && groups ? T : 0;
+        if (!cap) return cuda_fail(fn, "malloc", "out of host memory");
+    }
+    for (int t = 0; t < T; t++) keys[t] = (uint64_t)ids_host[t] << 32 | (uint32_t)t;
+    qsort(keys, (size_t)T, sizeof *keys, by_id_then_row);
+    int n = 0;
+    for (int t = 0; t < T; t++)
+        if (t == 0 || keys[t] >> 32 != keys[t - 1] >> 32) n++;
+    int *uniq = groups, *start = groups + n, *rows = groups + 2 * n + 1;
+    for (int t = 0, g = -1; t < T; t++) {
+        if (t == 0 || keys[t] >> 32 != keys[t - 1] >> 32) {
+            uniq[++g] = (int)(keys[t] >> 32);
+            start[g] = t;
+        }
+        rows[t] = (int)(uint32_t)keys[t];
+    }
+    start[n] = T;
+    size_t bytes = (2 * (size_t)n + 1 + T) * sizeof *groups;
+    int *dev = (int *)cuda_scratch(SCRATCH_EMBED, bytes);
+    if (!dev || cuda_to_device(dev, groups, bytes)) return -1;
+    embedding_backward_kernel<<<n, 256, 0, cuda_stream>>>(dwte, dout, dev, n, C);
+    return cuda_launched(fn);
 }
 
 __global__ void scatter_add_kernel(float *out, const float *inp, const int *rows, int C) {

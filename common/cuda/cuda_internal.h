@@ -35,7 +35,7 @@ int cuda_ready(const char *fn);
     } while (0)
 
 /* Scratch buffers of the module, each grown on demand (never shrunk). */
-enum { SCRATCH_BF16_A, SCRATCH_BF16_B, SCRATCH_PARTIAL, SCRATCH_ROWS, SCRATCH_SUMSQ, SCRATCH_COUNT };
+enum { SCRATCH_BF16_A, SCRATCH_BF16_B, SCRATCH_PARTIAL, SCRATCH_ROWS, SCRATCH_SUMSQ, SCRATCH_EMBED, SCRATCH_COUNT };
 void *cuda_scratch(int which, size_t bytes);
 
 static inline unsigned cuda_blocks(size_t n, unsigned threads) {

@@ -76,8 +76,9 @@ int cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t 
 int cuda_residual_forward(float *out, const float *a, const float *b, size_t N);
 /* out [T, C] = wte rows ids [T] (device). */
 int cuda_embedding_forward(float *out, const float *wte, const uint32_t *ids, int T, int C);
-/* dwte [V, C] += dout [T, C] row t into row ids[t]; float atomics, so
- * repeated ids add in an unspecified order (not bit-reproducible). */
+/* dwte [V, C] += dout [T, C] row t into row ids[t], ids a HOST array:
+ * the rows of each token added in row order, as the CPU does (the same
+ * bits); waits for the stream once, to upload the grouping. */
 int cuda_embedding_backward(float *dwte, const float *dout, const uint32_t *ids, int T, int C);
 /* out [R, C] = inp rows rows[r] (device int). */
 int cuda_gather_rows(float *out, const float *inp, const int *rows, int R, int C);

@@ -89,8 +89,8 @@ static void gpu_residual_forward(float *out, const float *a, const float *b, siz
 static void gpu_embedding_forward(float *out, const float *wte, const uint32_t *ids, int T, int C) {
     check(cuda_embedding_forward(out, wte, ids, T, C));
 }
-static void gpu_embedding_backward(float *dwte, const float *dout, const uint32_t *ids, int T, int C) {
-    check(cuda_embedding_backward(dwte, dout, ids, T, C));
+static void gpu_embedding_backward(float *dwte, const float *dout, const device_pack *p, int C) {
+    check(cuda_embedding_backward(dwte, dout, p->host->ids, p->host->T, C));
 }
 static void gpu_gather_rows(float *out, const float *inp, const int *rows, int R, int C) {
     check(cuda_gather_rows(out, inp, rows, R, C));

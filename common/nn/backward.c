@@ -378,5 +378,5 @@ void model_backward(const neox_model *m, const neox_params *grads, train_acts *a
                                  a->f.atty + l * TC, T, accumulate, sumsq);
         attention_branch_backward(m, gl, pl, a, dp, l, resid_in, accumulate, sumsq);
     }
-    dev->embedding_backward(grads->wte, a->dresid, dp->ids, T, C);
+    dev->embedding_backward(grads->wte, a->dresid, dp, C);
 }

@@ -70,9 +70,10 @@ typedef struct device_ops {
     void (*gelu_forward)(float *out, const float *inp, size_t N);
     void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t N);
     void (*residual_forward)(float *out, const float *a, const float *b, size_t N);
-    /* out [T, C] = rows ids of wte; dwte rows ids += dout [T, C] */
+    /* out [T, C] = rows ids of wte; dwte rows p's ids += dout [T, C], each
+     * row's additions in the pack's order */
     void (*embedding_forward)(float *out, const float *wte, const uint32_t *ids, int T, int C);
-    void (*embedding_backward)(float *dwte, const float *dout, const uint32_t *ids, int T, int C);
+    void (*embedding_backward)(float *dwte, const float *dout, const device_pack *p, int C);
     /* out [R, C] = inp rows rows[r]; out rows rows[r] += inp [R, C] (rows distinct) */
     void (*gather_rows)(float *out, const float *inp, const int *rows, int R, int C);
     void (*scatter_add_rows)(float *out, const float *inp, const int *rows, int R, int C);

@@ -73,6 +73,10 @@ static void cpu_embedding_forward(float *out, const float *wte, const uint32_t *
         memcpy(out + (size_t)t * C, wte + (size_t)ids[t] * C, (size_t)C * sizeof(float));
 }
 
+static void cpu_embedding_backward(float *dwte, const float *dout, const device_pack *p, int C) {
+    embedding_backward(dwte, dout, p->ids, p->host->T, C);
+}
+
 static void cpu_gather_rows(float *out, const float *inp, const int *rows, int R, int C) {
     for (int r = 0; r < R; r++)
         memcpy(out + (size_t)r * C, inp + (size_t)rows[r] * C, (size_t)C * sizeof(float));
@@ -141,7 +145,7 @@ const device_ops device_cpu = {
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,
     .embedding_forward = cpu_embedding_forward,
-    .embedding_backward = embedding_backward,
+    .embedding_backward = cpu_embedding_backward,
     .gather_rows = cpu_gather_rows,
     .scatter_add_rows = cpu_scatter_add_rows,
     .attention_forward = cpu_attention_forward,
