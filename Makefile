@@ -46,7 +46,7 @@ CUDA_SRC = $(wildcard common/cuda/*.cu)
 CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
 CUDA_LIB = $(if $(wildcard $(NVCC)),$(BUILD)/libtunepipe-cuda.so)
 
-.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan check-gpu bench-gpu
+.PHONY: all check test deps install uninstall clean bench bf16-curve check-asan check-gpu bench-gpu gpu-bundle
 .DELETE_ON_ERROR:
 # Keep the object files of tools and tests (make would delete them as
 # intermediates, and rebuild them every time).
@@ -124,9 +124,14 @@ check-gpu: all $(GPU_BIN)
 # The GPU against Hugging Face + PyTorch on the same card (scripts/bench-gpu.sh).
 bench-gpu: all
 	@scripts/bench-gpu.sh
+
+# For a GPU machine without a compiler: the tools, tests and libraries in
+# gpu-bundle/, which scripts/gpu-run.sh there uses (GPU tests, then bench-gpu).
+gpu-bundle:
+	@scripts/gpu-bundle.sh
 else
-check-gpu:
-	@echo "check-gpu: skipped, no nvcc at $(NVCC)"
+check-gpu bench-gpu gpu-bundle:
+	@echo "$@: skipped, no nvcc at $(NVCC)"
 endif
 
 # Open MPI, for neox-train's data parallelism only (common/train/dist.c):
@@ -191,6 +196,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(LIBDIR)
 
 clean:
-	rm -rf build build-asan bin
+	rm -rf build build-asan build-gpu gpu-bundle bin
 
 -include pipelines/*.mk
