@@ -60,4 +60,7 @@ for b in 1 8; do
 done
 "$BIN/bpe-encode" -d --ids "$T/train.tok" >"$T/train.ids.jsonl"
 python3 scripts/bench_gpu_hf.py "$C" "$T/train.ids.jsonl" --steps 20 2>/dev/null | sed 's/^/hf /'
+echo "# complete"
 } | tee "$OUT"
+# set -e ends the block at a failed run, but not the pipeline's status
+grep -q '^# complete' "$OUT" || { echo "bench-gpu: stopped early; $OUT has the rows so far" >&2; exit 1; }

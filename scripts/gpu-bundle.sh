@@ -4,7 +4,8 @@
 # backend here (BUILD=build-gpu, ARCH=-march=x86-64-v3 by default, so the
 # bundle runs on any recent x86-64 host) and copies them, with the shared
 # libraries they load that a bare host may lack (OpenBLAS, cJSON, zstd,
-# utf8proc, Open MPI), into gpu-bundle/ at the top of the tree. Copy the
+# utf8proc, Open MPI; packed in lib.tar.xz), into gpu-bundle/ at the top
+# of the tree. Copy the
 # tree there (gpu-bundle/ included) and run scripts/gpu-run.sh: GPU tests,
 # then make bench-gpu's rows, in one go.
 set -eu
@@ -26,4 +27,8 @@ ldd gpu-bundle/bin/* gpu-bundle/libtunepipe-cuda.so 2>/dev/null | awk '$2 == "=>
 	grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libz|libcublas|libcublasLt|libcudart)\.so' |
 	while read -r lib; do cp -L "$lib" gpu-bundle/lib/; done
 strip gpu-bundle/bin/* gpu-bundle/tests/*.t gpu-bundle/tests/gpu/*.t gpu-bundle/libtunepipe-cuda.so gpu-bundle/lib/*
+# packed: 49 MB of libraries (OpenBLAS alone 35) are 9 MB in xz, a bundle
+# small enough to send with every call; gpu-run.sh unpacks them
+tar -C gpu-bundle -cf - lib | xz -6 -T0 >gpu-bundle/lib.tar.xz
+rm -rf gpu-bundle/lib
 du -sh gpu-bundle

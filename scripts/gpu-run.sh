@@ -13,6 +13,10 @@ out=${OUT:-out/gpu-run}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 if [ -d gpu-bundle ]; then
+	if [ ! -d gpu-bundle/lib ]; then # unpacked once, with xz or Python's
+		if command -v xz >/dev/null; then tar -C gpu-bundle -xJf gpu-bundle/lib.tar.xz
+		else python3 -m tarfile -e gpu-bundle/lib.tar.xz gpu-bundle; fi
+	fi
 	B=$top/gpu-bundle bin=$top/gpu-bundle/bin
 	export LD_LIBRARY_PATH=$top/gpu-bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 	export TUNEPIPE_CUDA_LIB=$B/libtunepipe-cuda.so
