@@ -81,8 +81,13 @@ static struct {
     size_t bytes;
 } scratch[SCRATCH_COUNT];
 
+static unsigned scratch_moves;
+
+unsigned cuda_scratch_moves(void) { return scratch_moves; }
+
 void *cuda_scratch(int which, size_t bytes) {
     if (bytes <= scratch[which].bytes) return scratch[which].p;
+    scratch_moves++;
     /* Kernels queued before may still use the old buffer. */
     if (scratch[which].p) {
         cudaStreamSynchronize(cuda_stream);

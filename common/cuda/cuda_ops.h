@@ -120,8 +120,12 @@ int cuda_layernorm_forward2(float *out1, float *out2, const float *inp, const fl
  * runs); cuda_record_end stops, makes the capture replayable into *rec
  * and launches it once. cuda_replay launches it again: the same kernels
  * with the same arguments, so whatever changes between replays must be
- * read by the kernels from device memory. */
+ * read by the kernels from device memory, and the buffers it uses must
+ * stay where they were. */
 int cuda_record_begin(void);
+/* How many times a scratch buffer of the module has moved (grown): a
+ * recording made before a move reads the old buffer, so it is stale. */
+unsigned cuda_scratch_moves(void);
 int cuda_record_end(void **rec);
 int cuda_replay(void *rec);
 void cuda_record_free(void *rec);

@@ -121,11 +121,13 @@ static void gpu_attention_backward(const neox_model *m, const device_pack *p, fl
  * steps recorded so far, one for each number of sequences with one new
  * row each. A step is recorded the second time its shape comes (the
  * first grows the module's scratch buffers, which must not move within a
- * recording); the attention sizes its shared memory for the decoder's
- * capacity, so a recording holds for every length. */
+ * recording), and again when a scratch buffer has moved since; the
+ * attention sizes its shared memory for the decoder's capacity, so a
+ * recording holds for every length. */
 typedef struct {
     cuda_decode_seq *host, *dev; /* [max_rows] */
     void **recorded;             /* [max_rows + 1] by nseq */
+    unsigned *scratch_moves;     /* [max_rows + 1] cuda_scratch_moves() when recorded */
     unsigned char *seen;         /* [max_rows + 1] */
     int recording;               /* the nseq being recorded, or 0 */
 } gpu_decoder;
@@ -142,9 +144,10 @@ static gpu_decoder *decoder_state(neox_decoder *d) {
         g->host = (cuda_decode_seq *)malloc(n * sizeof *g->host);
         g->dev = (cuda_decode_seq *)cuda_alloc(n * sizeof *g->dev);
         g->recorded = (void **)calloc(n + 1, sizeof *g->recorded);
+        g->scratch_moves = (unsigned *)calloc(n + 1, sizeof *g->scratch_moves);
         g->seen = (unsigned char *)calloc(n + 1, 1);
     }
-    if (!g || !g->host || !g->dev || !g->recorded || !g->seen) {
+    if (!g || !g->host || !g->dev || !g->recorded || !g->scratch_moves || !g->seen) {
         fprintf(stderr, "cuda: out of memory for a decoder\n");
         exit(1);
     }
@@ -157,6 +160,7 @@ static void gpu_decoder_forget(neox_decoder *d) {
     if (!g) return;
     for (int i = 0; i <= d->max_rows; i++) cuda_record_free(g->recorded[i]);
     free(g->recorded);
+    free(g->scratch_moves);
     free(g->seen);
     free(g->host);
     gpu_release(g->dev);
@@ -174,9 +178,13 @@ static int gpu_decode_begin(neox_decoder *d, const decode_rows *rows) {
     }
     check(cuda_to_device(g->dev, g->host, (size_t)rows->nseq * sizeof *g->dev));
     if (R != rows->nseq || !record_steps) return 0;
-    if (g->recorded[R]) {
+    if (g->recorded[R] && g->scratch_moves[R] == cuda_scratch_moves()) {
         check(cuda_replay(g->recorded[R]));
         return 1;
+    }
+    if (g->recorded[R]) { /* a scratch buffer grew since (a longer prefill): record again */
+        cuda_record_free(g->recorded[R]);
+        g->recorded[R] = NULL;
     }
     if (g->seen[R]) {
         check(cuda_record_begin());
@@ -190,6 +198,7 @@ static void gpu_decode_end(neox_decoder *d) {
     gpu_decoder *g = (gpu_decoder *)d->device_state;
     if (!g->recording) return;
     check(cuda_record_end(&g->recorded[g->recording]));
+    g->scratch_moves[g->recording] = cuda_scratch_moves();
     g->recording = 0;
 }
 
