@@ -167,11 +167,13 @@ check "a missing shard leaves nothing, not even the index" \
 	 '$FETCH' org/sharded '$TMP/noshard' >/dev/null 2>&1; test \$? -eq 1 && ! test -e '$TMP/noshard' && ! leftovers '$TMP'"
 
 # SIGTERM, SIGINT or SIGHUP during a download: curl stops, nothing is left,
-# and the exit status says which signal.
+# and the exit status says which signal. INT and HUP get their default
+# handling back first: a background job ignores INT, and under nohup HUP
+# is ignored too, and a shell cannot trap what it started ignoring.
 : >"$SRV/org/tiny/model.safetensors.stall"
 for sig in TERM INT HUP; do
 	: >"$TMP/requests"
-	env --default-signal=INT "$FETCH" org/tiny "$TMP/sig" >/dev/null 2>&1 &
+	env --default-signal=INT,HUP "$FETCH" org/tiny "$TMP/sig" >/dev/null 2>&1 &
 	pid=$!
 	i=0
 	while ! grep -q '^/cdn/org/tiny/.*model.safetensors' "$TMP/requests" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
