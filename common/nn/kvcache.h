@@ -34,8 +34,9 @@ typedef struct neox_decoder {
 } neox_decoder;
 
 /* capacity 0 means max_positions. A slot's cache grows as its sequence
- * does. Any number of decoders may share m, whose weights and dtype stay
- * as they are while a decoder lives (a GPU records steps that read them). */
+ * does. Any number of decoders may share m, whose tensors stay where they
+ * are and whose dtype stays as it is while a decoder lives (a GPU records
+ * steps that read them there). */
 void decoder_init(neox_decoder *d, const neox_model *m, int num_slots, int capacity, int max_rows);
 void decoder_free(neox_decoder *d);
 /* Empties a slot for a new sequence. */
