@@ -27,8 +27,7 @@ neox-gen --device "$other" -m "$tiny" -n 1 --eos-id -1 <"$TMP/tiny-eval.tok" >/d
 # each weight tensor (||a - b|| / ||b||, tests/safetensors.pl).
 # Both devices compute in fp32 (the GPU's products without TF32,
 # common/cuda/cuda_core.cu), but they add in other orders (cuBLAS's tiles
-# against OpenBLAS's, the GPU's embedding gradient by atomics in no fixed
-# order) and round exp and erf otherwise: each op differs by about 1e-6 of
+# against OpenBLAS's) and round exp and erf otherwise: each op differs by about 1e-6 of
 # its values (tests/gpu/cuda_ops.c allows 1e-5). Over 16 steps AdamW does
 # not amplify those differences (its update is the gradient over its own
 # root mean square, so a relative error stays one), except where the
