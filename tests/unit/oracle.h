@@ -1,6 +1,7 @@
 /* oracle.h — the tiny-neox reference (tests/data/tiny-neox/reference.json
  * explains each tensor) as the trainer's tests read and compare it: on the
- * CPU (tests/unit/train.c) and on a GPU (tests/gpu/fidelity.c). */
+ * CPU (tests/unit/train.c) and on a GPU (tests/gpu/fidelity.c). Include
+ * it after tap.h. */
 #ifndef TUNEPIPE_ORACLE_H
 #define TUNEPIPE_ORACLE_H
 #include <math.h>
@@ -11,7 +12,9 @@
 
 #include "base/cli.h"
 #include "nn/model.h"
+#include "nn/optim.h"
 #include "nn/safetensors.h"
+#include "nn/trainer.h"
 #include "stream/dataset.h"
 
 #define DATA "tests/data/tiny-neox"
@@ -44,20 +47,28 @@ static uint32_t *ref_ids(const char *name, uint32_t *n) {
     return out;
 }
 
+/* Training example i: its prompt and answer ids (the caller frees them). */
+static void ref_example(int i, uint32_t **q, uint32_t *nq, uint32_t **a, uint32_t *na) {
+    char name[64];
+    snprintf(name, sizeof name, "train.ex%d.prompt", i);
+    *q = ref_ids(name, nq);
+    snprintf(name, sizeof name, "train.ex%d.answer", i);
+    *a = ref_ids(name, na);
+}
+
 static void load_examples(dataset *d, loss_mode mode) {
     memset(d, 0, sizeof *d);
     for (int i = 0; i < NUM_EX; i++) {
-        char name[64];
-        uint32_t nq, na;
-        snprintf(name, sizeof name, "train.ex%d.prompt", i);
-        uint32_t *q = ref_ids(name, &nq);
-        snprintf(name, sizeof name, "train.ex%d.answer", i);
-        uint32_t *a = ref_ids(name, &na);
+        uint32_t *q, *a, nq, na;
+        ref_example(i, &q, &nq, &a, &na);
         if (!dataset_add(d, q, nq, a, na, mode, (uint64_t)i + 1)) { printf("Bail out! example %d\n", i); exit(1); }
         free(q);
         free(a);
     }
 }
+
+/* The larger of a worst error w and e; unlike fmax, a NaN stays. */
+static double worse(double w, double e) { return isnan(w) || e <= w ? w : e; }
 
 /* ‖got - want‖ / ‖want‖ */
 static double rel_diff(const float *got, const float *want, size_t n) {
@@ -105,7 +116,7 @@ static double worst_tensor_diff(const neox_model *m, const float *block, const c
         if (skip_invariant && is_qkv_bias(t->name))
             for (size_t k = 0; k < n; k++)
                 if (is_softmax_invariant(m, k)) {
-                    *invariant_drift = fmax(*invariant_drift, fabs((double)got[k] - want[k]));
+                    *invariant_drift = worse(*invariant_drift, fabs((double)got[k] - want[k]));
                     got[k] = want[k];
                 }
         double d = rel_diff(got, want, n);
@@ -117,6 +128,28 @@ static double worst_tensor_diff(const neox_model *m, const float *block, const c
         free(want);
     }
     return w;
+}
+
+/* reference.json's trajectory on t: 6 AdamW steps of examples
+ * (4s + j) % NUM_EX, j < 4, at the constant lr 1e-3; the worst relative
+ * errors of the steps' losses and pre-clip gradient norms against HF's,
+ * each step in a note. */
+static void run_trajectory(trainer *t, const dataset *d, double *worst_loss, double *worst_norm) {
+    size_t n;
+    double *want_loss = ref_tensor("train.loss", &n, 1);
+    double *want_norm = ref_tensor("train.gradnorm", &n, 1);
+    *worst_loss = *worst_norm = 0;
+    for (int s = 0; s < 6; s++) {
+        size_t ex[4];
+        for (int j = 0; j < 4; j++) ex[j] = (size_t)((4 * s + j) % NUM_EX);
+        step_result r = trainer_step(t, d, ex, 4, lr_at_step(SCHEDULE_CONSTANT, 1e-3, s, 0, 6));
+        *worst_loss = worse(*worst_loss, fabs(r.loss - want_loss[s]) / want_loss[s]);
+        *worst_norm = worse(*worst_norm, fabs(r.grad_norm - want_norm[s]) / want_norm[s]);
+        note("step %d: loss %.6f (HF %.6f), grad norm %.6f (HF %.6f)", s, r.loss, want_loss[s], r.grad_norm,
+             want_norm[s]);
+    }
+    free(want_loss);
+    free(want_norm);
 }
 
 #endif
