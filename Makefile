@@ -103,7 +103,7 @@ GPU_BIN = $(GPU_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%.t)
 $(BUILD)/tests/gpu/%.t: $(BUILD)/tests/gpu/%.o $(BUILD)/libtunepipe.a $(BUILD)/libtunepipe-cuda.so
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) -L$(BUILD) -ltunepipe-cuda \
-	  -Wl,-rpath,$(abspath $(BUILD)) $(LDLIBS)
+	  -Wl,-rpath,'$$ORIGIN/../..' $(LDLIBS)
 
 # Builds and runs the GPU tests (each skips itself without a GPU):
 # cuda_ops.t, each op against its CPU twin; fidelity.t, the model, trainer

@@ -40,7 +40,9 @@ int cuda_launched(const char *fn) {
 }
 
 int cuda_ready(const char *fn) {
-    return initialized ? 0 : cuda_fail(fn, "not initialized", "call cuda_ops_init first");
+    if (!initialized) return cuda_fail(fn, "not initialized", "call cuda_ops_init first");
+    cuda_profile_mark(fn);
+    return 0;
 }
 
 const char *cuda_ops_last_error(void) { return last_error; }
@@ -72,6 +74,7 @@ int cuda_ops_init(void) {
     BLAS_TRY(fn, cublasSetMathMode(cuda_blas, CUBLAS_DEFAULT_MATH));
     BLAS_TRY(fn, cublasSetWorkspace(cuda_blas, cuda_workspace, CUDA_WORKSPACE_BYTES));
     BLAS_TRY(fn, cublasLtCreate(&cuda_blaslt));
+    cuda_profile_init();
     initialized = 1;
     return 0;
 }
@@ -175,28 +178,33 @@ void cuda_free(void *p) {
 }
 
 int cuda_to_device(void *dst, const void *src, size_t bytes) {
+    cuda_profile_mark("cuda_to_device");
     CU_TRY("cuda_to_device", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_stream));
     CU_TRY("cuda_to_device", cudaStreamSynchronize(cuda_stream));
     return 0;
 }
 
 int cuda_to_host(void *dst, const void *src, size_t bytes) {
+    cuda_profile_mark("cuda_to_host");
     CU_TRY("cuda_to_host", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cuda_stream));
     CU_TRY("cuda_to_host", cudaStreamSynchronize(cuda_stream));
     return 0;
 }
 
 int cuda_copy(void *dst, const void *src, size_t bytes) {
+    cuda_profile_mark("cuda_copy");
     CU_TRY("cuda_copy", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_stream));
     return 0;
 }
 
 int cuda_zero(void *p, size_t bytes) {
+    cuda_profile_mark("cuda_zero");
     CU_TRY("cuda_zero", cudaMemsetAsync(p, 0, bytes, cuda_stream));
     return 0;
 }
 
 int cuda_sync(void) {
+    cuda_profile_mark("cuda_sync");
     CU_TRY("cuda_sync", cudaStreamSynchronize(cuda_stream));
     return 0;
 }
@@ -224,6 +232,7 @@ int cuda_record_end(void **rec) {
 }
 
 int cuda_replay(void *rec) {
+    cuda_profile_mark("cuda_replay");
     CU_TRY("cuda_replay", cudaGraphLaunch((cudaGraphExec_t)rec, cuda_stream));
     return 0;
 }

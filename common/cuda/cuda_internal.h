@@ -20,8 +20,15 @@ int cuda_fail(const char *fn, const char *what, const char *why);
 const char *cublas_status_text(cublasStatus_t s);
 /* 0 when the launches so far went in, else -1 with CUDA's reason. */
 int cuda_launched(const char *fn);
-/* -1 with an error unless cuda_ops_init succeeded. */
+/* -1 with an error unless cuda_ops_init succeeded; marks fn's start
+ * for the profile. */
 int cuda_ready(const char *fn);
+
+/* TUNEPIPE_CUDA_PROFILE (cuda_profile.cu): init reads it; a mark starts
+ * an op's interval; shape adds the product's N x OC x C to the last mark. */
+void cuda_profile_init(void);
+void cuda_profile_mark(const char *key);
+void cuda_profile_shape(int N, int OC, int C);
 
 #define CU_TRY(fn, call)                                                     \
     do {                                                                     \

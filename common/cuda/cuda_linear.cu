@@ -190,6 +190,7 @@ int cuda_linear_forward_fused(float *out, const float *inp, const float *w, cons
                               const float *res, int N, int OC, int C, int epilogue) {
     static const char *fn = "cuda_linear_forward_fused";
     if (cuda_ready(fn)) return -1;
+    cuda_profile_shape(N, OC, C);
     if (!cuda_gemv_fits(inp, w_bf16 ? w_bf16 : (const void *)w, N, C))
         return cuda_fail(fn, "shape", "more rows than a streamed product takes, or unaligned");
     if (w_bf16) gemv_launch<true>(out, inp, w_bf16, b, res, N, OC, C, epilogue);
@@ -201,6 +202,7 @@ int cuda_linear_forward(float *out, const float *inp, const float *w, const void
                         const float *b, int N, int OC, int C) {
     static const char *fn = "cuda_linear_forward";
     if (cuda_ready(fn)) return -1;
+    cuda_profile_shape(N, OC, C);
     if (N <= 0) return 0;
     const int bf16 = w_bf16 != NULL;
     if (cuda_gemv_fits(inp, bf16 ? w_bf16 : (const void *)w, N, C))
@@ -259,6 +261,7 @@ int cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
                          double *dw_sumsq) {
     static const char *fn = "cuda_linear_backward";
     if (cuda_ready(fn)) return -1;
+    cuda_profile_shape(N, OC, C);
     const float one = 1.0f, zero = 0.0f, beta = accumulate ? 1.0f : 0.0f;
     if (N <= 0) {
         if (!accumulate) {

@@ -35,6 +35,9 @@ const char *cuda_ops_last_error(void);
 const char *cuda_ops_device_name(void);
 /* The most bytes cuda_alloc (and the module's scratch) held at once. */
 size_t cuda_ops_peak_bytes(void);
+/* 1 when TUNEPIPE_CUDA_PROFILE asked for the per-op table at exit
+ * (cuda_profile.cu); recording steps is then off. */
+int cuda_profiling(void);
 
 /* ---- memory ---- */
 void *cuda_alloc(size_t bytes);                /* NULL on failure (error set) */

@@ -302,7 +302,7 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
         return NULL;
     }
     const char *graphs = getenv("TUNEPIPE_CUDA_GRAPHS");
-    record_steps = !graphs || strcmp(graphs, "0") != 0;
+    record_steps = (!graphs || strcmp(graphs, "0") != 0) && !cuda_profiling();
     gpu.name = "cuda";
     gpu.card = cuda_ops_device_name();
     gpu.peak_memory = cuda_ops_peak_bytes;
