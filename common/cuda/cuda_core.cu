@@ -257,6 +257,7 @@ __global__ void to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
 }
 
 int cuda_to_bf16(void *dst, const float *src, size_t n) {
+    cuda_profile_mark("cuda_to_bf16");
     if (n == 0) return 0;
     to_bf16_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream>>>((uint16_t *)dst, src, n);
     return cuda_launched("cuda_to_bf16");
@@ -327,6 +328,7 @@ __global__ void adamw_kernel(adamw_consts c, float *p, const float *g, float *m,
 }
 
 int cuda_adamw(const adamw_consts *k, float *param, const float *grad, float *m, float *v, size_t n, int decay) {
+    cuda_profile_mark("cuda_adamw");
     if (n == 0) return 0;
     adamw_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream>>>(*k, param, grad, m, v, n, decay);
     return cuda_launched("cuda_adamw");

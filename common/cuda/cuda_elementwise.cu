@@ -40,6 +40,7 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
 
 int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                            const float *b, int N, int C, float eps) {
+    cuda_profile_mark("cuda_layernorm_forward");
     if (N <= 0) return 0;
     layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, NULL, NULL,
                                                                          NULL, N, C, eps);
@@ -48,6 +49,7 @@ int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *in
 
 int cuda_layernorm_forward2(float *out1, float *out2, const float *inp, const float *w1, const float *b1,
                             const float *w2, const float *b2, int N, int C, float eps) {
+    cuda_profile_mark("cuda_layernorm_forward2");
     if (N <= 0) return 0;
     layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out1, NULL, NULL, inp, w1, b1, out2, w2,
                                                                          b2, N, C, eps);
@@ -108,6 +110,7 @@ __global__ void layernorm_partials_kernel(float *dw, float *db, const float *par
 
 int cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, const float *mean, const float *rstd, int N, int C) {
+    cuda_profile_mark("cuda_layernorm_backward");
     static const char *fn = "cuda_layernorm_backward";
     if (N <= 0) return 0;
     int blocks = (N + LNB_ROWS - 1) / LNB_ROWS;
@@ -127,6 +130,7 @@ __global__ void gelu_forward_kernel(float *out, const float *inp, size_t N) {
 }
 
 int cuda_gelu_forward(float *out, const float *inp, size_t N) {
+    cuda_profile_mark("cuda_gelu_forward");
     if (N == 0) return 0;
     gelu_forward_kernel<<<cuda_blocks(N, 256), 256, 0, cuda_stream>>>(out, inp, N);
     return cuda_launched("cuda_gelu_forward");
@@ -143,6 +147,7 @@ __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float 
 }
 
 int cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+    cuda_profile_mark("cuda_gelu_backward");
     if (N == 0) return 0;
     gelu_backward_kernel<<<cuda_blocks(N, 256), 256, 0, cuda_stream>>>(dinp, inp, dout, N);
     return cuda_launched("cuda_gelu_backward");
@@ -154,6 +159,7 @@ __global__ void residual_kernel(float *out, const float *a, const float *b, size
 }
 
 int cuda_residual_forward(float *out, const float *a, const float *b, size_t N) {
+    cuda_profile_mark("cuda_residual_forward");
     if (N == 0) return 0;
     residual_kernel<<<cuda_blocks(N, 256), 256, 0, cuda_stream>>>(out, a, b, N);
     return cuda_launched("cuda_residual_forward");
@@ -170,12 +176,14 @@ __global__ void gather_kernel(float *out, const float *inp, const uint32_t *ids,
 }
 
 int cuda_embedding_forward(float *out, const float *wte, const uint32_t *ids, int T, int C) {
+    cuda_profile_mark("cuda_embedding_forward");
     if (T <= 0) return 0;
     gather_kernel<<<T, 256, 0, cuda_stream>>>(out, wte, ids, NULL, C);
     return cuda_launched("cuda_embedding_forward");
 }
 
 int cuda_gather_rows(float *out, const float *inp, const int *rows, int R, int C) {
+    cuda_profile_mark("cuda_gather_rows");
     if (R <= 0) return 0;
     gather_kernel<<<R, 256, 0, cuda_stream>>>(out, inp, NULL, rows, C);
     return cuda_launched("cuda_gather_rows");
@@ -200,6 +208,7 @@ static int by_id_then_row(const void *a, const void *b) {
 }
 
 int cuda_embedding_backward(float *dwte, const float *dout, const uint32_t *ids_host, int T, int C) {
+    cuda_profile_mark("cuda_embedding_backward");
     static const char *fn = "cuda_embedding_backward";
     if (T <= 0) return 0;
     /* the rows grouped by token on the host: (id << 32 | row) sorted */
@@ -241,6 +250,7 @@ __global__ void scatter_add_kernel(float *out, const float *inp, const int *rows
 }
 
 int cuda_scatter_add_rows(float *out, const float *inp, const int *rows, int R, int C) {
+    cuda_profile_mark("cuda_scatter_add_rows");
     if (R <= 0) return 0;
     scatter_add_kernel<<<R, 256, 0, cuda_stream>>>(out, inp, rows, C);
     return cuda_launched("cuda_scatter_add_rows");
