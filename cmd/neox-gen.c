@@ -171,7 +171,7 @@ static void flush_stdout(void *unused) {
 static void run_score(const neox_model *m, const options *o, stream_reader *sr) {
     neox_decoder dec;
     decoder_init(&dec, m, 1, 0, DECODER_PREFILL_ROWS);
-    float *logits = xmalloc((size_t)dec.max_rows * m->cfg.vocab_size * sizeof(float));
+    float *logits = device_host_alloc(m->dev, (size_t)dec.max_rows * m->cfg.vocab_size * sizeof(float));
     io_set_idle_hook(flush_stdout, NULL);
     record r = {0};
     char err[ERR_MAX];
@@ -202,7 +202,7 @@ static void run_score(const neox_model *m, const options *o, stream_reader *sr) 
     progress_done();
     checked_fflush(stdout);
     record_free(&r);
-    free(logits);
+    device_host_release(m->dev, logits);
     decoder_free(&dec);
 }
 

@@ -177,6 +177,22 @@ void cuda_free(void *p) {
     cudaFree(p);
 }
 
+void *cuda_host_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cuda_ready("cuda_host_alloc")) return NULL;
+    cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cuda_fail("cuda_host_alloc", "cudaMallocHost", cudaGetErrorString(e));
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+void cuda_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
+
 int cuda_to_device(void *dst, const void *src, size_t bytes) {
     cuda_profile_mark("cuda_to_device");
     CU_TRY("cuda_to_device", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_stream));

@@ -42,6 +42,9 @@ int cuda_profiling(void);
 /* ---- memory ---- */
 void *cuda_alloc(size_t bytes);                /* NULL on failure (error set) */
 void cuda_free(void *p);
+/* Page-locked host memory: cuda_to_host and cuda_to_device at full speed. */
+void *cuda_host_alloc(size_t bytes);           /* NULL on failure (error set) */
+void cuda_host_free(void *p);
 int cuda_to_device(void *dst, const void *src, size_t bytes);  /* synchronous */
 int cuda_to_host(void *dst, const void *src, size_t bytes);    /* synchronous */
 int cuda_copy(void *dst, const void *src, size_t bytes);       /* device to device, async */

@@ -34,6 +34,7 @@ static void gpu_copy(void *dst, const void *src, size_t bytes) {
     if (dst != src) check(cuda_copy(dst, src, bytes));
 }
 static void gpu_zero(void *dst, size_t bytes) { check(cuda_zero(dst, bytes)); }
+static void *gpu_host_alloc(size_t bytes) { return cuda_host_alloc(bytes); }
 
 /* ---- linear layers: the bf16 copy of the weight in l->device_copy ------------------- */
 
@@ -313,6 +314,8 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
     gpu.download = gpu_download;
     gpu.copy = gpu_copy;
     gpu.zero = gpu_zero;
+    gpu.host_alloc = gpu_host_alloc;
+    gpu.host_release = cuda_host_free;
     gpu.linear_set_dtype = gpu_linear_set_dtype;
     gpu.linear_free = gpu_linear_free;
     gpu.linear_forward = gpu_linear_forward;

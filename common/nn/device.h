@@ -56,6 +56,10 @@ typedef struct device_ops {
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*copy)(void *dst, const void *src, size_t bytes);
     void (*zero)(void *dst, size_t bytes);
+    /* Host memory that download and upload move fastest (page-locked on a
+     * GPU), for what crosses every step: the logits. NULL: malloc's. */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_release)(void *p);
     /* the linear layers (linear.h): their copies for a dtype, their products */
     void (*linear_set_dtype)(linear *l, compute_dtype dtype, int uses);
     void (*linear_free)(linear *l);
@@ -127,6 +131,10 @@ const device_ops *device_open(const char *name, char *err, size_t errlen);
 /* dev->alloc, ending the process when dev's memory is short (as
  * xmalloc does for the host's). */
 void *device_alloc(const device_ops *dev, size_t bytes);
+/* dev->host_alloc (else malloc), ending the process when memory is short;
+ * device_host_release frees it. */
+void *device_host_alloc(const device_ops *dev, size_t bytes);
+void device_host_release(const device_ops *dev, void *p);
 /* Frees *p and allocates n floats there (device_alloc). */
 void device_regrow(const device_ops *dev, float **p, size_t n);
 

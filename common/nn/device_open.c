@@ -58,6 +58,18 @@ const char *device_default_name(void) {
     return env && *env ? env : "cpu";
 }
 
+void *device_host_alloc(const device_ops *dev, size_t bytes) {
+    if (!dev->host_alloc) return xmalloc(bytes);
+    void *p = dev->host_alloc(bytes ? bytes : 1);
+    if (!p) out_of_memory("out of page-locked host memory for %s (%zu MB more)", dev->name, bytes >> 20);
+    return p;
+}
+
+void device_host_release(const device_ops *dev, void *p) {
+    if (dev->host_release) dev->host_release(p);
+    else free(p);
+}
+
 void *device_alloc(const device_ops *dev, size_t bytes) {
     void *p = dev->alloc(bytes ? bytes : 1);
     if (!p) out_of_memory("out of %s memory (%zu MB more)", dev->name, bytes >> 20);

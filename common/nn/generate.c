@@ -15,7 +15,7 @@ void generator_init(generator *g, const neox_model *m, const gen_opts *o) {
     decoder_init(&g->dec, m, o->batch, 0, rows);
     sampler_init(&g->smp, &o->sampling, m->cfg.vocab_size);
     g->active = xcalloc((size_t)o->batch, sizeof *g->active);
-    g->logits = xmalloc((size_t)o->batch * m->cfg.vocab_size * sizeof(float));
+    g->logits = device_host_alloc(m->dev, (size_t)o->batch * m->cfg.vocab_size * sizeof(float));
     g->step_seqs = xmalloc((size_t)o->batch * sizeof *g->step_seqs);
     g->step_tokens = xmalloc((size_t)o->batch * sizeof(uint32_t));
     g->step_slots = xmalloc((size_t)o->batch * sizeof(int));
@@ -23,10 +23,11 @@ void generator_init(generator *g, const neox_model *m, const gen_opts *o) {
 }
 
 void generator_free(generator *g) {
+    if (!g->m) return;
     decoder_free(&g->dec);
     sampler_free(&g->smp);
     free(g->active);
-    free(g->logits);
+    device_host_release(g->m->dev, g->logits);
     free(g->step_seqs);
     free(g->step_tokens);
     free(g->step_slots);
