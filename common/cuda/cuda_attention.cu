@@ -89,7 +89,6 @@ static int gemm_heads(const char *fn, cublasOperation_t ta, cublasOperation_t tb
 
 int cuda_attention_forward(float *qkv, float *att, float *out, const float *rope_cos, const float *rope_sin,
                            const int *seq_start_host, int nseq, int NH, int hd, int rot, int C) {
-    cuda_profile_mark("cuda_attention_forward");
     static const char *fn = "cuda_attention_forward";
     if (check_geometry(fn, NH, hd, rot, C)) return -1;
     const int C3 = 3 * C;
@@ -116,7 +115,6 @@ int cuda_attention_forward(float *qkv, float *att, float *out, const float *rope
 int cuda_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
                             const float *rope_cos, const float *rope_sin, const int *seq_start_host, int nseq,
                             int NH, int hd, int rot, int C) {
-    cuda_profile_mark("cuda_attention_backward");
     static const char *fn = "cuda_attention_backward";
     if (check_geometry(fn, NH, hd, rot, C)) return -1;
     const int C3 = 3 * C;
@@ -267,7 +265,6 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
 
 int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *seqs, int nseq, int R, int max_pos,
                           int l, const float *rope_cos, const float *rope_sin, int NH, int hd, int rot) {
-    cuda_profile_mark("cuda_attention_decode");
     static const char *fn = "cuda_attention_decode";
     if (check_geometry(fn, NH, hd, rot, NH * hd)) return -1;
     if (hd % 4 || hd > 512) return cuda_fail(fn, "geometry", "needs hd % 4 == 0 and hd <= 512");

@@ -7,43 +7,71 @@
 
 /* ---- layer norm ---- */
 
-/* One warp a row: mean and variance in double over two passes, then the
- * CPU's float expression, each operation rounded on its own; out2, when
- * not NULL, gets the row normalized with w2 and b2 (the statistics are
- * the same). */
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                                         const float *b, float *out2, const float *w2, const float *b2, int N,
-                                         int C, float eps) {
-    int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (n >= N) return;
+/* Row n of a layer norm: mean and variance in double over two passes,
+ * then the CPU's float expression, each operation rounded on its own;
+ * out2, when not NULL, gets the row normalized with w2 and b2 (the
+ * statistics are the same). T threads share the row: a warp's lanes
+ * (warp_sum), or a whole block's (block_sum). */
+template <int T, bool BLOCK>
+__device__ inline void layernorm_row(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                     const float *b, float *out2, const float *w2, const float *b2, int n, int C,
+                                     float eps, int t) {
     const float *x = inp + (size_t)n * C;
     double s = 0;
-    for (int i = lane; i < C; i += 32) s += x[i];
-    double m = warp_sum(s) / C, v = 0;
-    for (int i = lane; i < C; i += 32) {
+    for (int i = t; i < C; i += T) s += x[i];
+    double m = (BLOCK ? block_sum(s) : warp_sum(s)) / C, v = 0;
+    for (int i = t; i < C; i += T) {
         double d = (double)x[i] - m;
         v += d * d;
     }
-    v = warp_sum(v);
+    v = BLOCK ? block_sum(v) : warp_sum(v);
     float mf = (float)m, r = (float)(1.0 / sqrt(v / C + eps));
     float *o = out + (size_t)n * C, *o2 = out2 ? out2 + (size_t)n * C : NULL;
-    for (int i = lane; i < C; i += 32) {
+    for (int i = t; i < C; i += T) {
         float xhat = __fmul_rn(__fsub_rn(x[i], mf), r);
         o[i] = __fadd_rn(__fmul_rn(xhat, w[i]), b[i]);
         if (o2) o2[i] = __fadd_rn(__fmul_rn(xhat, w2[i]), b2[i]);
     }
-    if (lane == 0) {
+    if (t == 0) {
         if (mean) mean[n] = mf;
         if (rstd) rstd[n] = r;
     }
+}
+
+/* Many rows (training): one warp a row. */
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                         const float *b, float *out2, const float *w2, const float *b2, int N,
+                                         int C, float eps) {
+    int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (n >= N) return;
+    layernorm_row<32, false>(out, mean, rstd, inp, w, b, out2, w2, b2, n, C, eps, threadIdx.x & 31);
+}
+
+/* Few rows (decoding): one block a row, since a lone warp waits on its
+ * C/32 loads in turn (32 us a row of 1024 on an H100, against about 3). */
+#define LN_ROW_THREADS 256
+#define LN_FEW_ROWS 64
+__global__ void __launch_bounds__(LN_ROW_THREADS)
+layernorm_rows_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                      float *out2, const float *w2, const float *b2, int C, float eps) {
+    layernorm_row<LN_ROW_THREADS, true>(out, mean, rstd, inp, w, b, out2, w2, b2, blockIdx.x, C, eps, threadIdx.x);
+}
+
+static void layernorm_launch(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                             float *out2, const float *w2, const float *b2, int N, int C, float eps) {
+    if (N <= LN_FEW_ROWS)
+        layernorm_rows_kernel<<<N, LN_ROW_THREADS, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, out2, w2, b2, C,
+                                                                    eps);
+    else
+        layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, out2, w2,
+                                                                             b2, N, C, eps);
 }
 
 int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                            const float *b, int N, int C, float eps) {
     cuda_profile_mark("cuda_layernorm_forward");
     if (N <= 0) return 0;
-    layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, NULL, NULL,
-                                                                         NULL, N, C, eps);
+    layernorm_launch(out, mean, rstd, inp, w, b, NULL, NULL, NULL, N, C, eps);
     return cuda_launched("cuda_layernorm_forward");
 }
 
@@ -51,8 +79,7 @@ int cuda_layernorm_forward2(float *out1, float *out2, const float *inp, const fl
                             const float *w2, const float *b2, int N, int C, float eps) {
     cuda_profile_mark("cuda_layernorm_forward2");
     if (N <= 0) return 0;
-    layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out1, NULL, NULL, inp, w1, b1, out2, w2,
-                                                                         b2, N, C, eps);
+    layernorm_launch(out1, NULL, NULL, inp, w1, b1, out2, w2, b2, N, C, eps);
     return cuda_launched("cuda_layernorm_forward2");
 }
 
