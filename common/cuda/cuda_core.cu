@@ -194,33 +194,33 @@ void cuda_host_free(void *p) {
 }
 
 int cuda_to_device(void *dst, const void *src, size_t bytes) {
-    cuda_profile_mark("cuda_to_device");
+    if (cuda_ready("cuda_to_device")) return -1;
     CU_TRY("cuda_to_device", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_stream));
     CU_TRY("cuda_to_device", cudaStreamSynchronize(cuda_stream));
     return 0;
 }
 
 int cuda_to_host(void *dst, const void *src, size_t bytes) {
-    cuda_profile_mark("cuda_to_host");
+    if (cuda_ready("cuda_to_host")) return -1;
     CU_TRY("cuda_to_host", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cuda_stream));
     CU_TRY("cuda_to_host", cudaStreamSynchronize(cuda_stream));
     return 0;
 }
 
 int cuda_copy(void *dst, const void *src, size_t bytes) {
-    cuda_profile_mark("cuda_copy");
+    if (cuda_ready("cuda_copy")) return -1;
     CU_TRY("cuda_copy", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_stream));
     return 0;
 }
 
 int cuda_zero(void *p, size_t bytes) {
-    cuda_profile_mark("cuda_zero");
+    if (cuda_ready("cuda_zero")) return -1;
     CU_TRY("cuda_zero", cudaMemsetAsync(p, 0, bytes, cuda_stream));
     return 0;
 }
 
 int cuda_sync(void) {
-    cuda_profile_mark("cuda_sync");
+    if (cuda_ready("cuda_sync")) return -1;
     CU_TRY("cuda_sync", cudaStreamSynchronize(cuda_stream));
     return 0;
 }
@@ -248,7 +248,7 @@ int cuda_record_end(void **rec) {
 }
 
 int cuda_replay(void *rec) {
-    cuda_profile_mark("cuda_replay");
+    if (cuda_ready("cuda_replay")) return -1;
     CU_TRY("cuda_replay", cudaGraphLaunch((cudaGraphExec_t)rec, cuda_stream));
     return 0;
 }
@@ -273,7 +273,7 @@ __global__ void to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
 }
 
 int cuda_to_bf16(void *dst, const float *src, size_t n) {
-    cuda_profile_mark("cuda_to_bf16");
+    if (cuda_ready("cuda_to_bf16")) return -1;
     if (n == 0) return 0;
     to_bf16_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream>>>((uint16_t *)dst, src, n);
     return cuda_launched("cuda_to_bf16");
@@ -344,7 +344,7 @@ __global__ void adamw_kernel(adamw_consts c, float *p, const float *g, float *m,
 }
 
 int cuda_adamw(const adamw_consts *k, float *param, const float *grad, float *m, float *v, size_t n, int decay) {
-    cuda_profile_mark("cuda_adamw");
+    if (cuda_ready("cuda_adamw")) return -1;
     if (n == 0) return 0;
     adamw_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream>>>(*k, param, grad, m, v, n, decay);
     return cuda_launched("cuda_adamw");

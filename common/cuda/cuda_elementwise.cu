@@ -69,7 +69,7 @@ static void layernorm_launch(float *out, float *mean, float *rstd, const float *
 
 int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                            const float *b, int N, int C, float eps) {
-    cuda_profile_mark("cuda_layernorm_forward");
+    if (cuda_ready("cuda_layernorm_forward")) return -1;
     if (N <= 0) return 0;
     layernorm_launch(out, mean, rstd, inp, w, b, NULL, NULL, NULL, N, C, eps);
     return cuda_launched("cuda_layernorm_forward");
@@ -77,7 +77,7 @@ int cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *in
 
 int cuda_layernorm_forward2(float *out1, float *out2, const float *inp, const float *w1, const float *b1,
                             const float *w2, const float *b2, int N, int C, float eps) {
-    cuda_profile_mark("cuda_layernorm_forward2");
+    if (cuda_ready("cuda_layernorm_forward2")) return -1;
     if (N <= 0) return 0;
     layernorm_launch(out1, NULL, NULL, inp, w1, b1, out2, w2, b2, N, C, eps);
     return cuda_launched("cuda_layernorm_forward2");
@@ -137,8 +137,8 @@ __global__ void layernorm_partials_kernel(float *dw, float *db, const float *par
 
 int cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, const float *mean, const float *rstd, int N, int C) {
-    cuda_profile_mark("cuda_layernorm_backward");
     static const char *fn = "cuda_layernorm_backward";
+    if (cuda_ready(fn)) return -1;
     if (N <= 0) return 0;
     int blocks = (N + LNB_ROWS - 1) / LNB_ROWS;
     float *partial = (float *)cuda_scratch(SCRATCH_PARTIAL, (size_t)blocks * 2 * C * sizeof(float));
@@ -157,7 +157,7 @@ __global__ void gelu_forward_kernel(float *out, const float *inp, size_t N) {
 }
 
 int cuda_gelu_forward(float *out, const float *inp, size_t N) {
-    cuda_profile_mark("cuda_gelu_forward");
+    if (cuda_ready("cuda_gelu_forward")) return -1;
     if (N == 0) return 0;
     gelu_forward_kernel<<<cuda_blocks(N, 256), 256, 0, cuda_stream>>>(out, inp, N);
     return cuda_launched("cuda_gelu_forward");
@@ -174,7 +174,7 @@ __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float 
 }
 
 int cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
-    cuda_profile_mark("cuda_gelu_backward");
+    if (cuda_ready("cuda_gelu_backward")) return -1;
     if (N == 0) return 0;
     gelu_backward_kernel<<<cuda_blocks(N, 256), 256, 0, cuda_stream>>>(dinp, inp, dout, N);
     return cuda_launched("cuda_gelu_backward");
@@ -186,7 +186,7 @@ __global__ void residual_kernel(float *out, const float *a, const float *b, size
 }
 
 int cuda_residual_forward(float *out, const float *a, const float *b, size_t N) {
-    cuda_profile_mark("cuda_residual_forward");
+    if (cuda_ready("cuda_residual_forward")) return -1;
     if (N == 0) return 0;
     residual_kernel<<<cuda_blocks(N, 256), 256, 0, cuda_stream>>>(out, a, b, N);
     return cuda_launched("cuda_residual_forward");
@@ -203,14 +203,14 @@ __global__ void gather_kernel(float *out, const float *inp, const uint32_t *ids,
 }
 
 int cuda_embedding_forward(float *out, const float *wte, const uint32_t *ids, int T, int C) {
-    cuda_profile_mark("cuda_embedding_forward");
+    if (cuda_ready("cuda_embedding_forward")) return -1;
     if (T <= 0) return 0;
     gather_kernel<<<T, 256, 0, cuda_stream>>>(out, wte, ids, NULL, C);
     return cuda_launched("cuda_embedding_forward");
 }
 
 int cuda_gather_rows(float *out, const float *inp, const int *rows, int R, int C) {
-    cuda_profile_mark("cuda_gather_rows");
+    if (cuda_ready("cuda_gather_rows")) return -1;
     if (R <= 0) return 0;
     gather_kernel<<<R, 256, 0, cuda_stream>>>(out, inp, NULL, rows, C);
     return cuda_launched("cuda_gather_rows");
@@ -235,8 +235,8 @@ static int by_id_then_row(const void *a, const void *b) {
 }
 
 int cuda_embedding_backward(float *dwte, const float *dout, const uint32_t *ids_host, int T, int C) {
-    cuda_profile_mark("cuda_embedding_backward");
     static const char *fn = "cuda_embedding_backward";
+    if (cuda_ready(fn)) return -1;
     if (T <= 0) return 0;
     /* the rows grouped by token on the host: (id << 32 | row) sorted */
     static uint64_t *keys;
@@ -277,7 +277,7 @@ __global__ void scatter_add_kernel(float *out, const float *inp, const int *rows
 }
 
 int cuda_scatter_add_rows(float *out, const float *inp, const int *rows, int R, int C) {
-    cuda_profile_mark("cuda_scatter_add_rows");
+    if (cuda_ready("cuda_scatter_add_rows")) return -1;
     if (R <= 0) return 0;
     scatter_add_kernel<<<R, 256, 0, cuda_stream>>>(out, inp, rows, C);
     return cuda_launched("cuda_scatter_add_rows");

@@ -186,6 +186,14 @@ static void gemv_launch(float *out, const float *inp, const void *w, const float
         gemv_kernel<BF16, CUDA_EPILOGUE_NONE><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, res, N, OC, C);
 }
 
+/* The streamed product of a shape cuda_gemv_fits takes, for fn. */
+static int gemv_forward(const char *fn, float *out, const float *inp, const float *w, const void *w_bf16,
+                        const float *b, const float *res, int N, int OC, int C, int epilogue) {
+    if (w_bf16) gemv_launch<true>(out, inp, w_bf16, b, res, N, OC, C, epilogue);
+    else gemv_launch<false>(out, inp, w, b, res, N, OC, C, epilogue);
+    return cuda_launched(fn);
+}
+
 int cuda_linear_forward_fused(float *out, const float *inp, const float *w, const void *w_bf16, const float *b,
                               const float *res, int N, int OC, int C, int epilogue) {
     static const char *fn = "cuda_linear_forward_fused";
@@ -193,9 +201,7 @@ int cuda_linear_forward_fused(float *out, const float *inp, const float *w, cons
     cuda_profile_shape(N, OC, C);
     if (!cuda_gemv_fits(inp, w_bf16 ? w_bf16 : (const void *)w, N, C))
         return cuda_fail(fn, "shape", "more rows than a streamed product takes, or unaligned");
-    if (w_bf16) gemv_launch<true>(out, inp, w_bf16, b, res, N, OC, C, epilogue);
-    else gemv_launch<false>(out, inp, w, b, res, N, OC, C, epilogue);
-    return cuda_launched(fn);
+    return gemv_forward(fn, out, inp, w, w_bf16, b, res, N, OC, C, epilogue);
 }
 
 int cuda_linear_forward(float *out, const float *inp, const float *w, const void *w_bf16,
@@ -206,7 +212,7 @@ int cuda_linear_forward(float *out, const float *inp, const float *w, const void
     if (N <= 0) return 0;
     const int bf16 = w_bf16 != NULL;
     if (cuda_gemv_fits(inp, bf16 ? w_bf16 : (const void *)w, N, C))
-        return cuda_linear_forward_fused(out, inp, w, w_bf16, b, NULL, N, OC, C, CUDA_EPILOGUE_NONE);
+        return gemv_forward(fn, out, inp, w, w_bf16, b, NULL, N, OC, C, CUDA_EPILOGUE_NONE);
     const void *A = w, *B = inp;
     cudaDataType_t in = CUDA_R_32F;
     if (bf16) {
