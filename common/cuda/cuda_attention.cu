@@ -145,9 +145,11 @@ int cuda_attention_backward(float *dqkv, float *datt, const float *dout, const f
 
 /* ---- cached decoding ---- */
 
-/* A block per (row, head): at batch 1 only NH blocks, so each has many
- * threads and unrolled loops to keep enough loads in flight. */
-#define DECODE_THREADS 512
+/* Threads of a block: a (row, head, span) is a short job, so blocks are
+ * many and small. */
+#define DECODE_THREADS 128
+/* Spans a row's positions are split into at most. */
+#define DECODE_MAX_SPANS 32
 
 /* Element d of a rotated q or k row x at the angles c, s of its position. */
 __device__ inline float rotated(const float *x, int d, const float *c, const float *s, int half) {
@@ -156,18 +158,23 @@ __device__ inline float rotated(const float *x, int d, const float *c, const flo
     return x[d];
 }
 
-/* One block per (new row, head). Keys before p0 come from the cache; the
+/* Block (r, h, s) attends new row r, head h, over the s-th of S equal
+ * spans of its positions 0..pos. Keys before p0 come from the cache; the
  * step's own keys (positions p0..) straight from qkv, rotated here, so no
- * block waits for another; each block appends its own row's key and
- * value. G lanes share a cached key (float4 each), G a power of two
- * dividing hd/4, at most 32. Shared memory: q [hd], the output's partial
- * sums [DECODE_THREADS * 4], the scores [max_pos]. */
+ * block waits for another; the span-0 block appends its row's key and
+ * value. Each span keeps its maximum score m, Σ e = Σ exp(score - m) and
+ * Σ e·v; with S > 1 they go to partial [R, NH, S, hd + 2] and the block
+ * that finishes (r, h) last merges the spans in order (the bits never
+ * depend on timing) and re-arms the counter. G lanes share a cached key,
+ * G a power of two dividing hd/4, at most 32. Shared memory: q [hd], the
+ * value sums' partials [DECODE_THREADS * 4], the span's scores. */
 __global__ void __launch_bounds__(DECODE_THREADS)
 decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nseq, int l, const float *cos_t,
-              const float *sin_t, int NH, int hd, int rot, int G) {
+              const float *sin_t, int NH, int hd, int rot, int G, float *partial, unsigned *counters) {
     extern __shared__ float4 smem4[];
-    __shared__ int seq_of_row;
-    const int r = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    __shared__ int seq_of_row, last;
+    const int r = blockIdx.x, h = blockIdx.y, span = blockIdx.z, S = gridDim.z;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int nwarps = DECODE_THREADS / 32, C = NH * hd, half = rot / 2, D4 = hd / 4;
     if (tid == 0) { /* seqs are in row order */
         int lo = 0, hi = nseq - 1;
@@ -181,6 +188,7 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
     __syncthreads();
     const cuda_decode_seq sq = seqs[seq_of_row];
     const int p0 = sq.p0, pos = p0 + (r - sq.row0), P = pos + 1;
+    const int per_span = (P + S - 1) / S, j0 = min(P, span * per_span), j1 = min(P, j0 + per_span);
     const size_t head = ((size_t)l * NH + h) * sq.room * hd;
     float *Kc = sq.k + head, *Vc = sq.v + head;
     const float *x = qkv + (size_t)r * 3 * C + (size_t)h * 3 * hd;
@@ -192,66 +200,68 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
         const float *c = cos_t + (size_t)pos * half, *s = sin_t + (size_t)pos * half;
         for (int d = tid; d < hd; d += DECODE_THREADS) {
             q[d] = rotated(x, d, c, s, half);
-            Kc[(size_t)pos * hd + d] = rotated(x + hd, d, c, s, half);
-            Vc[(size_t)pos * hd + d] = x[2 * hd + d];
+            if (span == 0) {
+                Kc[(size_t)pos * hd + d] = rotated(x + hd, d, c, s, half);
+                Vc[(size_t)pos * hd + d] = x[2 * hd + d];
+            }
         }
     }
     __syncthreads();
     const float scale = 1.0f / sqrtf((float)hd);
-    /* cached keys: 32/G keys a warp at a time */
-    const int per_warp = 32 / G, gid = lane / G, gl = lane % G;
-#pragma unroll 4
-    for (int jb = warp * per_warp; jb < p0; jb += nwarps * per_warp) {
+    /* cached keys of the span: 32/G keys a warp at a time */
+    const int per_warp = 32 / G, gid = lane / G, gl = lane % G, cached_end = min(j1, p0);
+    for (int jb = j0 + warp * per_warp; jb < cached_end; jb += nwarps * per_warp) {
         int j = jb + gid;
         float acc = 0;
-        if (j < p0) {
+        if (j < cached_end) {
             const float4 *kr = (const float4 *)(Kc + (size_t)j * hd);
+#pragma unroll 4
             for (int e = gl; e < D4; e += G) {
                 float4 kv = kr[e], qv = ((const float4 *)q)[e];
                 acc += kv.x * qv.x + kv.y * qv.y + kv.z * qv.z + kv.w * qv.w;
             }
         }
         for (int o = G / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-        if (j < p0 && gl == 0) sc[j] = acc * scale;
+        if (j < cached_end && gl == 0) sc[j - j0] = acc * scale;
     }
-    /* this step's keys, a warp each */
-    for (int j = p0 + warp; j <= pos; j += nwarps) {
+    /* this step's keys in the span, a warp each */
+    for (int j = max(j0, p0) + warp; j < j1; j += nwarps) {
         const float *kx = newrows + (size_t)(j - p0) * 3 * C + hd;
         const float *c = cos_t + (size_t)j * half, *s = sin_t + (size_t)j * half;
         float acc = 0;
         for (int d = lane; d < hd; d += 32) acc += q[d] * rotated(kx, d, c, s, half);
         acc = warp_sum(acc);
-        if (lane == 0) sc[j] = acc * scale;
+        if (lane == 0) sc[j - j0] = acc * scale;
     }
     __syncthreads();
     float mx = -INFINITY;
-    for (int j = tid; j < P; j += DECODE_THREADS) mx = fmaxf(mx, sc[j]);
+    for (int j = tid; j < j1 - j0; j += DECODE_THREADS) mx = fmaxf(mx, sc[j]);
     mx = block_max(mx);
     float sum = 0;
-    for (int j = tid; j < P; j += DECODE_THREADS) {
+    for (int j = tid; j < j1 - j0; j += DECODE_THREADS) {
         float e = expf(sc[j] - mx);
         sc[j] = e;
         sum += e;
     }
-    const float inv = 1.0f / block_sum(sum); /* block_sum's barriers publish sc */
-    /* out = Σ_j p_j v_j: D4 threads a value row, J rows at a time */
+    sum = block_sum(sum); /* block_sum's barriers publish sc */
+    /* Σ e_j v_j: D4 threads a value row, J rows at a time */
     const int J = DECODE_THREADS / D4, d4 = tid % D4, jg = tid / D4;
     float4 acc = make_float4(0, 0, 0, 0);
     if (jg < J)
 #pragma unroll 4
-        for (int j = jg; j < P; j += J) {
+        for (int j = j0 + jg; j < j1; j += J) {
             const float *vr = j < p0 ? Vc + (size_t)j * hd : newrows + (size_t)(j - p0) * 3 * C + 2 * hd;
             float4 vv = ((const float4 *)vr)[d4];
-            float p = sc[j] * inv;
-            acc.x += p * vv.x;
-            acc.y += p * vv.y;
-            acc.z += p * vv.z;
-            acc.w += p * vv.w;
+            float e = sc[j - j0];
+            acc.x += e * vv.x;
+            acc.y += e * vv.y;
+            acc.z += e * vv.z;
+            acc.w += e * vv.w;
         }
     part[tid] = acc;
     __syncthreads();
-    if (tid < D4) {
-        float4 o = make_float4(0, 0, 0, 0);
+    float4 o = make_float4(0, 0, 0, 0);
+    if (tid < D4)
         for (int g = 0; g < J; g++) {
             float4 p = part[g * D4 + tid];
             o.x += p.x;
@@ -259,8 +269,43 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
             o.z += p.z;
             o.w += p.w;
         }
-        ((float4 *)(out + (size_t)r * C + (size_t)h * hd))[tid] = o;
+    float4 *dst = (float4 *)(out + (size_t)r * C + (size_t)h * hd);
+    if (S == 1) {
+        if (tid < D4) {
+            const float inv = 1.0f / sum;
+            dst[tid] = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+        }
+        return;
     }
+    const size_t job = (size_t)r * NH + h, stride = (size_t)hd + 2;
+    float *mine = partial + (job * S + span) * stride;
+    if (tid < D4) ((float4 *)mine)[tid] = o;
+    if (tid == 0) mine[hd] = mx, mine[hd + 1] = sum;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(&counters[job], 1u) == (unsigned)S - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (tid < D4) {
+        const float *spans = partial + job * S * stride;
+        float M = -INFINITY;
+        for (int t = 0; t < S; t++) M = fmaxf(M, __ldcg(&spans[t * stride + hd]));
+        float4 v = make_float4(0, 0, 0, 0);
+        float L = 0;
+        for (int t = 0; t < S; t++) {
+            const float w = expf(__ldcg(&spans[t * stride + hd]) - M); /* an empty span: m = -inf, w = 0 */
+            const float4 a = __ldcg((const float4 *)(spans + t * stride) + tid);
+            v.x += w * a.x;
+            v.y += w * a.y;
+            v.z += w * a.z;
+            v.w += w * a.w;
+            L += w * __ldcg(&spans[t * stride + hd + 1]);
+        }
+        const float inv = 1.0f / L;
+        dst[tid] = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+    }
+    if (tid == 0) counters[job] = 0;
 }
 
 int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *seqs, int nseq, int R, int max_pos,
@@ -269,15 +314,24 @@ int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *s
     if (check_geometry(fn, NH, hd, rot, NH * hd)) return -1;
     if (hd % 4 || hd > 512) return cuda_fail(fn, "geometry", "needs hd % 4 == 0 and hd <= 512");
     if (R <= 0 || nseq <= 0) return 0;
+    /* Lanes a key: as few as leave each lane 4 of its float4 loads in flight. */
     int D4 = hd / 4, G = 1;
-    while (G < 32 && D4 % (2 * G) == 0) G *= 2;
-    size_t shmem = (size_t)D4 * 16 + DECODE_THREADS * 16 + (size_t)max_pos * 4;
+    while (G < 32 && D4 % (2 * G) == 0 && D4 / (2 * G) >= 4) G *= 2;
+    /* Spans: enough (row, head, span) blocks for four a multiprocessor. */
+    const int jobs = R * NH;
+    int S = (4 * cuda_sm_count + jobs - 1) / jobs;
+    if (S > DECODE_MAX_SPANS) S = DECODE_MAX_SPANS;
+    if (S < 2 || jobs > CUDA_SPLIT_COUNTERS) S = 1;
+    float *partial = NULL;
+    if (S > 1 && !(partial = (float *)cuda_scratch(SCRATCH_DECODE_SPANS, (size_t)jobs * S * (hd + 2) * sizeof(float))))
+        return -1;
+    size_t shmem = (size_t)D4 * 16 + DECODE_THREADS * 16 + (size_t)((max_pos + S - 1) / S) * 4;
     static size_t shmem_set = 48 << 10;
     if (shmem > shmem_set) {
         CU_TRY(fn, cudaFuncSetAttribute(decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shmem));
         shmem_set = shmem;
     }
-    decode_kernel<<<dim3(R, NH), DECODE_THREADS, shmem, cuda_stream>>>(out, qkv, seqs, nseq, l, rope_cos, rope_sin,
-                                                                       NH, hd, rot, G);
+    decode_kernel<<<dim3(R, NH, S), DECODE_THREADS, shmem, cuda_stream>>>(
+        out, qkv, seqs, nseq, l, rope_cos, rope_sin, NH, hd, rot, G, partial, cuda_split_counters);
     return cuda_launched(fn);
 }

@@ -10,6 +10,8 @@ cudaStream_t cuda_stream;
 cublasHandle_t cuda_blas;
 cublasLtHandle_t cuda_blaslt;
 void *cuda_workspace;
+int cuda_sm_count;
+unsigned *cuda_split_counters;
 static int initialized;
 static char last_error[512];
 static char device_name[256];
@@ -65,9 +67,13 @@ int cuda_ops_init(void) {
         return cuda_fail(fn, "device", why);
     }
     snprintf(device_name, sizeof device_name, "%s", prop.name);
+    cuda_sm_count = prop.multiProcessorCount;
     CU_TRY(fn, cudaStreamCreateWithFlags(&cuda_stream, cudaStreamNonBlocking));
     CU_TRY(fn, cudaMalloc(&cuda_workspace, CUDA_WORKSPACE_BYTES));
     held_add(cuda_workspace, CUDA_WORKSPACE_BYTES);
+    CU_TRY(fn, cudaMalloc(&cuda_split_counters, CUDA_SPLIT_COUNTERS * sizeof(unsigned)));
+    CU_TRY(fn, cudaMemset(cuda_split_counters, 0, CUDA_SPLIT_COUNTERS * sizeof(unsigned)));
+    held_add(cuda_split_counters, CUDA_SPLIT_COUNTERS * sizeof(unsigned));
     BLAS_TRY(fn, cublasCreate(&cuda_blas));
     BLAS_TRY(fn, cublasSetStream(cuda_blas, cuda_stream));
     /* fp32 products stay fp32: no TF32 tensor cores. */
@@ -115,6 +121,7 @@ void cuda_ops_shutdown(void) {
     cublasLtDestroy(cuda_blaslt);
     cublasDestroy(cuda_blas);
     cudaFree(cuda_workspace);
+    cudaFree(cuda_split_counters);
     cudaStreamDestroy(cuda_stream);
     initialized = 0;
 }
@@ -263,13 +270,7 @@ void cuda_record_free(void *rec) {
 __global__ void to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
-    uint32_t u = __float_as_uint(src[i]);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        dst[i] = (uint16_t)((u >> 16) | 0x40);
-        return;
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    dst[i] = (uint16_t)(u >> 16);
+    dst[i] = bf16_bits(src[i]);
 }
 
 int cuda_to_bf16(void *dst, const float *src, size_t n) {

@@ -14,6 +14,12 @@ extern cublasHandle_t cuda_blas;
 extern cublasLtHandle_t cuda_blaslt;
 extern void *cuda_workspace;
 #define CUDA_WORKSPACE_BYTES ((size_t)32 << 20)
+/* The device's streaming multiprocessors, for sizing grids. */
+extern int cuda_sm_count;
+/* Zeroed counters, one per block group of a split product; the last
+ * block of a group re-arms its own (cuda_linear.cu). */
+extern unsigned *cuda_split_counters;
+#define CUDA_SPLIT_COUNTERS 65536
 
 /* Records "fn: what: why" as the last error; returns -1. */
 int cuda_fail(const char *fn, const char *what, const char *why);
@@ -42,11 +48,35 @@ void cuda_profile_shape(int N, int OC, int C);
     } while (0)
 
 /* Scratch buffers of the module, each grown on demand (never shrunk). */
-enum { SCRATCH_BF16_A, SCRATCH_BF16_B, SCRATCH_PARTIAL, SCRATCH_ROWS, SCRATCH_SUMSQ, SCRATCH_EMBED, SCRATCH_COUNT };
+enum {
+    SCRATCH_BF16_A, SCRATCH_BF16_B, SCRATCH_PARTIAL, SCRATCH_ROWS, SCRATCH_SUMSQ, SCRATCH_EMBED, SCRATCH_SPANS,
+    SCRATCH_DECODE_SPANS, SCRATCH_ARGMAX, SCRATCH_COUNT
+};
 void *cuda_scratch(int which, size_t bytes);
 
 static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     return (unsigned)((n + threads - 1) / threads);
+}
+
+/* x as bf16 bits (gemm_fp32_to_bf16): nearest even, NaN kept quiet. */
+__device__ inline uint16_t bf16_bits(float x) {
+    uint32_t u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+/* Two floats as packed bf16, the first in the low half (memory order). */
+__device__ inline uint32_t bf16_pair(float lo, float hi) {
+    return (uint32_t)bf16_bits(lo) | (uint32_t)bf16_bits(hi) << 16;
+}
+/* Eight bf16 (16 bytes, memory order) as floats. */
+__device__ inline void unpack_bf16x8(uint4 q, float *v) {
+    const uint32_t p[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        v[2 * k] = __uint_as_float(p[k] << 16);
+        v[2 * k + 1] = __uint_as_float(p[k] & 0xffff0000u);
+    }
 }
 
 /* GELU with erf, gelu_forward's expression. */

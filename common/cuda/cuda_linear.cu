@@ -90,83 +90,126 @@ __global__ void bias_fill_kernel(float *out, const float *b, int N, int OC) {
     if (i < (size_t)N * OC) out[i] = b[i % OC];
 }
 
-/* ---- few rows (decoding): the weight streamed once, one warp a row ---- */
+/* ---- few rows (decoding): the weight streamed once ---- */
 
 /* Rows up to which the forward streams the weight itself: one launch
  * (no rounding pass for bf16), bias included, at memory speed. */
 #define GEMV_MAX_ROWS 8
+/* Output rows of a block: a warp each. */
+#define GEMV_WARPS 8
 
-/* x rounded to bf16 and back (gemm_fp32_to_bf16), as the products see it. */
-__device__ inline float bf16_round(float x) {
-    uint32_t u = __float_as_uint(x);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return __uint_as_float(u & 0xffff0000u);
+/* out[i] = the epilogue of y. */
+template <int EPI> __device__ inline void gemv_store(float *out, const float *res, size_t i, float y) {
+    out[i] = EPI == CUDA_EPILOGUE_GELU ? gelu_erf(y) : EPI == CUDA_EPILOGUE_ADD ? res[i] + y : y;
 }
 
-/* Chunks of 8 weights a lane loads before it multiplies: enough bytes in
- * flight for the weight to stream near the memory's speed. */
-#define GEMV_UNROLL 4
-
-/* out [N, OC] = epi(inp [N, C] · wᵀ + b), N <= GEMV_MAX_ROWS; w fp32 or
- * bf16 [OC, C], C a multiple of 8, rows 16-byte aligned. The epilogue is
- * that of the separate ops: GELU (gelu_forward), or res + (the product)
- * (residual_forward; res may be out). */
-template <bool BF16, int EPI>
-__global__ void gemv_kernel(float *out, const float *inp, const void *w, const float *b, const float *res, int N,
-                            int OC, int C) {
-    const int lane = threadIdx.x & 31, o = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (o >= OC) return;
-    float acc[GEMV_MAX_ROWS];
+/* out [NR, OC] = epi(inp [NR, C] · wᵀ + b); w fp32 or bf16 [OC, C], C a
+ * multiple of 8, rows 16-byte aligned. The epilogue is that of the
+ * separate ops: GELU (gelu_forward), or res + (the product)
+ * (residual_forward; res may be out).
+ *
+ * Block (x, y) takes rows 8x .. 8x+7, a warp each, over the y-th of S
+ * equal spans of C (S > 1 when there are too few rows to fill the GPU).
+ * It walks its span in tiles: each lane first loads its chunks of 8
+ * weights of the tile, then the block stages the tile of inp in shared
+ * memory (rounded to bf16 once, for a bf16 weight), then the lanes
+ * multiply. With S > 1 the spans' sums go to partial [S, NR, OC]; the
+ * block that finishes a row group last adds them in span order, so the
+ * bits never depend on timing, and re-arms its counter. */
+template <bool BF16, int EPI, int NR>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+gemv_kernel(float *out, const float *inp, const void *w, const float *b, const float *res, float *partial,
+            unsigned *counters, int OC, int C, int S) {
+    constexpr int TILE = BF16 ? 2048 : 1024; /* elements of a tile: 32 KB of staged x at NR = 8 */
+    constexpr int LANE_CHUNKS = TILE / 8 / 32;
+    __shared__ __align__(16) unsigned char staged[NR * TILE * (BF16 ? 2 : 4)];
+    __shared__ int last;
+    const int lane = threadIdx.x & 31, o = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    const int span = C / S, k0 = blockIdx.y * span, k1 = k0 + span;
+    float acc[NR];
 #pragma unroll
-    for (int n = 0; n < GEMV_MAX_ROWS; n++) acc[n] = 0.0f;
-    const float4 *x4 = (const float4 *)inp;
-    const int C4 = C / 4, chunks = C / 8;
-    for (int e0 = lane; e0 < chunks; e0 += 32 * GEMV_UNROLL) {
-        float wv[GEMV_UNROLL][8];
+    for (int n = 0; n < NR; n++) acc[n] = 0.0f;
+    for (int t = k0; t < k1; t += TILE) {
+        const int chunks = min(TILE, k1 - t) / 8;
+        uint4 wq[BF16 ? LANE_CHUNKS : 2 * LANE_CHUNKS];
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
-            const int e = e0 + 32 * u;
-            if (e >= chunks) break;
+        for (int u = 0; u < LANE_CHUNKS; u++) {
+            const int e = lane + 32 * u;
+            if (o >= OC || e >= chunks) continue;
             if (BF16) {
-                uint4 q = ((const uint4 *)((const uint16_t *)w + (size_t)o * C))[e];
-                uint32_t p[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    wv[u][2 * k] = __uint_as_float(p[k] << 16);
-                    wv[u][2 * k + 1] = __uint_as_float(p[k] & 0xffff0000u);
-                }
+                wq[u] = ((const uint4 *)((const uint16_t *)w + (size_t)o * C + t))[e];
             } else {
-                const float4 *wr = (const float4 *)((const float *)w + (size_t)o * C);
-                float4 a = wr[2 * e], c = wr[2 * e + 1];
-                wv[u][0] = a.x, wv[u][1] = a.y, wv[u][2] = a.z, wv[u][3] = a.w;
-                wv[u][4] = c.x, wv[u][5] = c.y, wv[u][6] = c.z, wv[u][7] = c.w;
+                const uint4 *wr = (const uint4 *)((const float *)w + (size_t)o * C + t);
+                wq[2 * u] = wr[2 * e];
+                wq[2 * u + 1] = wr[2 * e + 1];
             }
         }
+        __syncthreads(); /* the previous tile's x is read */
+        for (int i = threadIdx.x; i < NR * chunks; i += blockDim.x) {
+            const int n = i / chunks, e = i % chunks;
+            const float4 *src = (const float4 *)(inp + (size_t)n * C + t) + 2 * e;
+            float4 a = src[0], c = src[1];
+            if (BF16) {
+                uint4 q = {bf16_pair(a.x, a.y), bf16_pair(a.z, a.w), bf16_pair(c.x, c.y), bf16_pair(c.z, c.w)};
+                ((uint4 *)staged)[n * (TILE / 8) + e] = q;
+            } else {
+                ((float4 *)staged)[n * (TILE / 4) + 2 * e] = a;
+                ((float4 *)staged)[n * (TILE / 4) + 2 * e + 1] = c;
+            }
+        }
+        __syncthreads();
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
-            const int e = e0 + 32 * u;
-            if (e >= chunks) break;
+        for (int u = 0; u < LANE_CHUNKS; u++) {
+            const int e = lane + 32 * u;
+            if (o >= OC || e >= chunks) continue;
+            float wv[8];
+            if (BF16) {
+                unpack_bf16x8(wq[u], wv);
+            } else {
+                const float4 a = *(const float4 *)&wq[2 * u], c = *(const float4 *)&wq[2 * u + 1];
+                wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = c.x, wv[5] = c.y, wv[6] = c.z, wv[7] = c.w;
+            }
 #pragma unroll
-            for (int n = 0; n < GEMV_MAX_ROWS; n++) {
-                if (n >= N) break;
-                float4 a = x4[(size_t)n * C4 + 2 * e], c = x4[(size_t)n * C4 + 2 * e + 1];
-                float xv[8] = {a.x, a.y, a.z, a.w, c.x, c.y, c.z, c.w};
+            for (int n = 0; n < NR; n++) {
+                float xv[8];
+                if (BF16) {
+                    unpack_bf16x8(((const uint4 *)staged)[n * (TILE / 8) + e], xv);
+                } else {
+                    const float4 a = ((const float4 *)staged)[n * (TILE / 4) + 2 * e];
+                    const float4 c = ((const float4 *)staged)[n * (TILE / 4) + 2 * e + 1];
+                    xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = c.x, xv[5] = c.y, xv[6] = c.z, xv[7] = c.w;
+                }
 #pragma unroll
-                for (int k = 0; k < 8; k++) acc[n] += wv[u][k] * (BF16 ? bf16_round(xv[k]) : xv[k]);
+                for (int k = 0; k < 8; k++) acc[n] += wv[k] * xv[k];
             }
         }
     }
-    const float bias = b ? b[o] : 0.0f;
 #pragma unroll
-    for (int n = 0; n < GEMV_MAX_ROWS; n++) {
-        if (n >= N) break;
-        float y = warp_sum(acc[n]) + bias;
-        if (lane == 0) {
-            size_t i = (size_t)n * OC + o;
-            out[i] = EPI == CUDA_EPILOGUE_GELU ? gelu_erf(y) : EPI == CUDA_EPILOGUE_ADD ? res[i] + y : y;
+    for (int n = 0; n < NR; n++) acc[n] = warp_sum(acc[n]);
+    if (S == 1) {
+#pragma unroll
+        for (int n = 0; n < NR; n++)
+            if (lane == n && o < OC) gemv_store<EPI>(out, res, (size_t)n * OC + o, acc[n] + (b ? b[o] : 0.0f));
+        return;
+    }
+#pragma unroll
+    for (int n = 0; n < NR; n++)
+        if (lane == n && o < OC) partial[((size_t)blockIdx.y * NR + n) * OC + o] = acc[n];
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1u) == (unsigned)S - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x < GEMV_WARPS * NR) {
+        const int r = blockIdx.x * GEMV_WARPS + threadIdx.x / NR, n = threadIdx.x % NR;
+        if (r < OC) {
+            float y = 0.0f;
+            for (int s = 0; s < S; s++) y += __ldcg(&partial[((size_t)s * NR + n) * OC + r]);
+            gemv_store<EPI>(out, res, (size_t)n * OC + r, y + (b ? b[r] : 0.0f));
         }
     }
+    if (threadIdx.x == 0) counters[blockIdx.x] = 0;
 }
 
 int cuda_gemv_fits(const float *inp, const void *w, int N, int C) {
@@ -174,23 +217,59 @@ int cuda_gemv_fits(const float *inp, const void *w, int N, int C) {
     return N > 0 && N <= GEMV_MAX_ROWS && C % 8 == 0 && common_alignment(vec, 2) >= 16;
 }
 
+/* Spans of C a product is split into: doubled while the blocks fill less
+ * than three waves of the GPU's SMs and a span keeps at least 512
+ * elements (a multiple of 8). */
+static int gemv_spans(int OC, int C) {
+    const int groups = (OC + GEMV_WARPS - 1) / GEMV_WARPS;
+    int S = 1;
+    while (groups * S < 3 * cuda_sm_count && C % (16 * S) == 0 && C / (2 * S) >= 512 && groups <= CUDA_SPLIT_COUNTERS)
+        S *= 2;
+    return S;
+}
+
+template <bool BF16, int EPI, int NR>
+static void gemv_launch_rows(float *out, const float *inp, const void *w, const float *b, const float *res,
+                             float *partial, int OC, int C, int S) {
+    dim3 grid((OC + GEMV_WARPS - 1) / GEMV_WARPS, S);
+    gemv_kernel<BF16, EPI, NR><<<grid, GEMV_WARPS * 32, 0, cuda_stream>>>(out, inp, w, b, res, partial,
+                                                                           cuda_split_counters, OC, C, S);
+}
+
+template <bool BF16, int EPI>
+static void gemv_launch_epi(float *out, const float *inp, const void *w, const float *b, const float *res,
+                            float *partial, int N, int OC, int C, int S) {
+    switch (N) {
+    case 1: gemv_launch_rows<BF16, EPI, 1>(out, inp, w, b, res, partial, OC, C, S); break;
+    case 2: gemv_launch_rows<BF16, EPI, 2>(out, inp, w, b, res, partial, OC, C, S); break;
+    case 3: gemv_launch_rows<BF16, EPI, 3>(out, inp, w, b, res, partial, OC, C, S); break;
+    case 4: gemv_launch_rows<BF16, EPI, 4>(out, inp, w, b, res, partial, OC, C, S); break;
+    case 5: gemv_launch_rows<BF16, EPI, 5>(out, inp, w, b, res, partial, OC, C, S); break;
+    case 6: gemv_launch_rows<BF16, EPI, 6>(out, inp, w, b, res, partial, OC, C, S); break;
+    case 7: gemv_launch_rows<BF16, EPI, 7>(out, inp, w, b, res, partial, OC, C, S); break;
+    default: gemv_launch_rows<BF16, EPI, 8>(out, inp, w, b, res, partial, OC, C, S); break;
+    }
+}
+
 template <bool BF16>
-static void gemv_launch(float *out, const float *inp, const void *w, const float *b, const float *res, int N,
-                        int OC, int C, int epilogue) {
-    unsigned blocks = cuda_blocks(OC, 8);
+static void gemv_launch(float *out, const float *inp, const void *w, const float *b, const float *res,
+                        float *partial, int N, int OC, int C, int S, int epilogue) {
     if (epilogue == CUDA_EPILOGUE_GELU)
-        gemv_kernel<BF16, CUDA_EPILOGUE_GELU><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, res, N, OC, C);
+        gemv_launch_epi<BF16, CUDA_EPILOGUE_GELU>(out, inp, w, b, res, partial, N, OC, C, S);
     else if (epilogue == CUDA_EPILOGUE_ADD)
-        gemv_kernel<BF16, CUDA_EPILOGUE_ADD><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, res, N, OC, C);
+        gemv_launch_epi<BF16, CUDA_EPILOGUE_ADD>(out, inp, w, b, res, partial, N, OC, C, S);
     else
-        gemv_kernel<BF16, CUDA_EPILOGUE_NONE><<<blocks, 256, 0, cuda_stream>>>(out, inp, w, b, res, N, OC, C);
+        gemv_launch_epi<BF16, CUDA_EPILOGUE_NONE>(out, inp, w, b, res, partial, N, OC, C, S);
 }
 
 /* The streamed product of a shape cuda_gemv_fits takes, for fn. */
 static int gemv_forward(const char *fn, float *out, const float *inp, const float *w, const void *w_bf16,
                         const float *b, const float *res, int N, int OC, int C, int epilogue) {
-    if (w_bf16) gemv_launch<true>(out, inp, w_bf16, b, res, N, OC, C, epilogue);
-    else gemv_launch<false>(out, inp, w, b, res, N, OC, C, epilogue);
+    const int S = gemv_spans(OC, C);
+    float *partial = NULL;
+    if (S > 1 && !(partial = (float *)cuda_scratch(SCRATCH_SPANS, (size_t)S * N * OC * sizeof(float)))) return -1;
+    if (w_bf16) gemv_launch<true>(out, inp, w_bf16, b, res, partial, N, OC, C, S, epilogue);
+    else gemv_launch<false>(out, inp, w, b, res, partial, N, OC, C, S, epilogue);
     return cuda_launched(fn);
 }
 

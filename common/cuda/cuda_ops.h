@@ -166,6 +166,12 @@ int cuda_crossentropy_forward_backward(float *logits, const uint32_t *targets, i
 int cuda_crossentropy_forward(const float *logits, const uint32_t *targets, int N, int V,
                               double *loss_sum);
 
+/* ---- greedy decoding (sampler.h) ----
+ * host_ids [R] (HOST) = each row's argmax of x [R, V] as sampler_next
+ * picks it without penalties: the first largest, NaN never unless first.
+ * Synchronous, like cuda_to_host. */
+int cuda_argmax_rows(uint32_t *host_ids, const float *x, int R, int V);
+
 /* ---- optimizer (optim.h) ----
  * adamw_update's arithmetic on elements [0, n), operation by operation. */
 int cuda_adamw(const adamw_consts *k, float *param, const float *grad, float *m, float *v, size_t n,

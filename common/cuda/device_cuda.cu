@@ -2,8 +2,9 @@
  * cuda_ops.h. libtunepipe-cuda.so exports tunepipe_cuda_device(), which
  * nn/device_open.c finds with dlsym. Everything stays on the GPU; the
  * host gets the loss sums, the squared gradient norm and the logits that
- * sampling reads. An op's failure (a CUDA error mid-run) ends the process
- * with CUDA's message: the tools cannot go on without their device. */
+ * sampling reads (or, decoding greedily, the chosen tokens). An op's
+ * failure (a CUDA error mid-run) ends the process with CUDA's message:
+ * the tools cannot go on without their device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,10 @@ static int gpu_decode_layer(const neox_model *m, int l, const layer_bufs *b, int
     return 1;
 }
 
+static void gpu_argmax_rows(uint32_t *host_ids, const float *logits, int R, int V) {
+    check(cuda_argmax_rows(host_ids, logits, R, V));
+}
+
 /* ---- loss and optimizer ------------------------------------------------------------ */
 
 static double *loss_sum;
@@ -337,6 +342,7 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
     gpu.crossentropy = gpu_crossentropy;
     gpu.sum_squares = gpu_sum_squares;
     gpu.adamw_step = gpu_adamw_step;
+    gpu.argmax_rows = gpu_argmax_rows;
     gpu.decode_begin = gpu_decode_begin;
     gpu.decode_end = gpu_decode_end;
     gpu.decoder_forget = gpu_decoder_forget;

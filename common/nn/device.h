@@ -8,7 +8,8 @@
  * (common/cuda/, loaded at run time by device_open) keeps the weights,
  * activations, gradients, AdamW moments and KV caches in its own memory
  * and enqueues every op on one stream: nothing returns to the host inside
- * a step but the loss sums and the sampled logits.
+ * a step but the loss sums and the sampled logits (or, decoding
+ * greedily, the chosen tokens).
  *
  * Every pointer an op takes is device memory unless its comment says
  * "host". Ops are asynchronous on a GPU; download waits for the work
@@ -105,6 +106,10 @@ typedef struct device_ops {
     /* One AdamW step over the trainer's parameters (optim.h), re-making the
      * linear layers' copies from the updated weights. */
     void (*adamw_step)(struct trainer *t, const adamw_consts *k);
+    /* Greedy decoding's choice made on the device: host_ids [R] (host) =
+     * the argmax of each row of logits [R, V], as sampler_next picks it
+     * without penalties. NULL: the logits cross and the sampler picks. */
+    void (*argmax_rows)(uint32_t *host_ids, const float *logits, int R, int V);
     /* A decoding step's bracket (NULL where a device has no use for it).
      * decode_begin comes before the step's first op, the tokens uploaded;
      * it returns 1 when it has enqueued the whole step itself (replaying

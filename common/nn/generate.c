@@ -40,15 +40,19 @@ void gen_seq_free(gen_seq *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Picks s's next token from logits [V], appends it, and decides if s is done. */
-static void take_token(generator *g, gen_seq *s, float *logits) {
-    g->smp.o = s->sampling; /* the one sampler's scratch serves every sequence */
-    uint32_t tok = sampler_next(&g->smp, logits, s->ids, s->n, &s->rng);
+/* Appends tok to s and decides if s is done. */
+static void append_token(generator *g, gen_seq *s, uint32_t tok) {
     s->ids[s->n++] = tok;
     int generated = s->n - s->prompt_len;
     if (generated >= s->max_new || (s->eos_id >= 0 && tok == (uint32_t)s->eos_id) ||
         s->n >= g->dec.capacity)
         s->done = 1;
+}
+
+/* Picks s's next token from logits [V] and appends it. */
+static void take_token(generator *g, gen_seq *s, float *logits) {
+    g->smp.o = s->sampling; /* the one sampler's scratch serves every sequence */
+    append_token(g, s, sampler_next(&g->smp, logits, s->ids, s->n, &s->rng));
 }
 
 static void leave(generator *g, gen_seq *s) {
@@ -97,7 +101,7 @@ void generator_add_with(generator *g, gen_seq *s, const uint32_t *prompt, int n,
 }
 
 void generator_step(generator *g) {
-    int k = 0;
+    int k = 0, greedy_on_device = g->m->dev->argmax_rows != NULL;
     gen_seq **order = g->step_seqs;
     for (int slot = 0; slot < g->o.batch; slot++) {
         gen_seq *s = g->active[slot];
@@ -106,14 +110,19 @@ void generator_step(generator *g) {
         g->step_slots[k] = slot;
         g->step_counts[k] = 1;
         g->step_tokens[k] = s->ids[s->n - 1];
+        greedy_on_device &= sampler_plain_greedy(&s->sampling);
         k++;
     }
     if (!k) return;
-    decoder_step(&g->dec, k, g->step_slots, g->step_counts, g->step_tokens, g->logits, 0);
-    for (int b = 0; b < k; b++) {
-        take_token(g, order[b], g->logits + (size_t)b * g->m->cfg.vocab_size);
-        if (order[b]->done) leave(g, order[b]);
+    if (greedy_on_device) {
+        decoder_step_greedy(&g->dec, k, g->step_slots, g->step_counts, g->step_tokens, g->step_tokens);
+        for (int b = 0; b < k; b++) append_token(g, order[b], g->step_tokens[b]);
+    } else {
+        decoder_step(&g->dec, k, g->step_slots, g->step_counts, g->step_tokens, g->logits, 0);
+        for (int b = 0; b < k; b++) take_token(g, order[b], g->logits + (size_t)b * g->m->cfg.vocab_size);
     }
+    for (int b = 0; b < k; b++)
+        if (order[b]->done) leave(g, order[b]);
 }
 
 /* -log softmax(row)[target], in double. */

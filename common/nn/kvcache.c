@@ -69,8 +69,11 @@ static void step_attention(void *arg, int l, float *qkv, float *atty, int here) 
     s->d->m->dev->attention_decode(s->d, l, &rows, qkv, atty, here);
 }
 
-void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
-                  const uint32_t *tokens, float *logits, int all) {
+/* The step of decoder_step; the logits stay where the device put them
+ * (host_logits on a device whose memory is the host's, else d->logits).
+ * Returns their rows. */
+static int run_step(neox_decoder *d, int nseq, const int *slot, const int *count, const uint32_t *tokens,
+                    float *host_logits, int all) {
     const neox_model *m = d->m;
     const device_ops *dev = m->dev;
     const neox_config *c = &m->cfg;
@@ -100,11 +103,24 @@ void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
             }
         dev->layernorm_forward(d->ln, NULL, NULL, d->x, m->p.lnf_w, m->p.lnf_b, rows, C,
                                (float)c->layer_norm_eps);
-        dev->linear_forward(&m->lm_head, dev->host_memory ? logits : d->logits, d->ln, rows);
+        dev->linear_forward(&m->lm_head, dev->host_memory ? host_logits : d->logits, d->ln, rows);
         if (dev->decode_end) dev->decode_end(d);
     }
     for (int b = 0; b < nseq; b++) d->len[slot[b]] += count[b];
-    if (!dev->host_memory) dev->download(logits, d->logits, (size_t)rows * c->vocab_size * sizeof(float));
+    return rows;
+}
+
+void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
+                  const uint32_t *tokens, float *logits, int all) {
+    const device_ops *dev = d->m->dev;
+    int rows = run_step(d, nseq, slot, count, tokens, logits, all);
+    if (!dev->host_memory) dev->download(logits, d->logits, (size_t)rows * d->m->cfg.vocab_size * sizeof(float));
+}
+
+void decoder_step_greedy(neox_decoder *d, int nseq, const int *slot, const int *count, const uint32_t *tokens,
+                         uint32_t *next) {
+    run_step(d, nseq, slot, count, tokens, NULL, 0);
+    d->m->dev->argmax_rows(next, d->logits, nseq, d->m->cfg.vocab_size);
 }
 
 void decoder_prefill(neox_decoder *d, int slot, const uint32_t *tokens, int n, float *last_logits) {

@@ -53,6 +53,12 @@ void decoder_reserve(neox_decoder *d, int slot, int n);
 void decoder_step(neox_decoder *d, int nseq, const int *slot, const int *count,
                   const uint32_t *tokens, float *logits, int all);
 
+/* decoder_step (not all) on a device that chooses greedily itself
+ * (dev->argmax_rows): next [nseq] (host; may be tokens) = the argmax of
+ * each sequence's last logits, which stay on the device. */
+void decoder_step_greedy(neox_decoder *d, int nseq, const int *slot, const int *count, const uint32_t *tokens,
+                         uint32_t *next);
+
 /* Feeds n tokens to one sequence in steps of max_rows; last_logits [V]
  * receives the logits after the last one. */
 void decoder_prefill(neox_decoder *d, int slot, const uint32_t *tokens, int n, float *last_logits);

@@ -8,6 +8,10 @@
 
 #include "base/cli.h"
 
+int sampler_plain_greedy(const sampler_opts *o) {
+    return !o->sample && o->repetition_penalty == 1.0 && o->no_repeat_ngram <= 0;
+}
+
 void sampler_init(sampler *s, const sampler_opts *o, int V) {
     s->o = *o;
     s->V = V;

@@ -27,6 +27,10 @@ typedef struct {
     float *work;               /* [V] */
 } sampler;
 
+/* 1 when o picks the argmax of the raw logits (greedy, no penalties):
+ * then a device may choose itself (device.h's argmax_rows). */
+int sampler_plain_greedy(const sampler_opts *o);
+
 void sampler_init(sampler *s, const sampler_opts *o, int V);
 void sampler_free(sampler *s);
 

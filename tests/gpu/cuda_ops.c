@@ -23,6 +23,7 @@
 #include "nn/linear.h"
 #include "nn/ops.h"
 #include "nn/optim.h"
+#include "nn/sampler.h"
 
 enum { C = 1024, NH = 16, HD = 64, ROT = 16, F = 4096, V = 50304, MAXPOS = 2048 };
 static const int seq_len[] = {37, 100, 250};
@@ -516,6 +517,43 @@ static void test_decode(const int *count, const char *label) {
     free(out);
 }
 
+/* ---- greedy choice ---- */
+
+/* cuda_argmax_rows against the sampler's greedy choice, row by row: random
+ * rows, and rows whose answer depends on the scan's rules (a tie, all
+ * -inf, NaN first, NaN beside the maximum). */
+static void test_argmax(void) {
+    enum { R = 8 };
+    float *x = randv((size_t)R * V, 3), *copy = malloc((size_t)V * sizeof *copy);
+    float *r4 = x + 4 * (size_t)V, *r5 = x + 5 * (size_t)V, *r6 = x + 6 * (size_t)V, *r7 = x + 7 * (size_t)V;
+    r4[7] = r4[40000] = 100.0f;
+    for (int i = 0; i < V; i++) r5[i] = -INFINITY;
+    r6[0] = NAN;
+    r7[3] = NAN, r7[50000] = 100.0f, r7[50001] = NAN;
+    uint32_t want[R], got[R] = {0};
+    sampler smp;
+    sampler_init(&smp, &(sampler_opts){.temperature = 1, .top_p = 1, .repetition_penalty = 1}, V);
+    for (int r = 0; r < R; r++) {
+        memcpy(copy, x + (size_t)r * V, (size_t)V * sizeof *copy);
+        want[r] = sampler_next(&smp, copy, NULL, 0, NULL);
+    }
+    sampler_free(&smp);
+    float *gx = upf(x, (size_t)R * V);
+    if (GPU(cuda_argmax_rows(got, gx, R, V))) {
+        int same = memcmp(got, want, sizeof want) == 0;
+        ok(same, "argmax of 8 rows of %d equals the sampler's greedy choice (tie, -inf, NaN rows included)", V);
+        if (!same)
+            for (int r = 0; r < R; r++) diag("row %d: gpu %u, sampler %u", r, got[r], want[r]);
+        GPU(cuda_sync());
+        double t0 = now();
+        for (int it = 0; it < 100; it++) cuda_argmax_rows(got, gx, R, V);
+        note("argmax of 8 rows of %d, the ids copied back: %.1f us", V, (now() - t0) / 100 * 1e6);
+    }
+    cuda_free(gx);
+    free(x);
+    free(copy);
+}
+
 /* ---- loss, optimizer ---- */
 
 static void test_crossentropy(void) {
@@ -654,7 +692,9 @@ int main(void) {
     test_linear(387, 3 * C, C, 1, 1);  /* qkv over the pack */
     test_linear(500, C, F, 1, 0);      /* MLP out, first pack of a step */
     test_linear(1, F, C, 1, 1);        /* a decoding row */
-    test_linear(3, C, C, 0, 0);        /* odd shape, no bias */
+    test_linear(3, C, C, 0, 0);        /* odd shape, no bias; C split in two */
+    test_linear(8, C, F, 1, 0);        /* decoding's MLP out at batch 8: F split in four */
+    test_linear(5, 3 * C, C, 1, 1);    /* qkv of 5 rows */
     test_linear(64, V, C, 0, 1);       /* embed_out on the loss rows */
     test_linear_views(387, 1, 0);
     test_linear_views(3, 0, 1);
@@ -667,14 +707,21 @@ int main(void) {
     test_attention();
     test_decode((const int[]){1, 1, 1}, "one row each");
     test_decode((const int[]){1, 5, 3}, "1, 5 and 3 rows");
+    test_decode((const int[]){1, 40, 3}, "1, 40 and 3 rows: positions not split");
+    test_argmax();
     test_crossentropy();
     test_adamw(1);
     test_adamw(0);
     test_sum_squares();
 
     bench_linear(387, 3 * C, C);
-    bench_linear(1, 3 * C, C);
-    bench_linear(8, F, C);
+    for (int n = 1; n <= 8; n += 7) { /* decoding's four products */
+        bench_linear(n, 3 * C, C);
+        bench_linear(n, C, C);
+        bench_linear(n, F, C);
+        bench_linear(n, C, F);
+    }
+    bench_linear(1, V, C);
     cuda_free(grope_cos);
     cuda_free(grope_sin);
     free(rope_cos);
