@@ -163,7 +163,7 @@ __device__ inline float rotated(const float *x, int d, const float *c, const flo
  * step's own keys (positions p0..) straight from qkv, rotated here, so no
  * block waits for another; the span-0 block appends its row's key and
  * value. Each span keeps its maximum score m, Σ e = Σ exp(score - m) and
- * Σ e·v; with S > 1 they go to partial [R, NH, S, hd + 2] and the block
+ * Σ e·v; with S > 1 they go to partial [R, NH, S, hd + 4] and the block
  * that finishes (r, h) last merges the spans in order (the bits never
  * depend on timing) and re-arms the counter. G lanes share a cached key,
  * G a power of two dividing hd/4, at most 32. Shared memory: q [hd], the
@@ -277,7 +277,7 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
         }
         return;
     }
-    const size_t job = (size_t)r * NH + h, stride = (size_t)hd + 2;
+    const size_t job = (size_t)r * NH + h, stride = (size_t)hd + 4; /* rows 16-byte aligned */
     float *mine = partial + (job * S + span) * stride;
     if (tid < D4) ((float4 *)mine)[tid] = o;
     if (tid == 0) mine[hd] = mx, mine[hd + 1] = sum;
@@ -323,7 +323,7 @@ int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *s
     if (S > DECODE_MAX_SPANS) S = DECODE_MAX_SPANS;
     if (S < 2 || jobs > CUDA_SPLIT_COUNTERS) S = 1;
     float *partial = NULL;
-    if (S > 1 && !(partial = (float *)cuda_scratch(SCRATCH_DECODE_SPANS, (size_t)jobs * S * (hd + 2) * sizeof(float))))
+    if (S > 1 && !(partial = (float *)cuda_scratch(SCRATCH_DECODE_SPANS, (size_t)jobs * S * (hd + 4) * sizeof(float))))
         return -1;
     size_t shmem = (size_t)D4 * 16 + DECODE_THREADS * 16 + (size_t)((max_pos + S - 1) / S) * 4;
     static size_t shmem_set = 48 << 10;
