@@ -177,7 +177,8 @@ gemv_kernel(float *out, const float *inp, const void *w, const float *b, const f
                 } else {
                     const float4 a = ((const float4 *)staged)[n * (TILE / 4) + 2 * e];
                     const float4 c = ((const float4 *)staged)[n * (TILE / 4) + 2 * e + 1];
-                    xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = c.x, xv[5] = c.y, xv[6] = c.z, xv[7] = c.w;
+                    xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w;
+                    xv[4] = c.x, xv[5] = c.y, xv[6] = c.z, xv[7] = c.w;
                 }
 #pragma unroll
                 for (int k = 0; k < 8; k++) acc[n] += wv[k] * xv[k];
