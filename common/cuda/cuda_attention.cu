@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(DECODE_THREADS)
 decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nseq, int l, const float *cos_t,
               const float *sin_t, int NH, int hd, int rot, int G, float *partial, unsigned *counters) {
     extern __shared__ float4 smem4[];
-    __shared__ int seq_of_row, last;
+    __shared__ int seq_of_row;
     const int r = blockIdx.x, h = blockIdx.y, span = blockIdx.z, S = gridDim.z;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int nwarps = DECODE_THREADS / 32, C = NH * hd, half = rot / 2, D4 = hd / 4;
@@ -281,12 +281,7 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
     float *mine = partial + (job * S + span) * stride;
     if (tid < D4) ((float4 *)mine)[tid] = o;
     if (tid == 0) mine[hd] = mx, mine[hd + 1] = sum;
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last = atomicAdd(&counters[job], 1u) == (unsigned)S - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+    if (!last_of_group(&counters[job], S)) return;
     if (tid < D4) {
         const float *spans = partial + job * S * stride;
         float M = -INFINITY;

@@ -16,10 +16,22 @@ extern void *cuda_workspace;
 #define CUDA_WORKSPACE_BYTES ((size_t)32 << 20)
 /* The device's streaming multiprocessors, for sizing grids. */
 extern int cuda_sm_count;
-/* Zeroed counters, one per block group of a split product; the last
- * block of a group re-arms its own (cuda_linear.cu). */
+/* Zeroed counters, one per block group of a split op (the streamed
+ * product, the decoding attention); the group's last block re-arms its. */
 extern unsigned *cuda_split_counters;
 #define CUDA_SPLIT_COUNTERS 65536
+/* After every thread of the block has written its part of a group of
+ * parts blocks: 1 in the block that wrote the group's last part (it may
+ * then read the others' and must set *counter back to 0), else 0. */
+__device__ inline int last_of_group(unsigned *counter, int parts) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)parts - 1;
+    __syncthreads();
+    if (last) __threadfence();
+    return last;
+}
 
 /* Records "fn: what: why" as the last error; returns -1. */
 int cuda_fail(const char *fn, const char *what, const char *why);
@@ -68,6 +80,10 @@ __device__ inline uint16_t bf16_bits(float x) {
 /* Two floats as packed bf16, the first in the low half (memory order). */
 __device__ inline uint32_t bf16_pair(float lo, float hi) {
     return (uint32_t)bf16_bits(lo) | (uint32_t)bf16_bits(hi) << 16;
+}
+/* Eight floats of two float4s. */
+__device__ inline void unpack_f32x8(float4 a, float4 c, float *v) {
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = c.x, v[5] = c.y, v[6] = c.z, v[7] = c.w;
 }
 /* Eight bf16 (16 bytes, memory order) as floats. */
 __device__ inline void unpack_bf16x8(uint4 q, float *v) {

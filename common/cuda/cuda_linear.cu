@@ -123,7 +123,6 @@ gemv_kernel(float *out, const float *inp, const void *w, const float *b, const f
     constexpr int TILE = BF16 ? 2048 : 1024; /* elements of a tile: 32 KB of staged x at NR = 8 */
     constexpr int LANE_CHUNKS = TILE / 8 / 32;
     __shared__ __align__(16) unsigned char staged[NR * TILE * (BF16 ? 2 : 4)];
-    __shared__ int last;
     const int lane = threadIdx.x & 31, o = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     const int span = C / S, k0 = blockIdx.y * span, k1 = k0 + span;
     float acc[NR];
@@ -166,8 +165,7 @@ gemv_kernel(float *out, const float *inp, const void *w, const float *b, const f
             if (BF16) {
                 unpack_bf16x8(wq[u], wv);
             } else {
-                const float4 a = *(const float4 *)&wq[2 * u], c = *(const float4 *)&wq[2 * u + 1];
-                wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = c.x, wv[5] = c.y, wv[6] = c.z, wv[7] = c.w;
+                unpack_f32x8(*(const float4 *)&wq[2 * u], *(const float4 *)&wq[2 * u + 1], wv);
             }
 #pragma unroll
             for (int n = 0; n < NR; n++) {
@@ -175,10 +173,8 @@ gemv_kernel(float *out, const float *inp, const void *w, const float *b, const f
                 if (BF16) {
                     unpack_bf16x8(((const uint4 *)staged)[n * (TILE / 8) + e], xv);
                 } else {
-                    const float4 a = ((const float4 *)staged)[n * (TILE / 4) + 2 * e];
-                    const float4 c = ((const float4 *)staged)[n * (TILE / 4) + 2 * e + 1];
-                    xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w;
-                    xv[4] = c.x, xv[5] = c.y, xv[6] = c.z, xv[7] = c.w;
+                    const float4 *x4 = (const float4 *)staged + n * (TILE / 4) + 2 * e;
+                    unpack_f32x8(x4[0], x4[1], xv);
                 }
 #pragma unroll
                 for (int k = 0; k < 8; k++) acc[n] += wv[k] * xv[k];
@@ -196,12 +192,7 @@ gemv_kernel(float *out, const float *inp, const void *w, const float *b, const f
 #pragma unroll
     for (int n = 0; n < NR; n++)
         if (lane == n && o < OC) partial[((size_t)blockIdx.y * NR + n) * OC + o] = acc[n];
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1u) == (unsigned)S - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+    if (!last_of_group(&counters[blockIdx.x], S)) return;
     if (threadIdx.x < GEMV_WARPS * NR) {
         const int r = blockIdx.x * GEMV_WARPS + threadIdx.x / NR, n = threadIdx.x % NR;
         if (r < OC) {
