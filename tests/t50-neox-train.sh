@@ -117,6 +117,11 @@ check "--dtype bf16 trains the wide model (bf16 kernels, or fp32 where the CPU h
 	 else grep -q '\"kernel\":\"a[mv]' '$TMP/wide-bf16/log.jsonl'; fi"
 check "-v names the kernels and the thread count" \
 	"neox-train --init '$wide' -o '$TMP/wide-v' --steps 1 --threads 1 -v -q '$TMP/tiny.tok' 2>&1 | grep -q '^neox-train: fp32 on OpenBLAS [A-Za-z0-9]*; 1 thread\$'"
+# s in all, starting, steps, evaluating, checkpoints: the parts within the whole
+check "-v ends with where the wall time went, the parts adding up to at most the whole" \
+	"neox-train --init '$wide' -o '$TMP/wide-v2' --steps 3 --save-every 2 --eval '$TMP/tiny.tok' -v -q '$TMP/tiny.tok' 2>'$TMP/v2.err' &&
+	 tail -1 '$TMP/v2.err' | grep -E '^neox-train: [0-9.]+ s in all: [0-9.]+ s starting \(model, data, device\), [0-9.]+ s in 3 steps, [0-9.]+ s evaluating, [0-9.]+ s writing checkpoints\$' >'$TMP/v2.last' &&
+	 tr -c '0-9.\n' ' ' <'$TMP/v2.last' | awk '{ exit !(\$1 > 0 && \$2 + \$3 + \$5 + \$6 <= \$1 + 0.25 && \$4 == 3) }'"
 
 # ---- kill -9, then --resume ----------------------------------------------------
 steps=300

@@ -62,6 +62,9 @@ typedef struct {
     char *config_json;
     char *state_eval_path;  /* the resumed state's --eval, which s.eval_path may be */
     long saved_step;        /* step of OUT's resumable checkpoint; -1: none */
+    /* Where the run's wall time goes, for -v: from the start, and the
+     * seconds spent in steps, evaluation and checkpoint writes. */
+    double started, steps_s, eval_s, save_s;
     char *err;              /* train_run's caller's buffer, for what stops the run */
     int errlen;
 } run;
@@ -132,8 +135,17 @@ static double eval_loss(run *r) {
 /* config.json, the model, then (when resumable) the state: after a crash
  * between any two renames, each file is whole and the state is
  * self-contained. */
+static int write_checkpoint(run *r, int resumable);
+
 static int save_checkpoint(run *r, int resumable) {
     if (dist_rank() > 0) return 1; /* rank 0 writes OUT */
+    double t0 = now_seconds();
+    int ok = write_checkpoint(r, resumable);
+    r->save_s += now_seconds() - t0;
+    return ok;
+}
+
+static int write_checkpoint(run *r, int resumable) {
     const char *out = r->o->out_dir;
     if (fsync(r->log_fd) != 0) return run_fail(r, "%s/log.jsonl: %s", out, strerror(errno));
     char *path = path_join(out, "config.json");
@@ -169,7 +181,7 @@ static int train_loop(run *r) {
      * the k-th run of per_rank of them. */
     long per_rank = s->batch * s->grad_accum, per_step = per_rank * dist_size();
     size_t *ex = xmalloc((size_t)per_rank * sizeof *ex);
-    double tokens_done = 0, seconds_done = 0;
+    double tokens_done = 0;
     long steps_done = 0;
     int ok = 1;
     /* The ranks stop at the same step, whichever got the signal. */
@@ -192,17 +204,21 @@ static int train_loop(run *r) {
         comm[1] -= comm0[1];
         r->p.step++;
         r->p.elapsed += dt;
+        r->steps_s += dt;
         tokens_done += (double)res.tokens;
-        seconds_done += dt;
         int last = r->p.step == s->steps;
         double ev = NAN;
         if (r->has_eval && (last || (s->eval_every && r->p.step % s->eval_every == 0))) {
+            double te = now_seconds();
             ev = eval_loss(r);
+            r->eval_s += now_seconds() - te;
             if (s->keep_best && (r->p.best_step < 0 || ev < r->p.best_eval)) {
                 r->p.best_step = r->p.step;
                 r->p.best_eval = ev;
                 char *path = path_join(r->o->out_dir, TRAIN_BEST_FILE);
+                double ts = now_seconds();
                 if (dist_rank() == 0) ok = model_save(path, &r->model, s->save_dtype, r->err, r->errlen);
+                r->save_s += now_seconds() - ts;
                 free(path);
                 if (!ok) break;
             }
@@ -212,9 +228,9 @@ static int train_loop(run *r) {
             if (!(ok = save_checkpoint(r, 1))) break;
         steps_done++;
         char eta[32];
-        format_eta(eta, sizeof eta, (double)(s->steps - r->p.step) * seconds_done / steps_done);
+        format_eta(eta, sizeof eta, (double)(s->steps - r->p.step) * r->steps_s / steps_done);
         progress("step %ld/%ld  loss %.4f  lr %.3g  %.1f tok/s  ETA %s", r->p.step, s->steps, res.loss,
-                 lr, tokens_done / seconds_done, eta);
+                 lr, tokens_done / r->steps_s, eta);
     }
     free(ex);
     return ok;
@@ -410,6 +426,8 @@ static int train(run *r) {
     if (o->resume && dist_rank() == 0) warn_if_kernels_changed(r);
     if (o->verbose && dist_rank() == 0) device_tell_kernels(r->model.dev, r->model.dtype == DTYPE_BF16);
     catch_stop_signals();
+    double loop_started = now_seconds();
+    long first_step = r->p.step;
     int ok = train_loop(r);
     progress_done();
     if (o->verbose && dist_rank() == 0) device_tell_peak_memory(r->model.dev);
@@ -432,11 +450,16 @@ static int train(run *r) {
     } else if (r->s.keep_best && r->p.best_step >= 0 && dist_rank() == 0 && !install_best(r)) {
         exit_status = -1;
     }
+    if (o->verbose && dist_rank() == 0 && exit_status >= 0)
+        fprintf(stderr, "%s: %.1f s in all: %.1f s starting (model, data, device), %.1f s in %ld steps, "
+                "%.1f s evaluating, %.1f s writing checkpoints\n", prog_name, now_seconds() - r->started,
+                loop_started - r->started, r->steps_s, r->p.step - first_step, r->eval_s, r->save_s);
     return exit_status;
 }
 
 int train_run(const train_options *o, char *err, int errlen) {
-    run r = {.o = o, .s = o->s, .saved_step = -1, .log_fd = -1, .err = err, .errlen = errlen};
+    run r = {.o = o, .s = o->s, .saved_step = -1, .log_fd = -1, .err = err, .errlen = errlen,
+             .started = now_seconds()};
     int trains = 0, ok = o->resume ? start_resumed(&r) : start_fresh(&r);
     if (ok) trains = o->resume || r.s.steps > 0 || r.s.epochs > 0;
     if (ok && trains) ok = read_inputs(&r);
