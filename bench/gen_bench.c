@@ -218,6 +218,16 @@ int main(int argc, char **argv) {
         drop_fp32_linear(&m);
     }
     reset_peak_rss();
+    /* What a decoding step at batch 1 must read: every linear weight once
+     * (bench.sh holds it against mem_bench's bandwidth). */
+    double stream_bytes = 0;
+    for (int l = 0; l <= m.cfg.num_layers; l++) {
+        const linear *ls[4] = {&m.lm_head};
+        int n = 1;
+        if (l < m.cfg.num_layers)
+            ls[0] = &m.lin[l].qkv, ls[1] = &m.lin[l].attn_proj, ls[2] = &m.lin[l].fc, ls[3] = &m.lin[l].fc_proj, n = 4;
+        for (int i = 0; i < n; i++) stream_bytes += (double)ls[i]->OC * ls[i]->C * (use_bf16 ? 2 : 4);
+    }
     printf("model: %s, %.2f GB fp32 parameters, ready in %.1f s; BLAS core %s\n",
            dir ? dir : "random", m.num_params * 4e-9, now_seconds() - t0, blas_core_name());
     printf("dtype %s (products: %s), %d threads\n", use_bf16 ? "bf16" : "fp32",
@@ -229,6 +239,7 @@ int main(int argc, char **argv) {
         printf("batch %d: prefill %.1f tok/s, decode %.2f tok/s (medians of %d; prompt %d, %d decode steps)\n",
                batches[k], median(pre, runs), median(dec, runs), runs, prompt, decode);
     }
+    printf("linear weights read per decoded token: %.3f GB\n", stream_bytes * 1e-9);
     printf("peak RSS: %.0f MB\n", peak_rss_mb());
     model_free(&m);
     return 0;

@@ -51,6 +51,11 @@ if command -v node >/dev/null && node -e "require('tokenizers')" 2>/dev/null; th
 fi
 row "tokenizer load" "$(sed -n 's/^load: \([0-9.]* ms\).*peak memory \([0-9.]* MB\).*/\1, \2 peak/p' "$dir/bpe.txt")" "whole process"
 
+# Decoding at batch 1 reads every weight once a token: bound by this.
+build/bench/mem_bench >"$dir/mem.txt"
+mem=$(sed -n 's/^read [0-9]* threads*: \([0-9.]*\) GB\/s.*/\1/p' "$dir/mem.txt" | tail -1)
+row "memory read bandwidth" "$(sed -n 's/^read \([0-9]* threads*\): \([0-9.]* GB\/s\).*/\2 (\1)/p' "$dir/mem.txt" | paste -sd, - | sed 's/,/, /g')" "a sum over 1 GiB, median of 9 passes"
+
 for dtype in $dtypes; do
 	echo "bench: generation ($config, $dtype)..." >&2
 	build/bench/gen_bench -c "$config" --dtype "$dtype" >"$dir/gen-$dtype.txt"
@@ -61,6 +66,10 @@ for dtype in $dtypes; do
 		row "neox-gen $dtype batch $b, $(basename "$config" .config.json)" \
 			"$(echo "$line" | sed 's/^batch [0-9]*: \([^(]*\) (.*/\1/')" "$threads threads, $kernels"
 	done
+	gb=$(sed -n 's/^linear weights read per decoded token: \([0-9.]*\) GB/\1/p' "$dir/gen-$dtype.txt")
+	tps=$(sed -n 's/^batch 1: .*decode \([0-9.]*\) tok\/s.*/\1/p' "$dir/gen-$dtype.txt")
+	[ -n "$gb" ] && [ -n "$tps" ] && [ -n "$mem" ] &&
+		row "neox-gen $dtype batch 1 weight stream" "$(awk "BEGIN { printf \"%.1f GB/s, %.0f%% of the read bandwidth\", $gb * $tps, 100 * $gb * $tps / $mem }")" "$gb GB of linear weights a token"
 	row "neox-gen $dtype peak RSS" "$(sed -n 's/^peak RSS: //p' "$dir/gen-$dtype.txt")" "batch 8"
 done
 
