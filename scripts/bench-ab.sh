@@ -10,16 +10,19 @@
 #   STEPS    training steps timed per run (default 4)
 #   DTYPES   default "fp32 bf16"; bf16 only where the CPU has bf16 products
 #   CPUS     taskset -c list to pin every run to (default: none)
+#   BENCHES  which of them to run (default "bpe gen train"): more rounds of
+#            one row for the same time, where the machine's noise needs it
 #   OUT      where the raw outputs and the table go (default out/bench-ab)
 set -eu
 [ $# -eq 2 ] || { echo "usage: bench-ab.sh OLD NEW" >&2; exit 2; }
 old=$(cd "$1" && pwd) new=$(cd "$2" && pwd)
 top=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${ROUNDS:-3} config=$top/${CONFIG:-data/pythia-410m.config.json} steps=${STEPS:-4}
-dtypes=${DTYPES:-fp32 bf16} out=${OUT:-$top/out/bench-ab}
+dtypes=${DTYPES:-fp32 bf16} out=${OUT:-$top/out/bench-ab} benches=${BENCHES:-bpe gen train}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 grep -q -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo || dtypes=$(echo " $dtypes " | sed 's/ bf16 / /; s/^ *//; s/ *$//')
+has() { case " $benches " in *" $1 "*) true ;; *) false ;; esac; }
 pin() { if [ -n "${CPUS:-}" ]; then taskset -c "$CPUS" "$@"; else "$@"; fi; }
 "$new/bin/jsonl-split" --part train "$top/data/lamini_docs.jsonl" |
 	"$new/bin/bpe-encode" --template '### Question:\n{question}\n\n### Answer:' |
@@ -29,10 +32,10 @@ while [ "$r" -le "$rounds" ]; do
 	for side in old new; do
 		eval "tree=\$$side"
 		echo "bench-ab: round $r, $side" >&2
-		(cd "$tree" && TUNEPIPE_DATA=$top/data pin build/bench/bpe_bench) >"$out/$side.$r.bpe"
+		! has bpe || (cd "$tree" && TUNEPIPE_DATA=$top/data pin build/bench/bpe_bench) >"$out/$side.$r.bpe"
 		for dt in $dtypes; do
-			(cd "$tree" && TUNEPIPE_DATA=$top/data pin build/bench/gen_bench -c "$config" --dtype "$dt") >"$out/$side.$r.gen-$dt"
-			(cd "$tree" && pin build/bench/train_bench "$config" "$out/train.tok" "$steps" "$dt") >"$out/$side.$r.train-$dt"
+			! has gen || (cd "$tree" && TUNEPIPE_DATA=$top/data pin build/bench/gen_bench -c "$config" --dtype "$dt") >"$out/$side.$r.gen-$dt"
+			! has train || (cd "$tree" && pin build/bench/train_bench "$config" "$out/train.tok" "$steps" "$dt") >"$out/$side.$r.train-$dt"
 		done
 	done
 	r=$((r + 1))
@@ -52,15 +55,17 @@ row() {
 	echo
 	echo "| row | old | new | new / old |"
 	echo "|---|---|---|---|"
-	row "bpe-encode lamini, MB/s" bpe 's/^lamini: .*: \([0-9.]*\) MB\/s.*/\1/p'
-	row "bpe-encode code+multilingual, MB/s" bpe 's/^code+multilingual: .*: \([0-9.]*\) MB\/s.*/\1/p'
-	row "tokenizer load, ms (lower is better)" bpe 's/^load: \([0-9.]*\) ms.*/\1/p'
+	if has bpe; then
+		row "bpe-encode lamini, MB/s" bpe 's/^lamini: .*: \([0-9.]*\) MB\/s.*/\1/p'
+		row "bpe-encode code+multilingual, MB/s" bpe 's/^code+multilingual: .*: \([0-9.]*\) MB\/s.*/\1/p'
+		row "tokenizer load, ms (lower is better)" bpe 's/^load: \([0-9.]*\) ms.*/\1/p'
+	fi
 	for dt in $dtypes; do
-		for b in 1 8; do
+		has gen && for b in 1 8; do
 			row "neox-gen $dt batch $b prefill, tok/s" "gen-$dt" "s/^batch $b: prefill \([0-9.]*\) tok\/s.*/\1/p"
 			row "neox-gen $dt batch $b decode, tok/s" "gen-$dt" "s/^batch $b: .*decode \([0-9.]*\) tok\/s.*/\1/p"
 		done
-		row "neox-gen $dt peak RSS, MB" "gen-$dt" 's/^peak RSS: \([0-9]*\) MB.*/\1/p'
-		row "neox-train $dt, tokens/s" "train-$dt" 's/^median of [0-9]* steps: \([0-9.]*\) tokens\/s.*/\1/p'
+		! has gen || row "neox-gen $dt peak RSS, MB" "gen-$dt" 's/^peak RSS: \([0-9]*\) MB.*/\1/p'
+		! has train || row "neox-train $dt, tokens/s" "train-$dt" 's/^median of [0-9]* steps: \([0-9.]*\) tokens\/s.*/\1/p'
 	done
 } | tee "$out/table.md"
