@@ -8,6 +8,11 @@
 # then the per-op table of TUNEPIPE_CUDA_PROFILE=1. Output on stdout.
 set -eu
 BIN=${BIN:-bin}
+# the bundle's tools, run on their own, need its libraries and backend
+if [ -d "$BIN/../lib" ] && [ -f "$BIN/../libtunepipe-cuda.so" ]; then
+	b=$(cd "$BIN/.." && pwd)
+	export LD_LIBRARY_PATH=$b/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} TUNEPIPE_CUDA_LIB=$b/libtunepipe-cuda.so
+fi
 ROUNDS=${ROUNDS:-2}
 T=${TMPDIR:-/tmp}/decode-gpu.$$
 mkdir -p "$T"
