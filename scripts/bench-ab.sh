@@ -61,11 +61,13 @@ row() {
 		row "tokenizer load, ms (lower is better)" bpe 's/^load: \([0-9.]*\) ms.*/\1/p'
 	fi
 	for dt in $dtypes; do
-		has gen && for b in 1 8; do
-			row "neox-gen $dt batch $b prefill, tok/s" "gen-$dt" "s/^batch $b: prefill \([0-9.]*\) tok\/s.*/\1/p"
-			row "neox-gen $dt batch $b decode, tok/s" "gen-$dt" "s/^batch $b: .*decode \([0-9.]*\) tok\/s.*/\1/p"
-		done
-		! has gen || row "neox-gen $dt peak RSS, MB" "gen-$dt" 's/^peak RSS: \([0-9]*\) MB.*/\1/p'
+		if has gen; then
+			for b in 1 8; do
+				row "neox-gen $dt batch $b prefill, tok/s" "gen-$dt" "s/^batch $b: prefill \([0-9.]*\) tok\/s.*/\1/p"
+				row "neox-gen $dt batch $b decode, tok/s" "gen-$dt" "s/^batch $b: .*decode \([0-9.]*\) tok\/s.*/\1/p"
+			done
+			row "neox-gen $dt peak RSS, MB" "gen-$dt" 's/^peak RSS: \([0-9]*\) MB.*/\1/p'
+		fi
 		! has train || row "neox-train $dt, tokens/s" "train-$dt" 's/^median of [0-9]* steps: \([0-9.]*\) tokens\/s.*/\1/p'
 	done
 } | tee "$out/table.md"

@@ -135,16 +135,6 @@ static double eval_loss(run *r) {
 /* config.json, the model, then (when resumable) the state: after a crash
  * between any two renames, each file is whole and the state is
  * self-contained. */
-static int write_checkpoint(run *r, int resumable);
-
-static int save_checkpoint(run *r, int resumable) {
-    if (dist_rank() > 0) return 1; /* rank 0 writes OUT */
-    double t0 = now_seconds();
-    int ok = write_checkpoint(r, resumable);
-    r->save_s += now_seconds() - t0;
-    return ok;
-}
-
 static int write_checkpoint(run *r, int resumable) {
     const char *out = r->o->out_dir;
     if (fsync(r->log_fd) != 0) return run_fail(r, "%s/log.jsonl: %s", out, strerror(errno));
@@ -166,6 +156,15 @@ static int write_checkpoint(run *r, int resumable) {
     free(json);
     free(path);
     if (ok) r->saved_step = r->p.step;
+    return ok;
+}
+
+/* write_checkpoint, timed for -v. */
+static int save_checkpoint(run *r, int resumable) {
+    if (dist_rank() > 0) return 1; /* rank 0 writes OUT */
+    double t0 = now_seconds();
+    int ok = write_checkpoint(r, resumable);
+    r->save_s += now_seconds() - t0;
     return ok;
 }
 
