@@ -220,14 +220,13 @@ int main(int argc, char **argv) {
     reset_peak_rss();
     /* What a decoding step at batch 1 must read: every linear weight once
      * (bench.sh holds it against mem_bench's bandwidth). */
-    double stream_bytes = 0;
-    for (int l = 0; l <= m.cfg.num_layers; l++) {
-        const linear *ls[4] = {&m.lm_head};
-        int n = 1;
-        if (l < m.cfg.num_layers)
-            ls[0] = &m.lin[l].qkv, ls[1] = &m.lin[l].attn_proj, ls[2] = &m.lin[l].fc, ls[3] = &m.lin[l].fc_proj, n = 4;
-        for (int i = 0; i < n; i++) stream_bytes += (double)ls[i]->OC * ls[i]->C * (use_bf16 ? 2 : 4);
+    double weights = (double)m.lm_head.OC * m.lm_head.C;
+    for (int l = 0; l < m.cfg.num_layers; l++) {
+        const neox_layer_linear *k = &m.lin[l];
+        weights += (double)k->qkv.OC * k->qkv.C + (double)k->attn_proj.OC * k->attn_proj.C +
+                   (double)k->fc.OC * k->fc.C + (double)k->fc_proj.OC * k->fc_proj.C;
     }
+    const double stream_bytes = weights * (use_bf16 ? 2 : 4);
     printf("model: %s, %.2f GB fp32 parameters, ready in %.1f s; BLAS core %s\n",
            dir ? dir : "random", m.num_params * 4e-9, now_seconds() - t0, blas_core_name());
     printf("dtype %s (products: %s), %d threads\n", use_bf16 ? "bf16" : "fp32",

@@ -89,7 +89,8 @@ ratio() { # FILE-A FILE-B SED-EXPRESSION: the number it picks from A over B's
 	a=$(sed -n "$3" "$1" | head -1) b=$(sed -n "$3" "$2" | head -1)
 	[ -n "$a" ] && [ -n "$b" ] && awk "BEGIN { printf \"%.2fx\", $a / $b }"
 }
-if case " $dtypes " in *" fp32 "*) true;; *) false;; esac && case " $dtypes " in *" bf16 "*) true;; *) false;; esac; then
+has_dtype() { case " $dtypes " in *" $1 "*) true ;; *) false ;; esac; }
+if has_dtype fp32 && has_dtype bf16; then
 	row "bf16 / fp32, this run" \
 		"training $(ratio "$dir/train-bf16.txt" "$dir/train-fp32.txt" 's/^median of [0-9]* steps: \([0-9.]*\) tokens\/s.*/\1/p'), decode batch 1 $(ratio "$dir/gen-bf16.txt" "$dir/gen-fp32.txt" 's/^batch 1: .*decode \([0-9.]*\) tok\/s.*/\1/p')" \
 		"tokens/s ratios"
