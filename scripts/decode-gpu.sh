@@ -3,9 +3,11 @@
 # the tools in BIN (default bin; gpu-bundle/bin after gpu-run.sh unpacked
 # its libraries): pythia-410m shapes, random weights, greedy, 128 new
 # tokens for each of the first 48 test questions. For each dtype and batch
-# (1, 8): new tokens/s with the step recorded as a CUDA graph and without
-# (TUNEPIPE_CUDA_GRAPHS=0), alternated over ROUNDS rounds (default 2);
-# then the per-op table of TUNEPIPE_CUDA_PROFILE=1. Output on stdout.
+# (1, 8): new tokens/s as the tools run (the step recorded as a CUDA graph,
+# kernels launched early), without the early launch (TUNEPIPE_CUDA_PDL=0)
+# and without the graph either (TUNEPIPE_CUDA_GRAPHS=0 too), alternated
+# over ROUNDS rounds (default 2); then the per-op table of
+# TUNEPIPE_CUDA_PROFILE=1. Output on stdout.
 set -eu
 BIN=${BIN:-bin}
 # the bundle's tools, run on their own, need its libraries and backend
@@ -28,9 +30,11 @@ for dt in bf16 fp32; do
 	for b in 1 8; do
 		r=0
 		while [ $r -lt "$ROUNDS" ]; do
-			for g in 1 0; do
-				rate=$(TUNEPIPE_CUDA_GRAPHS=$g gen "$dt" "$b" | sed -n 's/.*: \([0-9.]*\) tokens\/s (prefill.*/\1/p')
-				echo "decode $dt batch $b graphs $g round $((r + 1)): $rate new tokens/s"
+			for gp in "1 1" "1 0" "0 0"; do
+				set -- $gp
+				rate=$(TUNEPIPE_CUDA_GRAPHS=$1 TUNEPIPE_CUDA_PDL=$2 gen "$dt" "$b" |
+					sed -n 's/.*: \([0-9.]*\) tokens\/s (prefill.*/\1/p')
+				echo "decode $dt batch $b graphs $1 early-launch $2 round $((r + 1)): $rate new tokens/s"
 			done
 			r=$((r + 1))
 		done

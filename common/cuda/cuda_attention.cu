@@ -176,6 +176,8 @@ decode_kernel(float *out, const float *qkv, const cuda_decode_seq *seqs, int nse
     const int r = blockIdx.x, h = blockIdx.y, span = blockIdx.z, S = gridDim.z;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int nwarps = DECODE_THREADS / 32, C = NH * hd, half = rot / 2, D4 = hd / 4;
+    grid_dependents_launch();
+    grid_dependency_wait();
     if (tid == 0) { /* seqs are in row order */
         int lo = 0, hi = nseq - 1;
         while (lo < hi) {
@@ -326,7 +328,7 @@ int cuda_attention_decode(float *out, const float *qkv, const cuda_decode_seq *s
         CU_TRY(fn, cudaFuncSetAttribute(decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shmem));
         shmem_set = shmem;
     }
-    decode_kernel<<<dim3(R, NH, S), DECODE_THREADS, shmem, cuda_stream>>>(
-        out, qkv, seqs, nseq, l, rope_cos, rope_sin, NH, hd, rot, G, partial, cuda_split_counters);
+    pdl_launch(decode_kernel, dim3(R, NH, S), DECODE_THREADS, shmem, out, qkv, seqs, nseq, l, rope_cos, rope_sin, NH,
+               hd, rot, G, partial, cuda_split_counters);
     return cuda_launched(fn);
 }

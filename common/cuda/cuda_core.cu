@@ -2,6 +2,7 @@
  * element-wise kernels of the optimizer: bf16 rounding, sums of squares,
  * AdamW. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_internal.h"
@@ -12,10 +13,22 @@ cublasLtHandle_t cuda_blaslt;
 void *cuda_workspace;
 int cuda_sm_count;
 unsigned *cuda_split_counters;
+int cuda_pdl;
 static int initialized;
 static char last_error[512];
 static char device_name[256];
 static void held_add(void *p, size_t bytes);
+
+/* Small uploads (a decoding step's token ids and sequence descriptors)
+ * are copied into a page-locked ring and queued, and return at once: no
+ * wait for the GPU between steps. The ring starts over after a wait for
+ * the stream, so no queued copy still reads what is overwritten. Larger
+ * uploads wait for their copy. (Neither happens while a step is being
+ * recorded: a recorded copy would replay the ring's later contents.) */
+#define UPLOAD_RING_BYTES ((size_t)1 << 20)
+#define UPLOAD_SMALL_BYTES ((size_t)64 << 10)
+static unsigned char *upload_ring;
+static size_t upload_used;
 
 int cuda_fail(const char *fn, const char *what, const char *why) {
     snprintf(last_error, sizeof last_error, "%s: %s: %s", fn, what, why);
@@ -68,6 +81,8 @@ int cuda_ops_init(void) {
     }
     snprintf(device_name, sizeof device_name, "%s", prop.name);
     cuda_sm_count = prop.multiProcessorCount;
+    const char *pdl = getenv("TUNEPIPE_CUDA_PDL");
+    cuda_pdl = !pdl || strcmp(pdl, "0") != 0;
     CU_TRY(fn, cudaStreamCreateWithFlags(&cuda_stream, cudaStreamNonBlocking));
     CU_TRY(fn, cudaMalloc(&cuda_workspace, CUDA_WORKSPACE_BYTES));
     held_add(cuda_workspace, CUDA_WORKSPACE_BYTES);
@@ -80,6 +95,8 @@ int cuda_ops_init(void) {
     BLAS_TRY(fn, cublasSetMathMode(cuda_blas, CUBLAS_DEFAULT_MATH));
     BLAS_TRY(fn, cublasSetWorkspace(cuda_blas, cuda_workspace, CUDA_WORKSPACE_BYTES));
     BLAS_TRY(fn, cublasLtCreate(&cuda_blaslt));
+    CU_TRY(fn, cudaMallocHost(&upload_ring, UPLOAD_RING_BYTES));
+    upload_used = 0;
     cuda_profile_init();
     initialized = 1;
     return 0;
@@ -122,6 +139,8 @@ void cuda_ops_shutdown(void) {
     cublasDestroy(cuda_blas);
     cudaFree(cuda_workspace);
     cudaFree(cuda_split_counters);
+    cudaFreeHost(upload_ring);
+    upload_ring = NULL;
     cudaStreamDestroy(cuda_stream);
     initialized = 0;
 }
@@ -201,9 +220,22 @@ void cuda_host_free(void *p) {
 }
 
 int cuda_to_device(void *dst, const void *src, size_t bytes) {
-    if (cuda_ready("cuda_to_device")) return -1;
-    CU_TRY("cuda_to_device", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_stream));
-    CU_TRY("cuda_to_device", cudaStreamSynchronize(cuda_stream));
+    static const char *fn = "cuda_to_device";
+    if (cuda_ready(fn)) return -1;
+    if (bytes > UPLOAD_SMALL_BYTES) {
+        CU_TRY(fn, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_stream));
+        CU_TRY(fn, cudaStreamSynchronize(cuda_stream));
+        return 0;
+    }
+    const size_t room = (bytes + 15) & ~(size_t)15;
+    if (upload_used + room > UPLOAD_RING_BYTES) {
+        CU_TRY(fn, cudaStreamSynchronize(cuda_stream));
+        upload_used = 0;
+    }
+    unsigned char *staged = upload_ring + upload_used;
+    upload_used += room;
+    memcpy(staged, src, bytes);
+    CU_TRY(fn, cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, cuda_stream));
     return 0;
 }
 

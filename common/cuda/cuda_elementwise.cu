@@ -54,14 +54,15 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
 __global__ void __launch_bounds__(LN_ROW_THREADS)
 layernorm_rows_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                       float *out2, const float *w2, const float *b2, int C, float eps) {
+    grid_dependents_launch();
+    grid_dependency_wait();
     layernorm_row<LN_ROW_THREADS, true>(out, mean, rstd, inp, w, b, out2, w2, b2, blockIdx.x, C, eps, threadIdx.x);
 }
 
 static void layernorm_launch(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                              float *out2, const float *w2, const float *b2, int N, int C, float eps) {
     if (N <= LN_FEW_ROWS)
-        layernorm_rows_kernel<<<N, LN_ROW_THREADS, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, out2, w2, b2, C,
-                                                                    eps);
+        pdl_launch(layernorm_rows_kernel, N, LN_ROW_THREADS, 0, out, mean, rstd, inp, w, b, out2, w2, b2, C, eps);
     else
         layernorm_forward_kernel<<<cuda_blocks(N, 8), 256, 0, cuda_stream>>>(out, mean, rstd, inp, w, b, out2, w2,
                                                                              b2, N, C, eps);

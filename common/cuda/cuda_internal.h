@@ -33,6 +33,34 @@ __device__ inline int last_of_group(unsigned *counter, int parts) {
     return last;
 }
 
+/* Programmatic dependent launch (sm_90): a kernel that pdl_launch starts
+ * may begin while the kernel before it on the stream is still running, so
+ * that its launch, and its reads of what no kernel writes (the weights),
+ * overlap that kernel's end. Such a kernel calls grid_dependents_launch()
+ * (the next kernel may start) and must call grid_dependency_wait() before
+ * it reads anything an earlier kernel wrote, or writes anything: the wait
+ * returns once the kernel before it has finished and its writes are
+ * visible. Both are no-ops in a kernel launched the plain way. cuda_pdl is
+ * 0 under TUNEPIPE_CUDA_PDL=0 (to measure what it saves), else 1. A
+ * failed launch shows in cuda_launched, as a plain one's does. */
+extern int cuda_pdl;
+__device__ inline void grid_dependency_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ inline void grid_dependents_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+template <typename... Params, typename... Args>
+inline void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shmem, Args... args) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = cuda_pdl;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = shmem;
+    cfg.stream = cuda_stream;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
 /* Records "fn: what: why" as the last error; returns -1. */
 int cuda_fail(const char *fn, const char *what, const char *why);
 const char *cublas_status_text(cublasStatus_t s);
@@ -62,7 +90,7 @@ void cuda_profile_shape(int N, int OC, int C);
 /* Scratch buffers of the module, each grown on demand (never shrunk). */
 enum {
     SCRATCH_BF16_A, SCRATCH_BF16_B, SCRATCH_PARTIAL, SCRATCH_ROWS, SCRATCH_SUMSQ, SCRATCH_EMBED, SCRATCH_SPANS,
-    SCRATCH_DECODE_SPANS, SCRATCH_ARGMAX, SCRATCH_COUNT
+    SCRATCH_DECODE_SPANS, SCRATCH_ARGMAX, SCRATCH_HEAD_LOGITS, SCRATCH_COUNT
 };
 void *cuda_scratch(int which, size_t bytes);
 

@@ -128,6 +128,7 @@ gemv_kernel(float *out, const float *inp, const void *w, const float *b, const f
     float acc[NR];
 #pragma unroll
     for (int n = 0; n < NR; n++) acc[n] = 0.0f;
+    grid_dependents_launch();
     for (int t = k0; t < k1; t += TILE) {
         const int chunks = min(TILE, k1 - t) / 8;
         uint4 wq[BF16 ? LANE_CHUNKS : 2 * LANE_CHUNKS];
@@ -143,6 +144,7 @@ gemv_kernel(float *out, const float *inp, const void *w, const float *b, const f
                 wq[2 * u + 1] = wr[2 * e + 1];
             }
         }
+        if (t == k0) grid_dependency_wait(); /* the first weights are on their way; inp is next */
         __syncthreads(); /* the previous tile's x is read */
         for (int i = threadIdx.x; i < NR * chunks; i += blockDim.x) {
             const int n = i / chunks, e = i % chunks;
@@ -224,8 +226,8 @@ template <bool BF16, int EPI, int NR>
 static void gemv_launch_rows(float *out, const float *inp, const void *w, const float *b, const float *res,
                              float *partial, int OC, int C, int S) {
     dim3 grid((OC + GEMV_WARPS - 1) / GEMV_WARPS, S);
-    gemv_kernel<BF16, EPI, NR><<<grid, GEMV_WARPS * 32, 0, cuda_stream>>>(out, inp, w, b, res, partial,
-                                                                           cuda_split_counters, OC, C, S);
+    pdl_launch(gemv_kernel<BF16, EPI, NR>, grid, GEMV_WARPS * 32, 0, out, inp, w, b, res, partial,
+               cuda_split_counters, OC, C, S);
 }
 
 template <bool BF16, int EPI>

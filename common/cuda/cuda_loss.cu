@@ -1,6 +1,7 @@
 /* cuda_loss.cu — softmax cross-entropy (backward.c's row_crossentropy):
  * the max in float, the sum of exponentials in double, one block a row;
- * the rows' losses summed in row order. */
+ * the rows' losses summed in row order. And the same fused with the
+ * vocabulary projection and its backward, a chunk of rows at a time. */
 #include <math.h>
 
 #include "cuda_internal.h"
@@ -51,4 +52,25 @@ int cuda_crossentropy_forward_backward(float *logits, const uint32_t *targets, i
 
 int cuda_crossentropy_forward(const float *logits, const uint32_t *targets, int N, int V, double *loss_sum) {
     return crossentropy("cuda_crossentropy_forward", (float *)logits, targets, N, V, 0.0f, loss_sum, 0);
+}
+
+int cuda_head_loss(float *dinp, float *dw, const float *inp, const uint32_t *targets, const float *w,
+                   const void *w_bf16f, const void *w_bf16b, int R, int V, int C, float scale, int accumulate,
+                   double *loss_sum, double *dw_sumsq) {
+    if (cuda_ready("cuda_head_loss")) return -1;
+    if (R <= 0) /* no rows: dw as linear_backward leaves it */
+        return cuda_linear_backward(NULL, dw, NULL, NULL, inp, w, w_bf16b, 0, V, C, accumulate, dw_sumsq);
+    const int rows = R < CUDA_HEAD_LOSS_ROWS ? R : CUDA_HEAD_LOSS_ROWS;
+    float *logits = (float *)cuda_scratch(SCRATCH_HEAD_LOGITS, (size_t)rows * V * sizeof(float));
+    if (!logits) return -1;
+    for (int r0 = 0; r0 < R; r0 += rows) {
+        const int n = R - r0 < rows ? R - r0 : rows;
+        const float *x = inp + (size_t)r0 * C;
+        if (cuda_linear_forward(logits, x, w, w_bf16f, NULL, n, V, C) ||
+            cuda_crossentropy_forward_backward(logits, targets + r0, n, V, scale, loss_sum) ||
+            cuda_linear_backward(dinp + (size_t)r0 * C, dw, NULL, logits, x, w, w_bf16b, n, V, C, accumulate || r0 > 0,
+                                 r0 + n == R ? dw_sumsq : NULL))
+            return -1;
+    }
+    return 0;
 }

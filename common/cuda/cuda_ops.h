@@ -165,6 +165,18 @@ int cuda_crossentropy_forward_backward(float *logits, const uint32_t *targets, i
                                        float scale, double *loss_sum);
 int cuda_crossentropy_forward(const float *logits, const uint32_t *targets, int N, int V,
                               double *loss_sum);
+/* The cross-entropy fused with the vocabulary projection and its backward,
+ * CUDA_HEAD_LOSS_ROWS rows at a time (the logits of one chunk held at
+ * once, not [R, V]): for each chunk, logits = inp · wᵀ (cuda_linear_forward,
+ * w_bf16f its bf16 copy or NULL), their cross-entropy into loss_sum and
+ * gradient (cuda_crossentropy_forward_backward, scale), then that
+ * chunk's dinp [R, C] and dw [V, C] (cuda_linear_backward with w_bf16b;
+ * the chunks after the first add to dw, the first only when accumulate).
+ * dw_sumsq (a DEVICE double; may be NULL) += Σ dw² after the last. */
+#define CUDA_HEAD_LOSS_ROWS 256
+int cuda_head_loss(float *dinp, float *dw, const float *inp, const uint32_t *targets, const float *w,
+                   const void *w_bf16f, const void *w_bf16b, int R, int V, int C, float scale, int accumulate,
+                   double *loss_sum, double *dw_sumsq);
 
 /* ---- greedy decoding (sampler.h) ----
  * host_ids [R] (HOST) = each row's argmax of x [R, V] as sampler_next

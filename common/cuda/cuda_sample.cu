@@ -18,6 +18,7 @@ __device__ inline void argmax_merge(float &v, int &i, float ov, int oi) {
 __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(uint32_t *ids, const float *x, int V) {
     __shared__ float part_v[32];
     __shared__ int part_i[32];
+    grid_dependency_wait();
     const float *row = x + (size_t)blockIdx.x * V;
     float v = -INFINITY;
     int i = INT_MAX;
@@ -41,7 +42,7 @@ int cuda_argmax_rows(uint32_t *host_ids, const float *x, int R, int V) {
     if (R <= 0) return 0;
     uint32_t *ids = (uint32_t *)cuda_scratch(SCRATCH_ARGMAX, (size_t)R * sizeof *ids);
     if (!ids) return -1;
-    argmax_kernel<<<R, ARGMAX_THREADS, 0, cuda_stream>>>(ids, x, V);
+    pdl_launch(argmax_kernel, R, ARGMAX_THREADS, 0, ids, x, V);
     if (cuda_launched(fn)) return -1;
     CU_TRY(fn, cudaMemcpyAsync(host_ids, ids, (size_t)R * sizeof *ids, cudaMemcpyDeviceToHost, cuda_stream));
     CU_TRY(fn, cudaStreamSynchronize(cuda_stream));

@@ -285,6 +285,18 @@ static double gpu_crossentropy(float *logits, const uint32_t *targets, int N, in
     return s;
 }
 
+static double gpu_head_loss(const linear *head, const float *inp, const uint32_t *targets, int R, float scale,
+                            float *dinp, float *dw, int accumulate, double *dw_sumsq) {
+    if (!loss_sum && !(loss_sum = (double *)cuda_alloc(sizeof(double)))) check(-1);
+    check(cuda_zero(loss_sum, sizeof(double)));
+    check(cuda_head_loss(dinp, dw, inp, targets, head->w, copy_for(head, GEMM_FOR_FORWARD),
+                         copy_for(head, GEMM_FOR_BACKWARD), R, head->OC, head->C, scale, accumulate, loss_sum,
+                         dw_sumsq));
+    double s;
+    check(cuda_to_host(&s, loss_sum, sizeof s));
+    return s;
+}
+
 static void gpu_sum_squares(const float *x, size_t n, double *acc) { check(cuda_sum_squares(x, n, acc)); }
 
 static void gpu_adamw_step(trainer *t, const adamw_consts *k) {
@@ -340,6 +352,7 @@ extern "C" const device_ops *tunepipe_cuda_device(char *err, size_t errlen) {
     gpu.attention_decode = gpu_attention_decode;
     gpu.decoder_reserve = gpu_decoder_reserve;
     gpu.crossentropy = gpu_crossentropy;
+    gpu.head_loss = gpu_head_loss;
     gpu.sum_squares = gpu_sum_squares;
     gpu.adamw_step = gpu_adamw_step;
     gpu.argmax_rows = gpu_argmax_rows;

@@ -334,20 +334,16 @@ static void zero_accumulated_only(const neox_model *m, const neox_params *grads)
     if (grads->wte != grads->lm_head) dev->zero(grads->wte, (size_t)m->cfg.vocab_size * C * sizeof(float));
 }
 
-void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *dp,
-                    int accumulate, double *sumsq) {
+/* The backward below embed_out: from a->dlnf_rows, the gradient at the
+ * loss rows of final_layer_norm's output, through final_layer_norm over
+ * every token (rows without a loss get zero gradient) and the layers. */
+static void trunk_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *dp,
+                           int accumulate, double *sumsq) {
     const device_ops *dev = m->dev;
-    const neox_pack *pack = dp->host;
     const neox_config *cfg = &m->cfg;
-    train_acts_reserve(a, m, pack);
     int T = a->f.T, R = a->f.R, C = cfg->hidden_size, F = cfg->intermediate_size;
     int L = cfg->num_layers;
     size_t TC = (size_t)T * C, TF = (size_t)T * F;
-    if (!accumulate) zero_accumulated_only(m, grads);
-    /* embed_out on the loss rows, then final_layer_norm over every token
-     * (rows without a loss get zero gradient). */
-    dev->linear_backward(&m->lm_head, a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, R,
-                         accumulate, grads->lm_head == grads->wte ? NULL : sumsq);
     dev->zero(a->dln, TC * sizeof(float));
     dev->scatter_add_rows(a->dln, a->dlnf_rows, dp->row_pos, R, C);
     dev->zero(a->dresid, TC * sizeof(float));
@@ -379,4 +375,29 @@ void model_backward(const neox_model *m, const neox_params *grads, train_acts *a
         attention_branch_backward(m, gl, pl, a, dp, l, resid_in, accumulate, sumsq);
     }
     dev->embedding_backward(grads->wte, a->dresid, dp, C);
+}
+
+/* embed_out's weight gradient goes into sumsq with the others, unless
+ * tied to embed_in, whose rows the embedding's backward adds to after. */
+static double *head_sumsq(const neox_params *grads, double *sumsq) {
+    return grads->lm_head == grads->wte ? NULL : sumsq;
+}
+
+void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *dp,
+                    int accumulate, double *sumsq) {
+    train_acts_reserve(a, m, dp->host);
+    if (!accumulate) zero_accumulated_only(m, grads);
+    m->dev->linear_backward(&m->lm_head, a->dlnf_rows, grads->lm_head, NULL, a->f.logits, a->f.lnf_rows, a->f.R,
+                            accumulate, head_sumsq(grads, sumsq));
+    trunk_backward(m, grads, a, dp, accumulate, sumsq);
+}
+
+double model_loss_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *dp,
+                           float scale, int accumulate, double *sumsq) {
+    train_acts_reserve(a, m, dp->host);
+    if (!accumulate) zero_accumulated_only(m, grads);
+    double loss = m->dev->head_loss(&m->lm_head, a->f.lnf_rows, dp->row_target, a->f.R, scale, a->dlnf_rows,
+                                    grads->lm_head, accumulate, head_sumsq(grads, sumsq));
+    trunk_backward(m, grads, a, dp, accumulate, sumsq);
+    return loss;
 }

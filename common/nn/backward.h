@@ -68,5 +68,11 @@ void train_acts_free(train_acts *a);
  * (model_is_linear_weight), taken as the products write them. */
 void model_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *pack,
                     int accumulate, double *sumsq);
+/* On a device with head_loss (device.h), after model_forward_trunk: the
+ * logits, their cross-entropy (the sum over the loss rows is returned)
+ * and its gradient scaled by scale, then model_backward, with embed_out's
+ * product and its backward a chunk of rows at a time. */
+double model_loss_backward(const neox_model *m, const neox_params *grads, train_acts *a, const device_pack *pack,
+                           float scale, int accumulate, double *sumsq);
 
 #endif

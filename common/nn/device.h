@@ -101,6 +101,15 @@ typedef struct device_ops {
     /* The loss rows' cross-entropy summed (returned, host) and, when
      * backward, logits turned into scale * (softmax - onehot). */
     double (*crossentropy)(float *logits, const uint32_t *targets, int N, int V, float scale, int backward);
+    /* crossentropy fused with the loss rows' embed_out, and that product's
+     * backward: logits = inp [R, C] · headᵀ, the cross-entropy sum over
+     * the R rows returned (host), dinp [R, C] = the gradient at inp and dw
+     * (+)= head's weight gradient, of scale * that sum; *dw_sumsq (a device
+     * double; may be NULL) += Σ dw² after. A chunk of rows at a time: the
+     * [R, V] logits are never held at once. NULL: the trainer projects
+     * all rows, then crossentropy, then linear_backward. */
+    double (*head_loss)(const linear *head, const float *inp, const uint32_t *targets, int R, float scale,
+                        float *dinp, float *dw, int accumulate, double *dw_sumsq);
     /* *acc (a device double) += Σ x² over [0, n), accumulated in double. */
     void (*sum_squares)(const float *x, size_t n, double *acc);
     /* One AdamW step over the trainer's parameters (optim.h), re-making the

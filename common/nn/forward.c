@@ -12,7 +12,7 @@
 static void acts_reserve(neox_acts *a, const neox_config *cfg, size_t T, size_t sum_sq, size_t R) {
     const device_ops *dev = a->dev;
     size_t L = cfg->num_layers, C = cfg->hidden_size, F = cfg->intermediate_size;
-    size_t V = cfg->vocab_size, NH = cfg->num_heads;
+    size_t NH = cfg->num_heads;
     if (T > a->cap_T) {
         a->cap_T = T;
         device_regrow(dev, &a->resid, (L + 1) * T * C);
@@ -39,17 +39,26 @@ static void acts_reserve(neox_acts *a, const neox_config *cfg, size_t T, size_t 
     if (R > a->cap_rows) {
         a->cap_rows = R;
         device_regrow(dev, &a->lnf_rows, R * C);
-        device_regrow(dev, &a->logits, R * V);
     }
     a->T = (int)T;
     a->A = (int)(NH * sum_sq);
     a->R = (int)R;
 }
 
+/* Room for R rows of logits: apart, since a device with head_loss never
+ * holds them all. */
+static void logits_reserve(neox_acts *a, const neox_config *cfg, size_t R) {
+    if (R > a->cap_logits) {
+        a->cap_logits = R;
+        device_regrow(a->dev, &a->logits, R * cfg->vocab_size);
+    }
+}
+
 void acts_alloc(neox_acts *a, const neox_model *m, int max_T) {
     memset(a, 0, sizeof *a);
     a->dev = m->dev;
     acts_reserve(a, &m->cfg, (size_t)max_T, (size_t)max_T * max_T, (size_t)max_T);
+    logits_reserve(a, &m->cfg, (size_t)max_T);
 }
 
 void acts_free(neox_acts *a) {
@@ -107,7 +116,7 @@ static void pack_attention(void *arg, int l, float *qkv, float *atty, int here) 
     p->m->dev->attention_forward(p->m, p->pack, qkv, p->a->att + (size_t)l * p->a->A, atty);
 }
 
-void model_forward_pack(const neox_model *m, neox_acts *a, const device_pack *dp) {
+void model_forward_trunk(const neox_model *m, neox_acts *a, const device_pack *dp) {
     const device_ops *dev = m->dev;
     const neox_pack *pack = dp->host;
     const neox_config *c = &m->cfg;
@@ -140,7 +149,12 @@ void model_forward_pack(const neox_model *m, neox_acts *a, const device_pack *dp
     /* Logits only where they are wanted: the vocabulary projection is the
      * largest single product, and --loss answer skips the question's rows. */
     dev->gather_rows(a->lnf_rows, a->lnf, dp->row_pos, pack->nrows, C);
-    dev->linear_forward(&m->lm_head, a->logits, a->lnf_rows, pack->nrows);
+}
+
+void model_forward_pack(const neox_model *m, neox_acts *a, const device_pack *dp) {
+    model_forward_trunk(m, a, dp);
+    logits_reserve(a, &m->cfg, (size_t)dp->host->nrows);
+    m->dev->linear_forward(&m->lm_head, a->logits, a->lnf_rows, dp->host->nrows);
 }
 
 void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T) {

@@ -59,7 +59,7 @@ typedef struct neox_pack {
 
 typedef struct {
     const device_ops *dev;          /* where the arrays are: the model's device */
-    size_t cap_T, cap_att, cap_rows;
+    size_t cap_T, cap_att, cap_rows, cap_logits;
     int T, A, R;                    /* of the last forward */
     float *resid, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *resid_mid;
     float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu;
@@ -120,6 +120,9 @@ void device_pack_free(device_pack_buf *b);
  * ids < vocab_size, checked by the caller), in m's dtype, on m's device.
  * Fills every activation listed above. */
 void model_forward_pack(const neox_model *m, neox_acts *a, const device_pack *pack);
+/* The same but the logits: up to lnf_rows (for backward.h's
+ * model_loss_backward, which projects them a chunk at a time). */
+void model_forward_trunk(const neox_model *m, neox_acts *a, const device_pack *pack);
 /* The forward of one sequence of T tokens, logits at every position:
  * a->logits [T, V]. */
 void model_forward(const neox_model *m, neox_acts *a, const uint32_t *ids, int T);

@@ -168,12 +168,19 @@ static step_result gradients(trainer *t, const dataset *d, const size_t *ex, int
         neox_pack pack = next_pack(t, d, ex, (size_t)n, &next);
         const device_pack *dp = device_pack_upload(&t->dpack, dev, &pack);
         int last = next == (size_t)n;
-        double t0 = now_seconds();
-        model_forward_pack(t->model, &t->acts.f, dp);
-        loss_sum += dev->crossentropy(t->acts.f.logits, dp->row_target, pack.nrows, t->model->cfg.vocab_size,
-                                      scale, 1);
-        double t1 = now_seconds();
-        model_backward(t->model, &t->grad_views, &t->acts, dp, !first, last && !share ? t->sumsq : NULL);
+        double *sumsq_here = last && !share ? t->sumsq : NULL;
+        double t0 = now_seconds(), t1;
+        if (dev->head_loss) { /* the loss in the backward's time */
+            model_forward_trunk(t->model, &t->acts.f, dp);
+            t1 = now_seconds();
+            loss_sum += model_loss_backward(t->model, &t->grad_views, &t->acts, dp, scale, !first, sumsq_here);
+        } else {
+            model_forward_pack(t->model, &t->acts.f, dp);
+            loss_sum += dev->crossentropy(t->acts.f.logits, dp->row_target, pack.nrows, t->model->cfg.vocab_size,
+                                          scale, 1);
+            t1 = now_seconds();
+            model_backward(t->model, &t->grad_views, &t->acts, dp, !first, sumsq_here);
+        }
         t->time_forward += t1 - t0;
         t->time_backward += now_seconds() - t1;
         res.tokens += (size_t)pack.T;

@@ -586,6 +586,53 @@ static void test_crossentropy(void) {
     free(tg);
 }
 
+/* The fused projection + cross-entropy + backward against the three CPU
+ * ops in a row, over three chunks (the last short), adding to dw. */
+static void test_head_loss(void) {
+    const int R = 2 * CUDA_HEAD_LOSS_ROWS + 88, HV = 5000;
+    const size_t nw = (size_t)HV * C, nx = (size_t)R * C;
+    float *w = randv(nw, 0.05f), *x = randv(nx, 1), *dw = randv(nw, 0.1f), *dw0 = copyv(dw, nw);
+    float *logits = malloc((size_t)R * HV * sizeof *logits), *dx = malloc(nx * sizeof *dx);
+    uint32_t *tg = malloc(R * sizeof *tg);
+    for (int i = 0; i < R; i++) tg[i] = (uint32_t)rng_below(&rng, HV);
+    const float scale = 1.0f / R;
+    linear l;
+    linear_init(&l, w, NULL, HV, C);
+    linear_forward(&l, logits, x, R);
+    double sumsq = 0, loss = crossentropy_forward_backward(logits, tg, R, HV, scale);
+    linear_backward(&l, dx, dw, NULL, logits, x, R, 1, &sumsq);
+
+    float *gw = upf(w, nw), *gx = upf(x, nx), *gdx = upf(NULL, nx), *gdw = upf(NULL, nw);
+    uint32_t *gtg = up(tg, R * sizeof *tg);
+    void *gw16 = up(NULL, nw * 2);
+    double *gsums = up(NULL, 2 * sizeof(double));
+    GPU(cuda_to_bf16(gw16, gw, nw));
+    for (int bf = 0; bf < 2; bf++) {
+        char what[200];
+        const double tol = bf ? 2e-2 : 1e-5;
+        GPU(cuda_to_device(gdw, dw0, nw * sizeof(float)));
+        GPU(cuda_zero(gsums, 2 * sizeof(double)));
+        if (!GPU(cuda_head_loss(gdx, gdw, gx, gtg, gw, bf ? gw16 : NULL, bf ? gw16 : NULL, R, HV, C, scale, 1, gsums,
+                                gsums + 1)))
+            continue;
+        double sums[2];
+        GPU(cuda_to_host(sums, gsums, sizeof sums));
+        snprintf(what, sizeof what, "head loss %s, %d rows in chunks of %d, V=%d: loss sum", bf ? "bf16" : "fp32", R,
+                 CUDA_HEAD_LOSS_ROWS, HV);
+        compare_scalar(what, sums[0], loss, bf ? 1e-3 : 1e-6);
+        snprintf(what, sizeof what, "head loss %s: dinp", bf ? "bf16" : "fp32");
+        compare_dev(what, gdx, dx, nx, tol);
+        snprintf(what, sizeof what, "head loss %s: dw added to", bf ? "bf16" : "fp32");
+        compare_dev(what, gdw, dw, nw, tol);
+        snprintf(what, sizeof what, "head loss %s: sum of dw squared", bf ? "bf16" : "fp32");
+        compare_scalar(what, sums[1], sumsq, bf ? 1e-3 : 1e-5);
+    }
+    void *g[] = {gw, gx, gdx, gdw, gtg, gw16, gsums};
+    for (size_t i = 0; i < sizeof g / sizeof *g; i++) cuda_free(g[i]);
+    void *h[] = {w, x, dw, dw0, logits, dx, tg};
+    for (size_t i = 0; i < sizeof h / sizeof *h; i++) free(h[i]);
+}
+
 static void test_adamw(int decay) {
     size_t n = ((size_t)1 << 20) + 17;
     float *p = randv(n, 1), *g = randv(n, 0.1f), *m = randv(n, 0.01f), *v = randv(n, 0.001f);
@@ -710,6 +757,7 @@ int main(void) {
     test_decode((const int[]){1, 40, 3}, "1, 40 and 3 rows: positions not split");
     test_argmax();
     test_crossentropy();
+    test_head_loss();
     test_adamw(1);
     test_adamw(0);
     test_sum_squares();
