@@ -1,9 +1,10 @@
 #!/bin/sh
 # bench-ab.sh OLD NEW — the benchmarks both builds have (bpe_bench,
 # gen_bench, train_bench), run alternately in one sitting: OLD then NEW,
-# ROUNDS times, each figure the median over the rounds, and NEW / OLD for
-# every row. OLD and NEW are source trees built with `make` (their
-# build/bench and bin). Used to show that a restructuring costs no speed.
+# ROUNDS times, each figure the median over the rounds; for every row NEW /
+# OLD of the medians, and the median of each round's own NEW / OLD. OLD
+# and NEW are source trees built with `make` (their build/bench and bin).
+# Used to show that a restructuring costs no speed.
 #
 #   ROUNDS   rounds (default 3)
 #   CONFIG   model shape (default data/pythia-410m.config.json)
@@ -40,21 +41,29 @@ while [ "$r" -le "$rounds" ]; do
 	done
 	r=$((r + 1))
 done
-# row NAME FILE-SUFFIX SED: the figure SED picks from each round's file
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# row NAME FILE-SUFFIX SED: the figure SED picks from each round's file;
+# each build's median over the rounds, their ratio, and the median of the
+# rounds' own ratios (new over the old run just before it: a change in
+# the machine's speed from one round to the next cancels there)
 row() {
 	for side in old new; do
-		for f in "$out"/$side.*."$2"; do sed -n "$3" "$f" | head -1; done | sort -g |
-			awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }' >"$out/median.$side"
+		for f in "$out"/$side.*."$2"; do sed -n "$3" "$f" | head -1; done | median >"$out/median.$side"
 	done
-	awk -v name="$1" -v o="$(cat "$out/median.old")" -v n="$(cat "$out/median.new")" \
-		'BEGIN { printf "| %-32s | %10.4g | %10.4g | %.3f |\n", name, o, n, n / o }'
+	i=1
+	while [ "$i" -le "$rounds" ]; do
+		echo "$(sed -n "$3" "$out/old.$i.$2" | head -1) $(sed -n "$3" "$out/new.$i.$2" | head -1)"
+		i=$((i + 1))
+	done | awk '$1 > 0 { print $2 / $1 }' | median >"$out/median.paired"
+	awk -v name="$1" -v o="$(cat "$out/median.old")" -v n="$(cat "$out/median.new")" -v p="$(cat "$out/median.paired")" \
+		'BEGIN { printf "| %-32s | %10.4g | %10.4g | %.3f | %.3f |\n", name, o, n, n / o, p }'
 }
 {
 	echo "Machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), ${CPUS:+CPUs $CPUS, }$rounds rounds alternated, medians; $(date -u +%Y-%m-%d)"
 	echo "old: $old ($(git -C "$old" rev-parse --short HEAD 2>/dev/null || echo ?)), new: $new ($(git -C "$new" rev-parse --short HEAD 2>/dev/null || echo ?))"
 	echo
-	echo "| row | old | new | new / old |"
-	echo "|---|---|---|---|"
+	echo "| row | old | new | new / old | round by round |"
+	echo "|---|---|---|---|---|"
 	if has bpe; then
 		row "bpe-encode lamini, MB/s" bpe 's/^lamini: .*: \([0-9.]*\) MB\/s.*/\1/p'
 		row "bpe-encode code+multilingual, MB/s" bpe 's/^code+multilingual: .*: \([0-9.]*\) MB\/s.*/\1/p'

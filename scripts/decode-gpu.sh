@@ -3,10 +3,10 @@
 # the tools in BIN (default bin; gpu-bundle/bin after gpu-run.sh unpacked
 # its libraries): pythia-410m shapes, random weights, greedy, 128 new
 # tokens for each of the first 48 test questions. For each dtype and batch
-# (1, 8): new tokens/s as the tools run (the step recorded as a CUDA graph,
-# kernels launched early), without the early launch (TUNEPIPE_CUDA_PDL=0)
-# and without the graph either (TUNEPIPE_CUDA_GRAPHS=0 too), alternated
-# over ROUNDS rounds (default 2); then the per-op table of
+# (1, 8): new tokens/s with the step recorded as a CUDA graph and its
+# kernels launched early (TUNEPIPE_CUDA_PDL=1), as the tools run (the
+# graph alone), and with neither (TUNEPIPE_CUDA_GRAPHS=0), alternated over
+# ROUNDS rounds (default 2); then the per-op table of
 # TUNEPIPE_CUDA_PROFILE=1. Output on stdout.
 set -eu
 BIN=${BIN:-bin}

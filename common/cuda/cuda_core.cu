@@ -82,7 +82,7 @@ int cuda_ops_init(void) {
     snprintf(device_name, sizeof device_name, "%s", prop.name);
     cuda_sm_count = prop.multiProcessorCount;
     const char *pdl = getenv("TUNEPIPE_CUDA_PDL");
-    cuda_pdl = !pdl || strcmp(pdl, "0") != 0;
+    cuda_pdl = pdl && strcmp(pdl, "1") == 0;
     CU_TRY(fn, cudaStreamCreateWithFlags(&cuda_stream, cudaStreamNonBlocking));
     CU_TRY(fn, cudaMalloc(&cuda_workspace, CUDA_WORKSPACE_BYTES));
     held_add(cuda_workspace, CUDA_WORKSPACE_BYTES);

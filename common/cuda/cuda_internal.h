@@ -40,9 +40,10 @@ __device__ inline int last_of_group(unsigned *counter, int parts) {
  * (the next kernel may start) and must call grid_dependency_wait() before
  * it reads anything an earlier kernel wrote, or writes anything: the wait
  * returns once the kernel before it has finished and its writes are
- * visible. Both are no-ops in a kernel launched the plain way. cuda_pdl is
- * 0 under TUNEPIPE_CUDA_PDL=0 (to measure what it saves), else 1. A
- * failed launch shows in cuda_launched, as a plain one's does. */
+ * visible. Both are no-ops in a kernel launched the plain way, as every
+ * kernel is unless TUNEPIPE_CUDA_PDL=1 (cuda_pdl): off until it has run
+ * on a GPU against the plain launch. A failed launch shows in
+ * cuda_launched, as a plain one's does. */
 extern int cuda_pdl;
 __device__ inline void grid_dependency_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ inline void grid_dependents_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
