@@ -9,7 +9,8 @@
 #   decode  greedy, 128 new tokens for each of the 140 test questions, at
 #           batch 1 and 8: new tokens/s while generating (neox-gen -v:
 #           prefill included, loading the model not, as HF's generate), and
-#           the whole command's time
+#           the whole command's time; bf16 also with the kernels launched
+#           early (TUNEPIPE_CUDA_PDL=1, "bf16-pdl")
 #   memory  the most GPU memory each run's own allocations held (-v)
 #   hf      scripts/bench_gpu_hf.py (needs torch and transformers)
 # BIN (default bin) holds the tools; the rows go to stdout and to OUT
@@ -48,10 +49,12 @@ for run in "bf16 1 4" "fp32 1 4" "bf16 16 1"; do
 		             name, dt, n / (e1 - e0), toks / (e1 - e0), mfu, mem }' "$dir/log.jsonl"
 done
 for b in 1 8; do
-	for dt in bf16 fp32; do
+	for dt in bf16 bf16-pdl fp32; do
 		s=$(date +%s.%N)
-		"$BIN/neox-gen" -q -v --device cuda --dtype "$dt" -m "$T/m-bf16-1" -b "$b" -n 128 --eos-id -1 \
-			"$T/test.tok" >/dev/null 2>"$T/gen.err"
+		pdl=0
+		[ "$dt" = bf16-pdl ] && pdl=1
+		TUNEPIPE_CUDA_PDL=$pdl "$BIN/neox-gen" -q -v --device cuda --dtype "${dt%-pdl}" -m "$T/m-bf16-1" -b "$b" \
+			-n 128 --eos-id -1 "$T/test.tok" >/dev/null 2>"$T/gen.err"
 		e=$(date +%s.%N)
 		awk -v s="$s" -v e="$e" -v b="$b" -v dt="$dt" -v mem="$(peak_mem "$T/gen.err")" \
 			-v rate="$(sed -n 's/.*: \([0-9.]*\) tokens\/s (prefill.*/\1/p' "$T/gen.err")" \

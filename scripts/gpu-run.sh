@@ -3,8 +3,10 @@
 # of gpu-bundle/ (scripts/gpu-bundle.sh) or of the build tree: the GPU tests
 # (every CUDA op against its CPU twin, the Hugging Face fidelity checks on
 # cuda, a checkpoint resumed on the other device, neox-gen's tests with
-# the tools on cuda), then the rows of make bench-gpu. Everything goes to
-# OUT (default out/gpu-run): one log per test, bench-gpu.txt, summary.txt.
+# the tools on cuda; the ops and neox-gen's tests again with the decoding
+# kernels launched early, TUNEPIPE_CUDA_PDL=1), then the rows of make
+# bench-gpu. Everything goes to OUT (default out/gpu-run): one log per
+# test, bench-gpu.txt, summary.txt.
 # Exits 1 when a test failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +36,13 @@ status=0
 	done
 	if TUNEPIPE_DEVICE=cuda prove -v --exec '' tests/t40-neox-gen.sh >"$out/t40-cuda.log" 2>&1; then r=pass; else r=FAIL status=1; fi
 	echo "t40-neox-gen.sh on cuda: $r, $(grep -c '^ok' "$out/t40-cuda.log") ok"
+	# the early launch of the decoding kernels, not yet the default
+	if TUNEPIPE_CUDA_PDL=1 prove -v --exec '' "$B/tests/gpu/cuda_ops.t" >"$out/cuda_ops-pdl.log" 2>&1; then r=pass
+	else r=FAIL status=1; fi
+	echo "cuda_ops.t, TUNEPIPE_CUDA_PDL=1: $r, $(grep -c '^ok' "$out/cuda_ops-pdl.log") ok"
+	if TUNEPIPE_CUDA_PDL=1 TUNEPIPE_DEVICE=cuda prove -v --exec '' tests/t40-neox-gen.sh >"$out/t40-cuda-pdl.log" 2>&1
+	then r=pass; else r=FAIL status=1; fi
+	echo "t40-neox-gen.sh on cuda, TUNEPIPE_CUDA_PDL=1: $r, $(grep -c '^ok' "$out/t40-cuda-pdl.log") ok"
 	BIN=$bin OUT=$out/bench-gpu.txt sh scripts/bench-gpu.sh >/dev/null 2>"$out/bench-gpu.err" || echo "bench-gpu.sh: FAIL (bench-gpu.err)"
 	cat "$out/bench-gpu.txt"
 } | tee "$out/summary.txt"
