@@ -54,7 +54,7 @@ row() {
 	while [ "$i" -le "$rounds" ]; do
 		echo "$(sed -n "$3" "$out/old.$i.$2" | head -1) $(sed -n "$3" "$out/new.$i.$2" | head -1)"
 		i=$((i + 1))
-	done | awk '$1 > 0 { print $2 / $1 }' | median >"$out/median.paired"
+	done | awk 'NF == 2 && $1 > 0 { print $2 / $1 }' | median >"$out/median.paired"
 	awk -v name="$1" -v o="$(cat "$out/median.old")" -v n="$(cat "$out/median.new")" -v p="$(cat "$out/median.paired")" \
 		'BEGIN { printf "| %-32s | %10.4g | %10.4g | %.3f | %.3f |\n", name, o, n, n / o, p }'
 }
