@@ -273,28 +273,35 @@ static void gpu_argmax_rows(uint32_t *host_ids, const float *logits, int R, int 
 
 /* ---- loss and optimizer ------------------------------------------------------------ */
 
+/* The loss ops add their sum into one device double: zeroed before the
+ * op, brought back after. */
 static double *loss_sum;
 
-static double gpu_crossentropy(float *logits, const uint32_t *targets, int N, int V, float scale, int backward) {
+static double *zeroed_loss_sum(void) {
     if (!loss_sum && !(loss_sum = (double *)cuda_alloc(sizeof(double)))) check(-1);
     check(cuda_zero(loss_sum, sizeof(double)));
-    check(backward ? cuda_crossentropy_forward_backward(logits, targets, N, V, scale, loss_sum)
-                   : cuda_crossentropy_forward(logits, targets, N, V, loss_sum));
+    return loss_sum;
+}
+
+static double loss_sum_to_host(void) {
     double s;
     check(cuda_to_host(&s, loss_sum, sizeof s));
     return s;
 }
 
+static double gpu_crossentropy(float *logits, const uint32_t *targets, int N, int V, float scale, int backward) {
+    double *sum = zeroed_loss_sum();
+    check(backward ? cuda_crossentropy_forward_backward(logits, targets, N, V, scale, sum)
+                   : cuda_crossentropy_forward(logits, targets, N, V, sum));
+    return loss_sum_to_host();
+}
+
 static double gpu_head_loss(const linear *head, const float *inp, const uint32_t *targets, int R, float scale,
                             float *dinp, float *dw, int accumulate, double *dw_sumsq) {
-    if (!loss_sum && !(loss_sum = (double *)cuda_alloc(sizeof(double)))) check(-1);
-    check(cuda_zero(loss_sum, sizeof(double)));
     check(cuda_head_loss(dinp, dw, inp, targets, head->w, copy_for(head, GEMM_FOR_FORWARD),
-                         copy_for(head, GEMM_FOR_BACKWARD), R, head->OC, head->C, scale, accumulate, loss_sum,
-                         dw_sumsq));
-    double s;
-    check(cuda_to_host(&s, loss_sum, sizeof s));
-    return s;
+                         copy_for(head, GEMM_FOR_BACKWARD), R, head->OC, head->C, scale, accumulate,
+                         zeroed_loss_sum(), dw_sumsq));
+    return loss_sum_to_host();
 }
 
 static void gpu_sum_squares(const float *x, size_t n, double *acc) { check(cuda_sum_squares(x, n, acc)); }
